@@ -1,0 +1,237 @@
+//! The schema model zdm reasons about: tables, their columns (type, nullability), constraints
+//! and indexes. Built offline by replaying earlier migrations, so that lint knows, say, the old
+//! type of a column whose type a later migration changes.
+
+use std::collections::HashMap;
+
+use crate::parse::{AlterAction, Change, ConstraintKind, Name, SqlType};
+
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    tables: HashMap<Name, Table>,
+    indexes: HashMap<Name, Index>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    pub columns: Vec<Column>,
+    pub constraints: Vec<Constraint>,
+    pub partitioned: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Column {
+    pub name: String,
+    pub ty: SqlType,
+    pub not_null: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Constraint {
+    pub name: Option<String>,
+    pub kind: ConstraintKind,
+    /// False while added NOT VALID and not yet validated.
+    pub valid: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Index {
+    pub table: Name,
+    pub columns: Vec<String>,
+    pub unique: bool,
+}
+
+impl Table {
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+
+    fn column_mut(&mut self, name: &str) -> Option<&mut Column> {
+        self.columns.iter_mut().find(|c| c.name == name)
+    }
+
+    /// Whether a valid constraint proves the column holds no NULL: a validated
+    /// `CHECK (col IS NOT NULL)` or a PostgreSQL 18 NOT NULL constraint.
+    pub fn has_valid_not_null_proof(&self, column: &str) -> bool {
+        self.constraints.iter().any(|c| {
+            c.valid
+                && match &c.kind {
+                    ConstraintKind::Check { proves_not_null } => {
+                        proves_not_null.as_deref() == Some(column)
+                    }
+                    ConstraintKind::NotNull { column: col } => col == column,
+                    _ => false,
+                }
+        })
+    }
+}
+
+impl Catalog {
+    pub fn table(&self, name: &Name) -> Option<&Table> {
+        self.tables.get(&name.key())
+    }
+
+    pub fn index(&self, name: &Name) -> Option<&Index> {
+        self.indexes.get(&name.key())
+    }
+
+    /// Index lookup by bare name, as `ADD CONSTRAINT … USING INDEX i` names it.
+    pub fn index_in_schema_of(&self, table: &Name, index: &str) -> Option<&Index> {
+        self.index(&Name {
+            schema: table.schema.clone(),
+            name: index.to_owned(),
+        })
+    }
+
+    /// Applies a statement's effect on the schema. Statements that do not change the modelled
+    /// parts are ignored.
+    pub fn apply(&mut self, change: &Change) {
+        match change {
+            Change::CreateTable {
+                name,
+                columns,
+                constraints,
+                partitioned,
+                ..
+            } => {
+                let mut table = Table {
+                    partitioned: *partitioned,
+                    ..Table::default()
+                };
+                for c in columns {
+                    table.columns.push(Column {
+                        name: c.name.clone(),
+                        ty: c.ty.clone(),
+                        not_null: c.not_null,
+                    });
+                }
+                for c in constraints {
+                    table.constraints.push(Constraint {
+                        name: c.name.clone(),
+                        kind: c.kind.clone(),
+                        valid: !c.not_valid,
+                    });
+                }
+                self.tables.insert(name.key(), table);
+            }
+            Change::CreateIndex {
+                name: Some(name),
+                table,
+                columns,
+                unique,
+                ..
+            } => {
+                let name = Name {
+                    schema: name.schema.clone().or_else(|| table.schema.clone()),
+                    name: name.name.clone(),
+                };
+                self.indexes.insert(
+                    name.key(),
+                    Index {
+                        table: table.key(),
+                        columns: columns.clone(),
+                        unique: *unique,
+                    },
+                );
+            }
+            Change::DropIndex { names, .. } => {
+                for n in names {
+                    self.indexes.remove(&n.key());
+                }
+            }
+            Change::Drop { names, .. } => {
+                for n in names {
+                    self.tables.remove(&n.key());
+                }
+            }
+            Change::AlterTable { table, actions } => {
+                for action in actions {
+                    self.apply_action(table, action);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn apply_action(&mut self, table_name: &Name, action: &AlterAction) {
+        if let AlterAction::RenameTable { to } = action {
+            if let Some(t) = self.tables.remove(&table_name.key()) {
+                let to = Name {
+                    schema: to.schema.clone().or_else(|| table_name.schema.clone()),
+                    name: to.name.clone(),
+                };
+                self.tables.insert(to.key(), t);
+            }
+            return;
+        }
+        let Some(table) = self.tables.get_mut(&table_name.key()) else {
+            return;
+        };
+        match action {
+            AlterAction::AddColumn(c) => table.columns.push(Column {
+                name: c.name.clone(),
+                ty: c.ty.clone(),
+                not_null: c.not_null,
+            }),
+            AlterAction::DropColumn { column } => table.columns.retain(|c| &c.name != column),
+            AlterAction::RenameColumn { from, to } => {
+                if let Some(c) = table.column_mut(from) {
+                    c.name = to.clone();
+                }
+            }
+            AlterAction::AlterColumnType { column, ty, .. } => {
+                if let Some(c) = table.column_mut(column) {
+                    c.ty = ty.clone();
+                }
+            }
+            AlterAction::SetNotNull { column } => {
+                if let Some(c) = table.column_mut(column) {
+                    c.not_null = true;
+                }
+            }
+            AlterAction::DropNotNull { column } => {
+                if let Some(c) = table.column_mut(column) {
+                    c.not_null = false;
+                }
+            }
+            AlterAction::AddConstraint(spec) => {
+                if let ConstraintKind::PrimaryKey { columns, .. } = &spec.kind {
+                    for col in columns {
+                        if let Some(c) = table.column_mut(col) {
+                            c.not_null = true;
+                        }
+                    }
+                }
+                if let ConstraintKind::NotNull { column } = &spec.kind
+                    && !spec.not_valid
+                    && let Some(c) = table.column_mut(column)
+                {
+                    c.not_null = true;
+                }
+                table.constraints.push(Constraint {
+                    name: spec.name.clone(),
+                    kind: spec.kind.clone(),
+                    valid: !spec.not_valid,
+                });
+            }
+            AlterAction::ValidateConstraint { name } => {
+                for c in &mut table.constraints {
+                    if c.name.as_deref() == Some(name) {
+                        c.valid = true;
+                    }
+                }
+            }
+            AlterAction::DropConstraint { name } => {
+                table.constraints.retain(|c| c.name.as_deref() != Some(name))
+            }
+            AlterAction::RenameConstraint { from, to } => {
+                for c in &mut table.constraints {
+                    if c.name.as_deref() == Some(from) {
+                        c.name = Some(to.clone());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}

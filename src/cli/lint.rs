@@ -1,0 +1,85 @@
+//! `zdm lint`: the pull-request gate.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use codespan_reporting::term::termcolor::{ColorChoice, StandardStream};
+
+use super::{EXIT_FINDINGS, EXIT_OK};
+use crate::config::Config;
+use crate::lint::{LintReport, lint_set};
+use crate::report::{Format, write_report};
+use crate::source::MigrationSet;
+
+const AFTER_HELP: &str = "\
+Examples:
+  zdm lint migrations/
+  zdm lint migrations/0042_add_index.sql       one file, with earlier migrations as context
+  zdm lint --pg-version 12 --format json db/migrations
+  zdm lint --format sarif migrations/ > zdm.sarif
+
+A directory is an ordered migration set (0001_x.sql, 20240101120000_x.sql, V1__x.sql, x.up.sql,
+<version>_x/up.sql, <version>_x/migration.sql); .down.sql files are linted too.
+Silence a finding with `-- zdm:ignore <rule> -- reason` on or just before the statement.
+
+Exit codes: 0 no error-level finding, 1 at least one, 2 usage or I/O error.";
+
+/// Check migrations for table-locking and breaking statements
+#[derive(Debug, Args)]
+#[command(after_help = AFTER_HELP)]
+pub struct LintArgs {
+    /// Migration files or directories [default: `migrations` from zdm.toml, else ./migrations]
+    #[arg(value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    /// Output format
+    #[arg(long, value_enum, default_value = "human")]
+    format: Format,
+    /// PostgreSQL major version the migrations run on [default: pg_version from zdm.toml, else 14]
+    #[arg(long, value_name = "N")]
+    pg_version: Option<u32>,
+    /// When to colour human output
+    #[arg(long, value_enum, default_value = "auto")]
+    color: Color,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+pub fn run(args: &LintArgs, config_path: Option<&Path>) -> anyhow::Result<u8> {
+    let config = Config::load(config_path, args.pg_version)?;
+    let paths = if args.paths.is_empty() {
+        let default = config.migrations.clone().unwrap_or_else(|| PathBuf::from("migrations"));
+        if !default.exists() {
+            bail!(
+                "no path given and {} does not exist; run `zdm lint <PATH>` or set `migrations` in zdm.toml",
+                default.display()
+            );
+        }
+        vec![default]
+    } else {
+        args.paths.clone()
+    };
+    let mut report = LintReport::default();
+    for path in &paths {
+        let set = MigrationSet::load(path)?;
+        tracing::debug!(path = %path.display(), files = set.forward.len() + set.down.len(), "linting");
+        report.merge(lint_set(&set, &config.lint));
+    }
+    let choice = match args.color {
+        Color::Always => ColorChoice::Always,
+        Color::Never => ColorChoice::Never,
+        Color::Auto if std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none() => {
+            ColorChoice::Auto
+        }
+        Color::Auto => ColorChoice::Never,
+    };
+    let mut out = StandardStream::stdout(choice);
+    write_report(&mut out, &report, args.format).context("cannot write the report")?;
+    Ok(if report.has_errors() { EXIT_FINDINGS } else { EXIT_OK })
+}

@@ -1,0 +1,92 @@
+//! The command line: clap definitions and the mapping of outcomes to exit codes.
+//! One file per command. Exit codes: 0 ok, 1 findings (or unsafe), 2 usage or runtime error.
+
+mod lint;
+mod rules;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code: nothing to report.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: at least one error-level finding.
+pub const EXIT_FINDINGS: u8 = 1;
+/// Exit code: bad usage, unreadable input or another runtime error.
+pub const EXIT_ERROR: u8 = 2;
+
+const AFTER_HELP: &str = "\
+Examples:
+  zdm lint migrations/                 lint every migration, in order
+  zdm lint --format github migrations/ annotate a pull request
+  zdm rules                            list the rules
+  zdm explain rename-column            why a rule exists and the safe form
+
+Exit codes: 0 no error-level finding, 1 at least one, 2 usage or I/O error.";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "zdm",
+    version,
+    about = "Zero-downtime schema migrations for PostgreSQL",
+    long_about = "zdm reads plain SQL migrations, says what each statement would do to a live \
+                  table, and rejects table-locking or breaking DDL in pull requests.",
+    after_help = AFTER_HELP
+)]
+struct Cli {
+    /// Configuration file [default: ./zdm.toml when it exists]
+    #[arg(long, global = true, value_name = "FILE", env = "ZDM_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log more (-v: debug, -vv: trace); logs go to stderr
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Lint(lint::LintArgs),
+    Rules(rules::RulesArgs),
+    Explain(rules::ExplainArgs),
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_ERROR } else { EXIT_OK });
+        }
+    };
+    init_logging(cli.verbose);
+    let result = match &cli.command {
+        Command::Lint(args) => lint::run(args, cli.config.as_deref()),
+        Command::Rules(args) => rules::list(args),
+        Command::Explain(args) => rules::explain(args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ZDM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .try_init();
+}

@@ -1,0 +1,141 @@
+//! `zdm.toml`, environment and flags merged into one validated configuration.
+//!
+//! ```toml
+//! pg_version = 14            # the PostgreSQL major version migrations run on
+//! migrations = "migrations"  # the directory `zdm lint` reads when given no path
+//!
+//! [lint.rules]
+//! require-lock-timeout = "off"   # error | warning | off
+//! drop-column = "warning"
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::lint::{Level, LintOptions, rules};
+
+/// The PostgreSQL major version assumed when neither flag nor config names one.
+pub const DEFAULT_PG_VERSION: u32 = 14;
+/// The oldest and newest majors zdm knows the lock behaviour of.
+pub const SUPPORTED_PG_VERSIONS: std::ops::RangeInclusive<u32> = 9..=19;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("{path}: [lint.rules] names unknown rule `{rule}`; `zdm rules` lists them")]
+    UnknownRule { path: PathBuf, rule: String },
+    #[error("PostgreSQL version {0} is not supported; use a major version from 9 to 19 (e.g. 14)")]
+    UnsupportedVersion(u32),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    pg_version: Option<u32>,
+    migrations: Option<PathBuf>,
+    #[serde(default)]
+    lint: LintSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LintSection {
+    #[serde(default)]
+    rules: BTreeMap<String, Level>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub pg_version: u32,
+    /// Where migrations live when no path is given.
+    pub migrations: Option<PathBuf>,
+    pub lint: LintOptions,
+}
+
+impl Config {
+    /// Loads `path`, or `./zdm.toml` when it exists, and applies a `--pg-version` flag.
+    pub fn load(path: Option<&Path>, pg_version_flag: Option<u32>) -> Result<Config, ConfigError> {
+        let default = Path::new("zdm.toml");
+        let (file, path) = match path {
+            Some(p) => (read(p)?, Some(p)),
+            None if default.is_file() => (read(default)?, Some(default)),
+            None => (File::default(), None),
+        };
+        for rule in file.lint.rules.keys() {
+            if rules::find(rule).is_none() {
+                return Err(ConfigError::UnknownRule {
+                    path: path.unwrap_or(default).to_owned(),
+                    rule: rule.clone(),
+                });
+            }
+        }
+        let pg_version = pg_version_flag.or(file.pg_version).unwrap_or(DEFAULT_PG_VERSION);
+        if !SUPPORTED_PG_VERSIONS.contains(&pg_version) {
+            return Err(ConfigError::UnsupportedVersion(pg_version));
+        }
+        // A migrations path in the file is relative to the file.
+        let migrations = file.migrations.map(|m| match path.and_then(Path::parent) {
+            Some(dir) if m.is_relative() && !dir.as_os_str().is_empty() => dir.join(m),
+            _ => m,
+        });
+        Ok(Config {
+            pg_version,
+            migrations,
+            lint: LintOptions {
+                pg_version,
+                levels: file.lint.rules,
+            },
+        })
+    }
+}
+
+fn read(path: &Path) -> Result<File, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Unreadable {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+        path: path.to_owned(),
+        message: e.to_string().trim().replace('\n', " "),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
+        f
+    }
+
+    #[test]
+    fn reads_levels_and_version_and_flag_wins() {
+        let f = write("pg_version = 12\n[lint.rules]\ndrop-column = \"warning\"\n");
+        let c = Config::load(Some(f.path()), None).unwrap();
+        assert_eq!(c.pg_version, 12);
+        assert_eq!(c.lint.levels["drop-column"], Level::Warning);
+        assert_eq!(Config::load(Some(f.path()), Some(16)).unwrap().pg_version, 16);
+    }
+
+    #[test]
+    fn rejects_unknown_rules_keys_and_levels() {
+        let f = write("[lint.rules]\ndrop-colum = \"off\"\n");
+        assert!(matches!(Config::load(Some(f.path()), None), Err(ConfigError::UnknownRule { .. })));
+        let f = write("pg_versoin = 12\n");
+        assert!(matches!(Config::load(Some(f.path()), None), Err(ConfigError::Invalid { .. })));
+        let f = write("[lint.rules]\ndrop-column = \"fatal\"\n");
+        assert!(matches!(Config::load(Some(f.path()), None), Err(ConfigError::Invalid { .. })));
+        assert!(matches!(Config::load(None, Some(8)), Err(ConfigError::UnsupportedVersion(8))));
+    }
+}

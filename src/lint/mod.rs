@@ -1,0 +1,330 @@
+//! The lint engine: runs every registered rule over every statement of a migration set, in
+//! order, with the file's state (transactions, objects created in the file, lock_timeout) and
+//! the catalog of earlier migrations, then applies ignores and configured severities.
+
+pub mod docs;
+mod rule;
+pub mod rules;
+
+use std::collections::{BTreeMap, HashSet};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+pub use rule::{Cx, FileState, Rule, Severity, Violation, lock_phrase};
+
+use crate::catalog::Catalog;
+use crate::classify::{Env, classify};
+use crate::parse::{Change, parse_statement};
+use crate::source::{DirectiveKind, MigrationSet, Position, SourceFile, split_statements};
+
+/// How a rule is configured in `zdm.toml` `[lint.rules]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Error,
+    Warning,
+    Off,
+}
+
+/// Lint settings after config and flags are merged.
+#[derive(Debug, Clone)]
+pub struct LintOptions {
+    pub pg_version: u32,
+    pub levels: BTreeMap<String, Level>,
+}
+
+impl Default for LintOptions {
+    fn default() -> Self {
+        LintOptions {
+            pg_version: 14,
+            levels: BTreeMap::new(),
+        }
+    }
+}
+
+/// One finding, located in a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub path: PathBuf,
+    pub start: Position,
+    pub end: Position,
+    /// Byte range in the file, for excerpts.
+    pub span: Range<usize>,
+    pub rule: &'static str,
+    pub severity: Severity,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+/// The result of linting: findings plus the counts reports show.
+#[derive(Debug, Default)]
+pub struct LintReport {
+    pub findings: Vec<Finding>,
+    pub files: usize,
+    pub statements: usize,
+    pub unrecognized: usize,
+    /// The files read, for excerpts in reports: path and text.
+    pub sources: Vec<(PathBuf, String)>,
+}
+
+impl LintReport {
+    pub fn has_errors(&self) -> bool {
+        self.findings.iter().any(|f| f.severity == Severity::Error)
+    }
+
+    pub fn merge(&mut self, other: LintReport) {
+        self.findings.extend(other.findings);
+        self.files += other.files;
+        self.statements += other.statements;
+        self.unrecognized += other.unrecognized;
+        self.sources.extend(other.sources);
+    }
+}
+
+/// Lints a migration set: earlier files build the catalog, each file is checked in order.
+pub fn lint_set(set: &MigrationSet, options: &LintOptions) -> LintReport {
+    let mut report = LintReport::default();
+    let mut catalog = Catalog::default();
+    for (i, file) in set.forward.iter().enumerate() {
+        if i < set.context_only {
+            replay(file, &mut catalog);
+        } else {
+            report.merge(lint_file(file, &mut catalog, options));
+        }
+    }
+    // A down migration runs against the schema its up produced: lint each with the catalog of
+    // everything up to its version.
+    for down in &set.down {
+        let mut catalog = Catalog::default();
+        for up in &set.forward {
+            if up.version.is_some() && up.version <= down.version {
+                replay(up, &mut catalog);
+            }
+        }
+        report.merge(lint_file(down, &mut catalog, options));
+    }
+    report
+}
+
+/// Applies a file's statements to the catalog without checking them.
+fn replay(file: &SourceFile, catalog: &mut Catalog) {
+    for stmt in split_statements(&file.text).statements {
+        catalog.apply(&parse_statement(&stmt));
+    }
+}
+
+/// Lints one file, updating the catalog with what it does.
+pub fn lint_file(file: &SourceFile, catalog: &mut Catalog, options: &LintOptions) -> LintReport {
+    let split = split_statements(&file.text);
+    let changes: Vec<Change> = split.statements.iter().map(parse_statement).collect();
+    let mut report = LintReport {
+        files: 1,
+        statements: split.statements.len(),
+        unrecognized: changes
+            .iter()
+            .filter(|c| matches!(c, Change::Unrecognized { .. }))
+            .count(),
+        ..LintReport::default()
+    };
+
+    let known: HashSet<&str> = rules::ALL.iter().map(|r| r.name).collect();
+    let mut file_ignores: HashSet<String> = HashSet::new();
+    for d in &split.file_directives {
+        if let DirectiveKind::IgnoreFile(names) = &d.kind {
+            file_ignores.extend(names.iter().cloned());
+        }
+    }
+    let mut raw: Vec<(usize, &'static Rule, Violation)> = Vec::new();
+    let mut state = FileState::default();
+    for (i, (stmt, change)) in split.statements.iter().zip(&changes).enumerate() {
+        let is_new = |n: &crate::parse::Name| state.is_new(n);
+        let env = Env {
+            pg_version: options.pg_version,
+            catalog,
+            is_new: &is_new,
+        };
+        let class = classify(change, &env);
+        let cx = Cx {
+            stmt,
+            change,
+            class: &class,
+            file: &state,
+            catalog,
+            pg_version: options.pg_version,
+            later: &changes[i + 1..],
+            is_last: i + 1 == changes.len(),
+        };
+        for rule in rules::ALL {
+            for v in (rule.check)(&cx) {
+                raw.push((i, rule, v));
+            }
+        }
+        state.apply(change, &class);
+        catalog.apply(change);
+    }
+
+    for (i, rule, v) in raw {
+        let stmt = &split.statements[i];
+        let ignored = file_ignores.contains(rule.name)
+            || stmt.directives.iter().any(|d| {
+                matches!(&d.kind, DirectiveKind::Ignore(names) if names.iter().any(|n| n == rule.name))
+            });
+        if ignored {
+            continue;
+        }
+        let Some(severity) = severity_of(rule, v.certain, options) else {
+            continue;
+        };
+        report.findings.push(Finding {
+            path: file.path.clone(),
+            start: stmt.start,
+            end: stmt.end,
+            span: stmt.span.clone(),
+            rule: rule.name,
+            severity,
+            message: v.message,
+            help: Some(rule.help.to_owned()).filter(|h| !h.is_empty()),
+        });
+    }
+
+    // Directives that name unknown rules or kinds would silently do nothing: report them.
+    let directives = split
+        .file_directives
+        .iter()
+        .chain(split.statements.iter().flat_map(|s| &s.directives));
+    for d in directives {
+        let problem = match &d.kind {
+            DirectiveKind::Ignore(names) | DirectiveKind::IgnoreFile(names) if names.is_empty() => {
+                Some("zdm:ignore names no rule; write the rule to ignore, e.g. `-- zdm:ignore drop-column -- reason`".to_owned())
+            }
+            DirectiveKind::Ignore(names) | DirectiveKind::IgnoreFile(names) => names
+                .iter()
+                .find(|n| !known.contains(n.as_str()))
+                .map(|n| format!("zdm:ignore names unknown rule `{n}`{}", suggestion(n))),
+            DirectiveKind::Unknown(word) => Some(format!(
+                "unknown directive `zdm:{word}`; known: ignore, ignore-file, backfill, down, allow-locking"
+            )),
+            _ => None,
+        };
+        let Some(message) = problem else { continue };
+        let rule = &rules::invalid_directive::RULE;
+        let Some(severity) = severity_of(rule, true, options) else {
+            continue;
+        };
+        let text = &file.text[d.span.clone()];
+        let end = Position {
+            line: d.position.line,
+            column: d.position.column + text.trim_end().chars().count(),
+        };
+        report.findings.push(Finding {
+            path: file.path.clone(),
+            start: d.position,
+            end,
+            span: d.span.start..d.span.start + text.trim_end().len(),
+            rule: rule.name,
+            severity,
+            message,
+            help: Some(rule.help.to_owned()),
+        });
+    }
+    report
+        .findings
+        .sort_by(|a, b| (a.start, b.severity, a.rule).cmp(&(b.start, a.severity, b.rule)));
+    report.sources.push((file.path.clone(), file.text.clone()));
+    report
+}
+
+fn severity_of(rule: &Rule, certain: bool, options: &LintOptions) -> Option<Severity> {
+    let configured = match options.levels.get(rule.name) {
+        Some(Level::Off) => return None,
+        Some(Level::Error) => Severity::Error,
+        Some(Level::Warning) => Severity::Warning,
+        None => rule.severity,
+    };
+    Some(if certain { configured } else { Severity::Warning })
+}
+
+/// "; did you mean `drop-column`?" for a near miss.
+fn suggestion(name: &str) -> String {
+    rules::ALL
+        .iter()
+        .map(|r| (edit_distance(name, r.name), r.name))
+        .filter(|(d, _)| *d <= 3)
+        .min()
+        .map(|(_, n)| format!("; did you mean `{n}`?"))
+        .unwrap_or_default()
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// Lints SQL text as a single file after an optional earlier migration: for tests and docs.
+pub fn lint_sql(setup: &str, sql: &str, options: &LintOptions) -> LintReport {
+    let mut catalog = Catalog::default();
+    replay(
+        &SourceFile::from_text(Path::new("setup.sql"), setup.to_owned()),
+        &mut catalog,
+    );
+    lint_file(
+        &SourceFile::from_text(Path::new("migration.sql"), sql.to_owned()),
+        &mut catalog,
+        options,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules_fired(setup: &str, sql: &str) -> Vec<(&'static str, Severity)> {
+        lint_sql(setup, sql, &LintOptions::default())
+            .findings
+            .iter()
+            .map(|f| (f.rule, f.severity))
+            .collect()
+    }
+
+    #[test]
+    fn ignores_silence_the_named_rule_only() {
+        let sql = "SET lock_timeout = '2s';\n-- zdm:ignore drop-column -- column unused since v2\nALTER TABLE t DROP COLUMN c;\nALTER TABLE t DROP COLUMN d;";
+        assert_eq!(rules_fired("", sql), vec![("drop-column", Severity::Error)]);
+    }
+
+    #[test]
+    fn unknown_rule_in_ignore_is_a_finding() {
+        let sql = "-- zdm:ignore drop-colum\nSELECT 1;";
+        let report = lint_sql("", sql, &LintOptions::default());
+        assert_eq!(report.findings[0].rule, "invalid-directive");
+        assert!(report.findings[0].message.contains("did you mean `drop-column`"));
+    }
+
+    #[test]
+    fn configured_levels_apply() {
+        let mut options = LintOptions::default();
+        options.levels.insert("drop-column".into(), Level::Warning);
+        options.levels.insert("require-lock-timeout".into(), Level::Off);
+        let report = lint_sql("", "ALTER TABLE t DROP COLUMN c;", &options);
+        assert_eq!(report.findings.len(), 1);
+        assert_eq!(report.findings[0].severity, Severity::Warning);
+    }
+
+    #[test]
+    fn ddl_on_tables_created_in_the_same_file_is_harmless() {
+        let sql = "CREATE TABLE t (id bigint PRIMARY KEY, a int);\n\
+                   CREATE INDEX t_a ON t (a);\n\
+                   ALTER TABLE t ADD CONSTRAINT t_a_pos CHECK (a > 0);\n\
+                   ALTER TABLE t ALTER COLUMN a TYPE bigint;\n\
+                   ALTER TABLE t RENAME COLUMN a TO b;";
+        assert_eq!(rules_fired("", sql), vec![]);
+    }
+}

@@ -1,0 +1,309 @@
+//! Reading migrations: finding the files under the paths a user names, ordering them as the
+//! migration runner would, and splitting each into statements with their directives.
+//!
+//! A directory is an ordered migration set. The order comes from the version each migration
+//! carries in its file name (`0001_x.sql`, `20240101120000_x.sql`, `V1.2__x.sql`) or in its
+//! directory name (`2024-01-01-120000_x/up.sql`, Prisma's `20240101_x/migration.sql`).
+//! Down migrations are read and linted but are not part of the forward order.
+
+mod directive;
+mod split;
+
+use std::cmp::Ordering;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+pub use directive::{Directive, DirectiveKind};
+pub use split::{Position, SplitFile, SqlToken, Statement, split_statements};
+
+/// Why a path could not be read. Each variant is something the user fixes by hand.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("{path}: no such file or directory")]
+    Missing { path: PathBuf },
+    #[error("{path}: cannot read: {source}")]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not valid UTF-8 (at byte {offset}); save the file as UTF-8")]
+    NotUtf8 { path: PathBuf, offset: usize },
+    #[error("{path}: not a .sql file or a directory of migrations")]
+    NotSql { path: PathBuf },
+}
+
+/// Whether a file moves the schema forward or undoes a migration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Up,
+    Down,
+}
+
+/// One migration file, read into memory with its BOM removed.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    /// The path as it should be shown to the user.
+    pub path: PathBuf,
+    pub text: String,
+    pub direction: Direction,
+    /// The version parsed from the file or directory name, if there is one.
+    pub version: Option<Vec<u64>>,
+}
+
+impl SourceFile {
+    /// Reads a file, accepting a UTF-8 byte-order mark (editors on Windows write one).
+    pub fn read(path: &Path) -> Result<SourceFile, SourceError> {
+        let bytes = fs::read(path).map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => SourceError::Missing {
+                path: path.to_owned(),
+            },
+            _ => SourceError::Unreadable {
+                path: path.to_owned(),
+                source,
+            },
+        })?;
+        let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes);
+        let text = std::str::from_utf8(bytes)
+            .map_err(|e| SourceError::NotUtf8 {
+                path: path.to_owned(),
+                offset: e.valid_up_to(),
+            })?
+            .to_owned();
+        Ok(SourceFile::from_text(path, text))
+    }
+
+    /// Builds a source file from text already in memory (tests, stdin).
+    pub fn from_text(path: &Path, text: String) -> SourceFile {
+        SourceFile {
+            path: path.to_owned(),
+            text,
+            direction: direction_of(path),
+            version: version_of(path),
+        }
+    }
+}
+
+/// The migrations named by one command-line path.
+#[derive(Debug)]
+pub struct MigrationSet {
+    /// Forward migrations in the order a runner applies them.
+    pub forward: Vec<SourceFile>,
+    /// Down migrations, in the same order as the ups they undo.
+    pub down: Vec<SourceFile>,
+    /// For a single file argument: how many of `forward` are earlier siblings that are only
+    /// replayed for the catalog, not reported on.
+    pub context_only: usize,
+}
+
+impl MigrationSet {
+    /// Reads a path: a directory becomes an ordered migration set; a single file is read
+    /// together with the earlier migrations of its directory, so that what they created
+    /// (column types, constraints) is known when the file is linted.
+    pub fn load(path: &Path) -> Result<MigrationSet, SourceError> {
+        let meta = fs::metadata(path).map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => SourceError::Missing {
+                path: path.to_owned(),
+            },
+            _ => SourceError::Unreadable {
+                path: path.to_owned(),
+                source,
+            },
+        })?;
+        if meta.is_dir() {
+            let mut paths = Vec::new();
+            collect_sql_files(path, &mut paths)?;
+            let files = paths
+                .iter()
+                .map(|p| SourceFile::read(p))
+                .collect::<Result<Vec<_>, _>>()?;
+            let (mut forward, mut down): (Vec<_>, Vec<_>) = files
+                .into_iter()
+                .partition(|f| f.direction == Direction::Up);
+            forward.sort_by(migration_order);
+            down.sort_by(migration_order);
+            return Ok(MigrationSet {
+                forward,
+                down,
+                context_only: 0,
+            });
+        }
+        if path.extension().is_none_or(|e| e != "sql") {
+            return Err(SourceError::NotSql {
+                path: path.to_owned(),
+            });
+        }
+        let file = SourceFile::read(path)?;
+        let earlier = earlier_siblings(&file);
+        let context_only = earlier.len();
+        let mut forward = earlier;
+        let mut down = Vec::new();
+        match file.direction {
+            Direction::Up => forward.push(file),
+            Direction::Down => down.push(file),
+        }
+        Ok(MigrationSet {
+            forward,
+            down,
+            context_only,
+        })
+    }
+}
+
+/// The forward migrations that come before `file` in its migration directory. Unreadable
+/// siblings are skipped: they only add context, and the file itself is what was asked for.
+fn earlier_siblings(file: &SourceFile) -> Vec<SourceFile> {
+    let Some(version) = &file.version else {
+        return Vec::new();
+    };
+    // `dir/up.sql` layouts keep one migration per directory: the set is the grandparent.
+    let own_dir = file.path.parent().unwrap_or(Path::new("."));
+    let root = if is_per_directory_name(&file.path) {
+        own_dir.parent().unwrap_or(Path::new("."))
+    } else {
+        own_dir
+    };
+    let root = if root.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        root
+    };
+    let mut paths = Vec::new();
+    if collect_sql_files(root, &mut paths).is_err() {
+        return Vec::new();
+    }
+    let mut earlier: Vec<SourceFile> = paths
+        .iter()
+        .filter_map(|p| SourceFile::read(p).ok())
+        .filter(|f| f.direction == Direction::Up)
+        .filter(|f| {
+            f.version
+                .as_ref()
+                .is_some_and(|v| compare_versions(v, version) == Ordering::Less)
+        })
+        .collect();
+    earlier.sort_by(migration_order);
+    earlier
+}
+
+/// Collects `.sql` files under `dir`, skipping hidden directories and build output.
+fn collect_sql_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), SourceError> {
+    let entries = fs::read_dir(dir).map_err(|source| SourceError::Unreadable {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let mut entries: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+    entries.sort();
+    for path in entries {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with('.') || name == "target" || name == "node_modules" {
+            continue;
+        }
+        if path.is_dir() {
+            collect_sql_files(&path, out)?;
+        } else if name.ends_with(".sql") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// File names that hold one migration per directory (diesel, Prisma): the version is in the
+/// directory name.
+fn is_per_directory_name(path: &Path) -> bool {
+    matches!(
+        path.file_name().and_then(|n| n.to_str()),
+        Some("up.sql" | "down.sql" | "migration.sql")
+    )
+}
+
+fn direction_of(path: &Path) -> Direction {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let lower = name.to_ascii_lowercase();
+    // Flyway writes undo migrations as `U<version>__x.sql`.
+    let flyway_undo = lower.starts_with('u')
+        && lower[1..].starts_with(|c: char| c.is_ascii_digit())
+        && lower.contains("__");
+    if lower == "down.sql" || lower.ends_with(".down.sql") || flyway_undo {
+        Direction::Down
+    } else {
+        Direction::Up
+    }
+}
+
+/// The version a migration carries in its name: the leading run of digits and separators, or
+/// Flyway's `V1.2.3__` / `V1_2__` prefix. `2019-03-22-174825_x` gives `[2019, 3, 22, 174825]`.
+pub fn version_of(path: &Path) -> Option<Vec<u64>> {
+    let name = if is_per_directory_name(path) {
+        path.parent()?.file_name()?.to_str()?
+    } else {
+        path.file_name()?.to_str()?
+    };
+    let bytes = name.as_bytes();
+    let flyway = bytes.len() > 1
+        && matches!(bytes[0], b'V' | b'v' | b'U' | b'u')
+        && bytes[1].is_ascii_digit()
+        && name.contains("__");
+    let digits = if flyway {
+        let end = name.find("__")?;
+        name[1..end].replace('_', ".")
+    } else {
+        let end = name
+            .find(|c: char| !(c.is_ascii_digit() || c == '-' || c == '.'))
+            .unwrap_or(name.len());
+        name[..end].to_owned()
+    };
+    let parts: Vec<u64> = digits
+        .split(['-', '.'])
+        .filter(|p| !p.is_empty())
+        .map_while(|p| p.parse().ok())
+        .collect();
+    (!parts.is_empty()).then_some(parts)
+}
+
+fn compare_versions(a: &[u64], b: &[u64]) -> Ordering {
+    a.cmp(b)
+}
+
+/// Versioned migrations first, by version and then path; unversioned ones after, by path.
+fn migration_order(a: &SourceFile, b: &SourceFile) -> Ordering {
+    match (&a.version, &b.version) {
+        (Some(x), Some(y)) => compare_versions(x, y).then_with(|| a.path.cmp(&b.path)),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => a.path.cmp(&b.path),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(name: &str) -> Option<Vec<u64>> {
+        version_of(Path::new(name))
+    }
+
+    #[test]
+    fn versions_from_common_layouts() {
+        assert_eq!(v("0001_init.sql"), Some(vec![1]));
+        assert_eq!(v("20240101120000_add.sql"), Some(vec![20240101120000]));
+        assert_eq!(v("V1.2.3__add.sql"), Some(vec![1, 2, 3]));
+        assert_eq!(v("V2_1__add.sql"), Some(vec![2, 1]));
+        assert_eq!(v("3_add.up.sql"), Some(vec![3]));
+        assert_eq!(
+            v("m/2019-03-22-174825_remove/up.sql"),
+            Some(vec![2019, 3, 22, 174825])
+        );
+        assert_eq!(v("m/20240101_x/migration.sql"), Some(vec![20240101]));
+        assert_eq!(v("schema.sql"), None);
+        assert_eq!(v("R__views.sql"), None);
+    }
+
+    #[test]
+    fn down_files_are_recognised() {
+        assert_eq!(direction_of(Path::new("1_x.down.sql")), Direction::Down);
+        assert_eq!(direction_of(Path::new("x/down.sql")), Direction::Down);
+        assert_eq!(direction_of(Path::new("U3__x.sql")), Direction::Down);
+        assert_eq!(direction_of(Path::new("1_x.up.sql")), Direction::Up);
+        assert_eq!(direction_of(Path::new("update_users.sql")), Direction::Up);
+    }
+}
