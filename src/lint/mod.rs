@@ -85,25 +85,32 @@ impl LintReport {
 pub fn lint_set(set: &MigrationSet, options: &LintOptions) -> LintReport {
     let mut report = LintReport::default();
     let mut catalog = Catalog::default();
+    // A down migration runs against the schema its up produced: each is linted with a copy of
+    // the catalog as it stands after the last up of the same or an earlier version.
+    let mut downs = set.down.iter().peekable();
     for (i, file) in set.forward.iter().enumerate() {
+        while let Some(down) = downs.next_if(|d| runs_before(d, file)) {
+            report.merge(lint_file(down, &mut catalog.clone(), options));
+        }
         if i < set.context_only {
             replay(file, &mut catalog);
         } else {
             report.merge(lint_file(file, &mut catalog, options));
         }
     }
-    // A down migration runs against the schema its up produced: lint each with the catalog of
-    // everything up to its version.
-    for down in &set.down {
-        let mut catalog = Catalog::default();
-        for up in &set.forward {
-            if up.version.is_some() && up.version <= down.version {
-                replay(up, &mut catalog);
-            }
-        }
-        report.merge(lint_file(down, &mut catalog, options));
+    for down in downs {
+        report.merge(lint_file(down, &mut catalog.clone(), options));
     }
     report
+}
+
+/// Whether a down migration's schema is complete before `up` runs (its version is earlier).
+fn runs_before(down: &SourceFile, up: &SourceFile) -> bool {
+    match (&down.version, &up.version) {
+        (Some(d), Some(u)) => d < u,
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
 }
 
 /// Applies a file's statements to the catalog without checking them.

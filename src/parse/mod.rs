@@ -33,6 +33,13 @@ pub fn parse_statement(stmt: &Statement) -> Change {
         }
         Err(e) => e,
     };
+    if let Some(line) = joined_statement_line(stmt) {
+        return Change::Unrecognized {
+            reason: format!(
+                "a second statement seems to start at line {line} without a `;` before it"
+            ),
+        };
+    }
     if let Some(change) = create_table_with_not_null_constraints(stmt) {
         return change;
     }
@@ -73,6 +80,60 @@ fn parse_one(text: &str) -> Result<Option<sqlparser::ast::Statement>, String> {
         1 => Ok(parsed.pop()),
         n => Err(format!("{n} statements where one was expected (a missing `;`?)")),
     }
+}
+
+/// Where a statement sqlparser rejected seems to contain a second one: a statement keyword
+/// that starts a line outside parentheses, the usual shape of a forgotten `;`.
+fn joined_statement_line(stmt: &Statement) -> Option<usize> {
+    const HEADS: &[&str] = &[
+        "CREATE", "ALTER", "DROP", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "GRANT", "REVOKE",
+        "COMMENT", "BEGIN", "COMMIT", "REINDEX", "VACUUM", "CLUSTER", "REFRESH", "LOCK",
+    ];
+    let head = match stmt.tokens.first().map(|t| &t.token) {
+        Some(Token::Word(w)) => w.value.to_uppercase(),
+        _ => return None,
+    };
+    let second = match stmt.tokens.get(1).map(|t| &t.token) {
+        Some(Token::Word(w)) => w.value.to_uppercase(),
+        _ => String::new(),
+    };
+    // CREATE SCHEMA may contain CREATE TABLE elements; CREATE RULE an action statement.
+    if head == "CREATE" && matches!(second.as_str(), "SCHEMA" | "RULE" | "OR") {
+        return None;
+    }
+    // ALTER and DROP also begin ALTER TABLE actions (`ALTER COLUMN`, `DROP CONSTRAINT`): they
+    // start a statement only when an object kind follows.
+    let starts_statement = |i: usize| -> bool {
+        let word = |i: usize| match stmt.tokens.get(i).map(|t| &t.token) {
+            Some(Token::Word(w)) if w.quote_style.is_none() => w.value.to_uppercase(),
+            _ => String::new(),
+        };
+        match word(i).as_str() {
+            "ALTER" | "DROP" => matches!(
+                word(i + 1).as_str(),
+                "TABLE" | "INDEX" | "VIEW" | "SEQUENCE" | "TYPE" | "FUNCTION" | "SCHEMA"
+                    | "TRIGGER" | "MATERIALIZED" | "EXTENSION" | "DOMAIN" | "POLICY"
+            ),
+            w => HEADS.contains(&w),
+        }
+    };
+    let mut depth = 0i32;
+    for (i, pair) in stmt.tokens.windows(2).enumerate() {
+        let (prev, t) = (&pair[0], &pair[1]);
+        match t.token {
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            Token::Word(_)
+                if depth == 0
+                    && starts_statement(i + 1)
+                    && stmt.text[prev.range.end..t.range.start].contains('\n') =>
+            {
+                return Some(stmt.start.line + stmt.text[..t.range.start].matches('\n').count());
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 /// PostgreSQL 18 allows `CONSTRAINT n NOT NULL col` as a table element, which sqlparser

@@ -175,10 +175,16 @@ fn earlier_siblings(file: &SourceFile) -> Vec<SourceFile> {
         .iter()
         .filter_map(|p| SourceFile::read(p).ok())
         .filter(|f| f.direction == Direction::Up)
+        .filter(|f| f.path != file.path)
         .filter(|f| {
+            // A down file is linted against the schema its own up produced.
+            let wanted = match file.direction {
+                Direction::Up => Ordering::Less,
+                Direction::Down => Ordering::Equal,
+            };
             f.version
                 .as_ref()
-                .is_some_and(|v| compare_versions(v, version) == Ordering::Less)
+                .is_some_and(|v| compare_versions(v, version) <= wanted)
         })
         .collect();
     earlier.sort_by(migration_order);

@@ -1,0 +1,58 @@
+//! Lints every project of the shared migration corpus (`../shared/corpus`, when it is there):
+//! no panic, and at most 0.1% of statements unrecognized. Prints the figures and the time.
+//! Run alone with `cargo test --release --test corpus -- --nocapture`.
+
+use std::path::Path;
+use std::time::Instant;
+
+use zdm::lint::{LintOptions, lint_set};
+use zdm::source::MigrationSet;
+
+#[test]
+fn corpus_is_understood() {
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
+    if !corpus.is_dir() {
+        eprintln!("skipped: {} not found", corpus.display());
+        return;
+    }
+    let mut projects: Vec<_> = std::fs::read_dir(&corpus)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    projects.sort();
+    let options = LintOptions::default();
+    let (mut files, mut statements, mut unrecognized, mut findings) = (0, 0, 0, 0);
+    let started = Instant::now();
+    for project in &projects {
+        let t = Instant::now();
+        let set = MigrationSet::load(project).unwrap();
+        let report = lint_set(&set, &options);
+        eprintln!(
+            "{:<14} {:>4} files {:>5} statements {:>3} unrecognized {:>5} findings  {:>6.0} ms",
+            project.file_name().unwrap().to_string_lossy(),
+            report.files,
+            report.statements,
+            report.unrecognized,
+            report.findings.len(),
+            t.elapsed().as_secs_f64() * 1000.0
+        );
+        for f in report.findings.iter().filter(|f| f.rule == "unrecognized-statement") {
+            eprintln!("  unrecognized: {}:{}: {}", f.path.display(), f.start.line, f.message);
+        }
+        files += report.files;
+        statements += report.statements;
+        unrecognized += report.unrecognized;
+        findings += report.findings.len();
+    }
+    let elapsed = started.elapsed();
+    let share = unrecognized as f64 / statements.max(1) as f64;
+    eprintln!(
+        "total: {files} files, {statements} statements, {unrecognized} unrecognized ({:.3}%), {findings} findings, linted in {:.2} s",
+        share * 100.0,
+        elapsed.as_secs_f64()
+    );
+    assert!(statements > 10_000, "expected the whole corpus, read {statements} statements");
+    assert!(share <= 0.001, "{unrecognized} of {statements} statements unrecognized (more than 0.1%)");
+}
