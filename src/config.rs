@@ -78,7 +78,9 @@ impl Config {
                 });
             }
         }
-        let pg_version = pg_version_flag.or(file.pg_version).unwrap_or(DEFAULT_PG_VERSION);
+        let pg_version = pg_version_flag
+            .or(file.pg_version)
+            .unwrap_or(DEFAULT_PG_VERSION);
         if !SUPPORTED_PG_VERSIONS.contains(&pg_version) {
             return Err(ConfigError::UnsupportedVersion(pg_version));
         }
@@ -125,17 +127,32 @@ mod tests {
         let c = Config::load(Some(f.path()), None).unwrap();
         assert_eq!(c.pg_version, 12);
         assert_eq!(c.lint.levels["drop-column"], Level::Warning);
-        assert_eq!(Config::load(Some(f.path()), Some(16)).unwrap().pg_version, 16);
+        assert_eq!(
+            Config::load(Some(f.path()), Some(16)).unwrap().pg_version,
+            16
+        );
     }
 
     #[test]
     fn rejects_unknown_rules_keys_and_levels() {
         let f = write("[lint.rules]\ndrop-colum = \"off\"\n");
-        assert!(matches!(Config::load(Some(f.path()), None), Err(ConfigError::UnknownRule { .. })));
+        assert!(matches!(
+            Config::load(Some(f.path()), None),
+            Err(ConfigError::UnknownRule { .. })
+        ));
         let f = write("pg_versoin = 12\n");
-        assert!(matches!(Config::load(Some(f.path()), None), Err(ConfigError::Invalid { .. })));
+        assert!(matches!(
+            Config::load(Some(f.path()), None),
+            Err(ConfigError::Invalid { .. })
+        ));
         let f = write("[lint.rules]\ndrop-column = \"fatal\"\n");
-        assert!(matches!(Config::load(Some(f.path()), None), Err(ConfigError::Invalid { .. })));
-        assert!(matches!(Config::load(None, Some(8)), Err(ConfigError::UnsupportedVersion(8))));
+        assert!(matches!(
+            Config::load(Some(f.path()), None),
+            Err(ConfigError::Invalid { .. })
+        ));
+        assert!(matches!(
+            Config::load(None, Some(8)),
+            Err(ConfigError::UnsupportedVersion(8))
+        ));
     }
 }

@@ -38,8 +38,17 @@ fn corpus_is_understood() {
             report.findings.len(),
             t.elapsed().as_secs_f64() * 1000.0
         );
-        for f in report.findings.iter().filter(|f| f.rule == "unrecognized-statement") {
-            eprintln!("  unrecognized: {}:{}: {}", f.path.display(), f.start.line, f.message);
+        for f in report
+            .findings
+            .iter()
+            .filter(|f| f.rule == "unrecognized-statement")
+        {
+            eprintln!(
+                "  unrecognized: {}:{}: {}",
+                f.path.display(),
+                f.start.line,
+                f.message
+            );
         }
         files += report.files;
         statements += report.statements;
@@ -53,6 +62,12 @@ fn corpus_is_understood() {
         share * 100.0,
         elapsed.as_secs_f64()
     );
-    assert!(statements > 10_000, "expected the whole corpus, read {statements} statements");
-    assert!(share <= 0.001, "{unrecognized} of {statements} statements unrecognized (more than 0.1%)");
+    assert!(
+        statements > 10_000,
+        "expected the whole corpus, read {statements} statements"
+    );
+    assert!(
+        share <= 0.001,
+        "{unrecognized} of {statements} statements unrecognized (more than 0.1%)"
+    );
 }

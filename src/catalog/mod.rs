@@ -83,6 +83,15 @@ impl Catalog {
         })
     }
 
+    /// The schema after running `sql` on an empty database.
+    pub fn from_sql(sql: &str) -> Catalog {
+        let mut catalog = Catalog::default();
+        for stmt in crate::source::split_statements(sql).statements {
+            catalog.apply(&crate::parse::parse_statement(&stmt));
+        }
+        catalog
+    }
+
     /// Applies a statement's effect on the schema. Statements that do not change the modelled
     /// parts are ignored.
     pub fn apply(&mut self, change: &Change) {
@@ -221,9 +230,9 @@ impl Catalog {
                     }
                 }
             }
-            AlterAction::DropConstraint { name } => {
-                table.constraints.retain(|c| c.name.as_deref() != Some(name))
-            }
+            AlterAction::DropConstraint { name } => table
+                .constraints
+                .retain(|c| c.name.as_deref() != Some(name)),
             AlterAction::RenameConstraint { from, to } => {
                 for c in &mut table.constraints {
                     if c.name.as_deref() == Some(from) {

@@ -59,16 +59,17 @@ impl Classification {
 /// Classifies a statement.
 pub fn classify(change: &Change, env: &Env) -> Classification {
     let mut out = Classification::default();
-    let mut push = |relation: &Name, lock: LockMode, rewrite: bool, scan: bool, breaking: Option<String>| {
-        out.effects.push(Effect {
-            relation: relation.clone(),
-            lock,
-            rewrite,
-            scan,
-            breaking,
-            new_relation: (env.is_new)(relation),
-        })
-    };
+    let mut push =
+        |relation: &Name, lock: LockMode, rewrite: bool, scan: bool, breaking: Option<String>| {
+            out.effects.push(Effect {
+                relation: relation.clone(),
+                lock,
+                rewrite,
+                scan,
+                breaking,
+                new_relation: (env.is_new)(relation),
+            })
+        };
     match change {
         Change::CreateTable {
             partition_of: Some(parent),
@@ -88,7 +89,8 @@ pub fn classify(change: &Change, env: &Env) -> Classification {
         }
         Change::AlterTable { table, actions } => {
             for action in actions {
-                for (relation, lock, rewrite, scan, breaking) in action_effects(table, action, env) {
+                for (relation, lock, rewrite, scan, breaking) in action_effects(table, action, env)
+                {
                     push(&relation, lock, rewrite, scan, breaking);
                 }
             }
@@ -98,7 +100,10 @@ pub fn classify(change: &Change, env: &Env) -> Classification {
             concurrently,
         } => {
             for n in names {
-                let table = env.catalog.index(n).map_or_else(|| n.clone(), |i| i.table.clone());
+                let table = env
+                    .catalog
+                    .index(n)
+                    .map_or_else(|| n.clone(), |i| i.table.clone());
                 let lock = if *concurrently {
                     LockMode::ShareUpdateExclusive
                 } else {
@@ -134,7 +139,8 @@ pub fn classify(change: &Change, env: &Env) -> Classification {
             } else {
                 LockMode::Share
             };
-            push(name, lock, !concurrently, true, None);
+            // REINDEX rebuilds the indexes; the table keeps its file.
+            push(name, lock, false, true, None);
         }
         Change::Vacuum { full, tables } => {
             for t in tables {
@@ -186,14 +192,23 @@ type RawEffect = (Name, LockMode, bool, bool, Option<String>);
 
 fn action_effects(table: &Name, action: &AlterAction, env: &Env) -> Vec<RawEffect> {
     use LockMode::*;
-    let ae = |rewrite: bool, scan: bool, breaking: Option<String>| vec![(table.clone(), AccessExclusive, rewrite, scan, breaking)];
+    let ae = |rewrite: bool, scan: bool, breaking: Option<String>| {
+        vec![(table.clone(), AccessExclusive, rewrite, scan, breaking)]
+    };
     match action {
         AlterAction::AddColumn(col) => {
             let mut effects = ae(
                 add_column_rewrites(col, env.pg_version).is_some(),
-                col.check || col.unique || col.primary_key || (col.not_null && col.default.is_none()),
-                (col.not_null && col.default.is_none() && col.generated.is_none())
-                    .then(|| format!("the running application's INSERTs into {table} do not set {}", col.name)),
+                col.check
+                    || col.unique
+                    || col.primary_key
+                    || (col.not_null && col.default.is_none()),
+                (col.not_null && col.default.is_none() && col.generated.is_none()).then(|| {
+                    format!(
+                        "the running application's INSERTs into {table} do not set {}",
+                        col.name
+                    )
+                }),
             );
             if let Some(parent) = &col.references {
                 effects.push((parent.clone(), ShareRowExclusive, false, false, None));
@@ -203,51 +218,90 @@ fn action_effects(table: &Name, action: &AlterAction, env: &Env) -> Vec<RawEffec
         AlterAction::DropColumn { column } => ae(
             false,
             false,
-            Some(format!("the running application still reads or writes {table}.{column}")),
+            Some(format!(
+                "the running application still reads or writes {table}.{column}"
+            )),
         ),
         AlterAction::RenameColumn { from, to } => ae(
             false,
             false,
-            Some(format!("the running application still uses {table}.{from}, not {to}")),
+            Some(format!(
+                "the running application still uses {table}.{from}, not {to}"
+            )),
         ),
         AlterAction::RenameTable { to } => ae(
             false,
             false,
-            Some(format!("the running application still uses {table}, not {to}")),
+            Some(format!(
+                "the running application still uses {table}, not {to}"
+            )),
         ),
         AlterAction::SetSchema => ae(
             false,
             false,
-            Some(format!("the running application still finds {table} in its old schema")),
+            Some(format!(
+                "the running application still finds {table} in its old schema"
+            )),
         ),
         AlterAction::AlterColumnType { column, ty, using } => {
-            let old = env.catalog.table(table).and_then(|t| t.column(column)).map(|c| &c.ty);
-            let rewrite = !matches!(type_change(old, ty, using.as_deref(), column), TypeChange::InPlace);
+            let old = env
+                .catalog
+                .table(table)
+                .and_then(|t| t.column(column))
+                .map(|c| &c.ty);
+            let rewrite = !matches!(
+                type_change(old, ty, using.as_deref(), column),
+                TypeChange::InPlace
+            );
             ae(rewrite, rewrite, None)
         }
         AlterAction::SetNotNull { column } => {
             let proven = env.pg_version >= 12
-                && env.catalog.table(table).is_some_and(|t| t.has_valid_not_null_proof(column));
+                && env
+                    .catalog
+                    .table(table)
+                    .is_some_and(|t| t.has_valid_not_null_proof(column));
             ae(false, !proven, None)
         }
         AlterAction::AddConstraint(spec) => match &spec.kind {
             ConstraintKind::ForeignKey { references, .. } => vec![
-                (table.clone(), ShareRowExclusive, false, !spec.not_valid, None),
+                (
+                    table.clone(),
+                    ShareRowExclusive,
+                    false,
+                    !spec.not_valid,
+                    None,
+                ),
                 (references.clone(), ShareRowExclusive, false, false, None),
             ],
-            ConstraintKind::Check { .. } | ConstraintKind::NotNull { .. } => ae(false, !spec.not_valid, None),
-            ConstraintKind::PrimaryKey { using_index: None, .. }
-            | ConstraintKind::Unique { using_index: None, .. }
+            ConstraintKind::Check { .. } | ConstraintKind::NotNull { .. } => {
+                ae(false, !spec.not_valid, None)
+            }
+            ConstraintKind::PrimaryKey {
+                using_index: None, ..
+            }
+            | ConstraintKind::Unique {
+                using_index: None, ..
+            }
             | ConstraintKind::Exclude => ae(false, true, None),
-            ConstraintKind::PrimaryKey { .. } | ConstraintKind::Unique { .. } => ae(false, false, None),
+            ConstraintKind::PrimaryKey { .. } | ConstraintKind::Unique { .. } => {
+                ae(false, false, None)
+            }
         },
-        AlterAction::ValidateConstraint { .. } => vec![(table.clone(), ShareUpdateExclusive, false, true, None)],
-        AlterAction::SetLogged | AlterAction::SetUnlogged | AlterAction::SetTablespace | AlterAction::SetAccessMethod => {
-            ae(true, true, None)
+        AlterAction::ValidateConstraint { .. } => {
+            vec![(table.clone(), ShareUpdateExclusive, false, true, None)]
         }
+        AlterAction::SetLogged
+        | AlterAction::SetUnlogged
+        | AlterAction::SetTablespace
+        | AlterAction::SetAccessMethod => ae(true, true, None),
         AlterAction::AttachPartition { partition } => {
             // PostgreSQL 12+ attaches under SHARE UPDATE EXCLUSIVE on the parent.
-            let parent = if env.pg_version >= 12 { ShareUpdateExclusive } else { AccessExclusive };
+            let parent = if env.pg_version >= 12 {
+                ShareUpdateExclusive
+            } else {
+                AccessExclusive
+            };
             vec![
                 (table.clone(), parent, false, false, None),
                 (partition.clone(), AccessExclusive, false, true, None),
@@ -258,8 +312,17 @@ fn action_effects(table: &Name, action: &AlterAction, env: &Env) -> Vec<RawEffec
             concurrently,
             ..
         } => {
-            let lock = if *concurrently { ShareUpdateExclusive } else { AccessExclusive };
-            vec![(table.clone(), lock, false, false, None), (partition.clone(), lock, false, false, None)]
+            // Measured: PostgreSQL 12 and 13 lock the detached partition in SHARE UPDATE
+            // EXCLUSIVE, 14+ in ACCESS EXCLUSIVE (CONCURRENTLY: SHARE UPDATE EXCLUSIVE on both).
+            let (parent, child) = match (*concurrently, env.pg_version >= 14) {
+                (true, _) => (ShareUpdateExclusive, ShareUpdateExclusive),
+                (false, true) => (AccessExclusive, AccessExclusive),
+                (false, false) => (AccessExclusive, ShareUpdateExclusive),
+            };
+            vec![
+                (table.clone(), parent, false, false, None),
+                (partition.clone(), child, false, false, None),
+            ]
         }
         AlterAction::Other { lock, .. } => vec![(table.clone(), *lock, false, false, None)],
         AlterAction::DropNotNull { .. }
@@ -273,8 +336,12 @@ fn action_effects(table: &Name, action: &AlterAction, env: &Env) -> Vec<RawEffec
 /// Why adding this column rewrites the table, if it does.
 pub fn add_column_rewrites(col: &ColumnSpec, pg_version: u32) -> Option<String> {
     match col.generated {
-        Some(Generated::Stored) => return Some("a stored generated column is computed for every row".into()),
-        Some(Generated::Identity) => return Some("an identity column is filled from its sequence for every row".into()),
+        Some(Generated::Stored) => {
+            return Some("a stored generated column is computed for every row".into());
+        }
+        Some(Generated::Identity) => {
+            return Some("an identity column is filled from its sequence for every row".into());
+        }
         _ => {}
     }
     if col.ty.is_serial() {
@@ -288,7 +355,9 @@ pub fn add_column_rewrites(col: &ColumnSpec, pg_version: u32) -> Option<String> 
         return Some("before PostgreSQL 11 any DEFAULT is written into every row".into());
     }
     match default_volatility(default) {
-        Volatility::Volatile(f) => Some(format!("the default calls {f}(), which is volatile, so it is computed for every row")),
+        Volatility::Volatile(f) => Some(format!(
+            "the default calls {f}(), which is volatile, so it is computed for every row"
+        )),
         Volatility::Unknown(_) | Volatility::NonVolatile => None,
     }
 }

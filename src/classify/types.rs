@@ -17,15 +17,25 @@ pub enum TypeChange {
 }
 
 /// Classifies a change from `old` to `new`, with an optional USING expression.
-pub fn type_change(old: Option<&SqlType>, new: &SqlType, using: Option<&str>, column: &str) -> TypeChange {
+pub fn type_change(
+    old: Option<&SqlType>,
+    new: &SqlType,
+    using: Option<&str>,
+    column: &str,
+) -> TypeChange {
     let Some(old) = old else {
         return TypeChange::UnknownOldType;
     };
     if let Some(using) = using {
-        let trivial = using.trim_matches(|c| c == '(' || c == ')').trim().eq_ignore_ascii_case(column);
+        let trivial = using
+            .trim_matches(|c| c == '(' || c == ')')
+            .trim()
+            .eq_ignore_ascii_case(column);
         if !trivial {
             return TypeChange::Rewrite {
-                reason: format!("the USING expression `{using}` computes a new value for every row"),
+                reason: format!(
+                    "the USING expression `{using}` computes a new value for every row"
+                ),
             };
         }
     }
@@ -115,7 +125,10 @@ mod tests {
             ("char(10)", "text"),
             ("int[]", "bigint[]"),
         ] {
-            assert!(matches!(change(old, new), TypeChange::Rewrite { .. }), "{old} -> {new}");
+            assert!(
+                matches!(change(old, new), TypeChange::Rewrite { .. }),
+                "{old} -> {new}"
+            );
         }
     }
 
@@ -123,7 +136,12 @@ mod tests {
     fn using_expressions_rewrite_and_unknown_types_say_so() {
         let t = SqlType::parse("text");
         assert!(matches!(
-            type_change(Some(&SqlType::parse("varchar(5)")), &t, Some("lower(c)"), "c"),
+            type_change(
+                Some(&SqlType::parse("varchar(5)")),
+                &t,
+                Some("lower(c)"),
+                "c"
+            ),
             TypeChange::Rewrite { .. }
         ));
         assert_eq!(type_change(None, &t, None, "c"), TypeChange::UnknownOldType);

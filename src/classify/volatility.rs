@@ -109,7 +109,16 @@ pub fn default_volatility(expr: &str) -> Volatility {
 fn is_type_name(name: &str) -> bool {
     matches!(
         name,
-        "varchar" | "char" | "character" | "numeric" | "decimal" | "timestamp" | "timestamptz" | "time" | "bit" | "varbit"
+        "varchar"
+            | "char"
+            | "character"
+            | "numeric"
+            | "decimal"
+            | "timestamp"
+            | "timestamptz"
+            | "time"
+            | "bit"
+            | "varbit"
     )
 }
 
@@ -122,8 +131,14 @@ mod tests {
         assert_eq!(default_volatility("0"), Volatility::NonVolatile);
         assert_eq!(default_volatility("'{}'::jsonb"), Volatility::NonVolatile);
         assert_eq!(default_volatility("now()"), Volatility::NonVolatile);
-        assert_eq!(default_volatility("CURRENT_TIMESTAMP"), Volatility::NonVolatile);
-        assert_eq!(default_volatility("'x'::varchar(10)"), Volatility::NonVolatile);
+        assert_eq!(
+            default_volatility("CURRENT_TIMESTAMP"),
+            Volatility::NonVolatile
+        );
+        assert_eq!(
+            default_volatility("'x'::varchar(10)"),
+            Volatility::NonVolatile
+        );
         assert_eq!(
             default_volatility("gen_random_uuid()"),
             Volatility::Volatile("gen_random_uuid".into())

@@ -54,7 +54,10 @@ enum Color {
 pub fn run(args: &LintArgs, config_path: Option<&Path>) -> anyhow::Result<u8> {
     let config = Config::load(config_path, args.pg_version)?;
     let paths = if args.paths.is_empty() {
-        let default = config.migrations.clone().unwrap_or_else(|| PathBuf::from("migrations"));
+        let default = config
+            .migrations
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("migrations"));
         if !default.exists() {
             bail!(
                 "no path given and {} does not exist; run `zdm lint <PATH>` or set `migrations` in zdm.toml",
@@ -74,12 +77,18 @@ pub fn run(args: &LintArgs, config_path: Option<&Path>) -> anyhow::Result<u8> {
     let choice = match args.color {
         Color::Always => ColorChoice::Always,
         Color::Never => ColorChoice::Never,
-        Color::Auto if std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none() => {
+        Color::Auto
+            if std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none() =>
+        {
             ColorChoice::Auto
         }
         Color::Auto => ColorChoice::Never,
     };
     let mut out = StandardStream::stdout(choice);
     write_report(&mut out, &report, args.format).context("cannot write the report")?;
-    Ok(if report.has_errors() { EXIT_FINDINGS } else { EXIT_OK })
+    Ok(if report.has_errors() {
+        EXIT_FINDINGS
+    } else {
+        EXIT_OK
+    })
 }

@@ -32,7 +32,12 @@ pub fn list(args: &RulesArgs) -> anyhow::Result<u8> {
     } else {
         let width = ALL.iter().map(|r| r.name.len()).max().unwrap_or(0);
         for r in ALL {
-            println!("{:width$}  {:7}  {}", r.name, r.severity.to_string(), r.summary);
+            println!(
+                "{:width$}  {:7}  {}",
+                r.name,
+                r.severity.to_string(),
+                r.summary
+            );
         }
     }
     Ok(EXIT_OK)

@@ -18,7 +18,10 @@ pub fn rule_page(rule: &Rule) -> String {
         capitalize(rule.help),
     );
     if !rule.setup.is_empty() {
-        page.push_str(&format!("## Examples\n\nGiven an earlier migration:\n\n```sql\n{}\n```\n\n", rule.setup));
+        page.push_str(&format!(
+            "## Examples\n\nGiven an earlier migration:\n\n```sql\n{}\n```\n\n",
+            rule.setup
+        ));
     } else {
         page.push_str("## Examples\n\n");
     }
@@ -41,14 +44,20 @@ pub fn index_page() -> String {
         "# Lint rules\n\n<!-- generated from src/lint/rules/; do not edit -->\n\n`zdm lint` checks every statement against these rules. Errors fail the gate (exit 1); warnings are reported only.\n\n| rule | severity | flags |\n|---|---|---|\n",
     );
     for r in ALL {
-        page.push_str(&format!("| [{0}]({0}.md) | {1} | {2} |\n", r.name, r.severity, r.summary.replace('|', "\\|")));
+        page.push_str(&format!(
+            "| [{0}]({0}.md) | {1} | {2} |\n",
+            r.name,
+            r.severity,
+            r.summary.replace('|', "\\|")
+        ));
     }
     page
 }
 
 fn capitalize(s: &str) -> String {
     let mut c = s.chars();
-    c.next().map_or_else(String::new, |f| f.to_uppercase().chain(c).collect())
+    c.next()
+        .map_or_else(String::new, |f| f.to_uppercase().chain(c).collect())
 }
 
 #[cfg(test)]
@@ -60,7 +69,10 @@ mod tests {
     fn rule_docs_are_up_to_date() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/rules");
         let update = std::env::var_os("ZDM_UPDATE_DOCS").is_some();
-        let mut pages: Vec<(String, String)> = ALL.iter().map(|r| (format!("{}.md", r.name), rule_page(r))).collect();
+        let mut pages: Vec<(String, String)> = ALL
+            .iter()
+            .map(|r| (format!("{}.md", r.name), rule_page(r)))
+            .collect();
         pages.push(("README.md".into(), index_page()));
         let mut stale = Vec::new();
         for (file, content) in &pages {
@@ -85,6 +97,9 @@ mod tests {
                 }
             }
         }
-        assert!(stale.is_empty(), "stale rule docs {stale:?}: run `ZDM_UPDATE_DOCS=1 cargo test --lib docs`");
+        assert!(
+            stale.is_empty(),
+            "stale rule docs {stale:?}: run `ZDM_UPDATE_DOCS=1 cargo test --lib docs`"
+        );
     }
 }

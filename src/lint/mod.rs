@@ -248,7 +248,11 @@ fn severity_of(rule: &Rule, certain: bool, options: &LintOptions) -> Option<Seve
         Some(Level::Warning) => Severity::Warning,
         None => rule.severity,
     };
-    Some(if certain { configured } else { Severity::Warning })
+    Some(if certain {
+        configured
+    } else {
+        Severity::Warning
+    })
 }
 
 /// "; did you mean `drop-column`?" for a near miss.
@@ -268,7 +272,11 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
+            cur.push(
+                (prev[j] + usize::from(ca != *cb))
+                    .min(prev[j + 1] + 1)
+                    .min(cur[j] + 1),
+            );
         }
         prev = cur;
     }
@@ -312,14 +320,20 @@ mod tests {
         let sql = "-- zdm:ignore drop-colum\nSELECT 1;";
         let report = lint_sql("", sql, &LintOptions::default());
         assert_eq!(report.findings[0].rule, "invalid-directive");
-        assert!(report.findings[0].message.contains("did you mean `drop-column`"));
+        assert!(
+            report.findings[0]
+                .message
+                .contains("did you mean `drop-column`")
+        );
     }
 
     #[test]
     fn configured_levels_apply() {
         let mut options = LintOptions::default();
         options.levels.insert("drop-column".into(), Level::Warning);
-        options.levels.insert("require-lock-timeout".into(), Level::Off);
+        options
+            .levels
+            .insert("require-lock-timeout".into(), Level::Off);
         let report = lint_sql("", "ALTER TABLE t DROP COLUMN c;", &options);
         assert_eq!(report.findings.len(), 1);
         assert_eq!(report.findings[0].severity, Severity::Warning);

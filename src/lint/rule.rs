@@ -104,7 +104,11 @@ impl FileState {
             Change::CreateTable { name, .. } | Change::CreateView { name, .. } => {
                 self.created.insert(name.key());
             }
-            Change::CreateIndex { name: Some(n), table, .. } => {
+            Change::CreateIndex {
+                name: Some(n),
+                table,
+                ..
+            } => {
                 let n = Name {
                     schema: n.schema.clone().or_else(|| table.schema.clone()),
                     name: n.name.clone(),
@@ -122,7 +126,11 @@ impl FileState {
                     match a {
                         AlterAction::AddConstraint(spec) if spec.not_valid => {
                             if let Some(name) = &spec.name {
-                                self.not_valid_added.push((table.key(), name.clone(), self.segment));
+                                self.not_valid_added.push((
+                                    table.key(),
+                                    name.clone(),
+                                    self.segment,
+                                ));
                             }
                         }
                         AlterAction::RenameTable { to } if self.is_new(table) => {
@@ -148,15 +156,22 @@ impl FileState {
                 }
             }
             Change::Set { name, value, local } if name.eq_ignore_ascii_case("lock_timeout") => {
-                let zero = value
-                    .as_deref()
-                    .is_none_or(|v| matches!(v.trim_matches(['\'', '"']).trim(), "0" | "default" | "DEFAULT" | "0s" | "0ms"));
+                let zero = value.as_deref().is_none_or(|v| {
+                    matches!(
+                        v.trim_matches(['\'', '"']).trim(),
+                        "0" | "default" | "DEFAULT" | "0s" | "0ms"
+                    )
+                });
                 self.lock_timeout = !zero;
                 self.lock_timeout_local = *local;
             }
             _ => {}
         }
-        if class.effects.iter().any(|e| !e.new_relation && e.lock > LockMode::ShareUpdateExclusive && e.lock != LockMode::RowExclusive) {
+        if class.effects.iter().any(|e| {
+            !e.new_relation
+                && e.lock > LockMode::ShareUpdateExclusive
+                && e.lock != LockMode::RowExclusive
+        }) {
             self.locked_existing = true;
         }
     }

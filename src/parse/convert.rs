@@ -2,9 +2,9 @@
 //! types; statements whose details do not matter for locking become [`Change::Other`].
 
 use sqlparser::ast::{
-    self, AlterColumnOperation, AlterTableOperation, ColumnOption, CreateTable, Expr,
-    GeneratedAs, GeneratedExpressionMode, Ident, ObjectName, ObjectNamePart, ObjectType,
-    RenameTableNameKind, TableConstraint, TableFactor,
+    self, AlterColumnOperation, AlterTableOperation, ColumnOption, CreateTable, Expr, GeneratedAs,
+    GeneratedExpressionMode, Ident, ObjectName, ObjectNamePart, ObjectType, RenameTableNameKind,
+    TableConstraint, TableFactor,
 };
 
 use super::model::*;
@@ -20,14 +20,13 @@ pub fn ident(i: &Ident) -> String {
 }
 
 pub fn name(n: &ObjectName) -> Name {
-    let parts: Vec<String> = n
-        .0
-        .iter()
-        .map(|p| match p {
-            ObjectNamePart::Identifier(i) => ident(i),
-            ObjectNamePart::Function(f) => ident(&f.name),
-        })
-        .collect();
+    let parts: Vec<String> =
+        n.0.iter()
+            .map(|p| match p {
+                ObjectNamePart::Identifier(i) => ident(i),
+                ObjectNamePart::Function(f) => ident(&f.name),
+            })
+            .collect();
     match parts.as_slice() {
         [] => Name::new(None, ""),
         [one] => Name::new(None, one),

@@ -59,9 +59,8 @@ pub fn parse_statement(stmt: &Statement) -> Change {
             _ => None,
         }
     };
-    recognize::recognize(&stmt.tokens, &alter_action).unwrap_or(Change::Unrecognized {
-        reason: error,
-    })
+    recognize::recognize(&stmt.tokens, &alter_action)
+        .unwrap_or(Change::Unrecognized { reason: error })
 }
 
 /// Parses text holding at most one statement.
@@ -78,7 +77,9 @@ fn parse_one(text: &str) -> Result<Option<sqlparser::ast::Statement>, String> {
     match parsed.len() {
         0 => Ok(None),
         1 => Ok(parsed.pop()),
-        n => Err(format!("{n} statements where one was expected (a missing `;`?)")),
+        n => Err(format!(
+            "{n} statements where one was expected (a missing `;`?)"
+        )),
     }
 }
 
@@ -111,8 +112,18 @@ fn joined_statement_line(stmt: &Statement) -> Option<usize> {
         match word(i).as_str() {
             "ALTER" | "DROP" => matches!(
                 word(i + 1).as_str(),
-                "TABLE" | "INDEX" | "VIEW" | "SEQUENCE" | "TYPE" | "FUNCTION" | "SCHEMA"
-                    | "TRIGGER" | "MATERIALIZED" | "EXTENSION" | "DOMAIN" | "POLICY"
+                "TABLE"
+                    | "INDEX"
+                    | "VIEW"
+                    | "SEQUENCE"
+                    | "TYPE"
+                    | "FUNCTION"
+                    | "SCHEMA"
+                    | "TRIGGER"
+                    | "MATERIALIZED"
+                    | "EXTENSION"
+                    | "DOMAIN"
+                    | "POLICY"
             ),
             w => HEADS.contains(&w),
         }
@@ -148,7 +159,9 @@ fn create_table_with_not_null_constraints(stmt: &Statement) -> Option<Change> {
             _ => None,
         })
         .collect();
-    if words.first()?.as_deref() != Some("CREATE") || !words.iter().any(|w| w.as_deref() == Some("TABLE")) {
+    if words.first()?.as_deref() != Some("CREATE")
+        || !words.iter().any(|w| w.as_deref() == Some("TABLE"))
+    {
         return None;
     }
     let is = |i: usize, kw: &str| words.get(i).and_then(|w| w.as_deref()) == Some(kw);
@@ -172,28 +185,38 @@ fn create_table_with_not_null_constraints(stmt: &Statement) -> Option<Change> {
             }
             _ => {}
         }
-        if depth == 1 && element_start == Some(i) && is(i, "CONSTRAINT") && is(i + 2, "NOT") && is(i + 3, "NULL") {
-            if let Some(Token::Word(col)) = stmt.tokens.get(i + 4).map(|t| &t.token) {
-                columns.push(if col.quote_style.is_some() {
-                    col.value.clone()
-                } else {
-                    col.value.to_lowercase()
-                });
-                let mut end = i + 5;
-                if is(end, "NO") && is(end + 1, "INHERIT") {
-                    end += 2;
-                }
-                // Remove the element together with the comma before it.
-                let from = stmt.tokens[i - 1].range.start;
-                let keep_paren = matches!(stmt.tokens[i - 1].token, Token::LParen);
-                let start = if keep_paren { stmt.tokens[i].range.start } else { from };
-                let stop = if keep_paren {
-                    stmt.tokens.get(end).map_or(stmt.text.len(), |t| t.range.end)
-                } else {
-                    stmt.tokens[end - 1].range.end
-                };
-                cut.push(start..stop);
+        if depth == 1
+            && element_start == Some(i)
+            && is(i, "CONSTRAINT")
+            && is(i + 2, "NOT")
+            && is(i + 3, "NULL")
+            && let Some(Token::Word(col)) = stmt.tokens.get(i + 4).map(|t| &t.token)
+        {
+            columns.push(if col.quote_style.is_some() {
+                col.value.clone()
+            } else {
+                col.value.to_lowercase()
+            });
+            let mut end = i + 5;
+            if is(end, "NO") && is(end + 1, "INHERIT") {
+                end += 2;
             }
+            // Remove the element together with the comma before it.
+            let from = stmt.tokens[i - 1].range.start;
+            let keep_paren = matches!(stmt.tokens[i - 1].token, Token::LParen);
+            let start = if keep_paren {
+                stmt.tokens[i].range.start
+            } else {
+                from
+            };
+            let stop = if keep_paren {
+                stmt.tokens
+                    .get(end)
+                    .map_or(stmt.text.len(), |t| t.range.end)
+            } else {
+                stmt.tokens[end - 1].range.end
+            };
+            cut.push(start..stop);
         }
     }
     if cut.is_empty() {
@@ -323,7 +346,10 @@ mod tests {
         assert_eq!(SqlType::parse("CHARACTER VARYING(20)").name, "varchar");
         assert_eq!(SqlType::parse("CHARACTER VARYING(20)").modifiers, vec![20]);
         let t = SqlType::parse("TIMESTAMP(3) WITH TIME ZONE");
-        assert_eq!((t.name.as_str(), t.modifiers.as_slice()), ("timestamptz", &[3][..]));
+        assert_eq!(
+            (t.name.as_str(), t.modifiers.as_slice()),
+            ("timestamptz", &[3][..])
+        );
         assert_eq!(SqlType::parse("NUMERIC(10,2)").modifiers, vec![10, 2]);
         assert!(SqlType::parse("INT[]").array);
     }

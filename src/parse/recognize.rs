@@ -329,8 +329,7 @@ fn drop(c: &mut Cursor) -> Option<Change> {
         ObjectKind::Type
     } else if c.eat("SEQUENCE") {
         ObjectKind::Sequence
-    } else if c.eat("FUNCTION") || c.eat("PROCEDURE") || c.eat("AGGREGATE") || c.eat("ROUTINE")
-    {
+    } else if c.eat("FUNCTION") || c.eat("PROCEDURE") || c.eat("AGGREGATE") || c.eat("ROUTINE") {
         ObjectKind::Function
     } else {
         // DROP TRIGGER / RULE / POLICY / EXTENSION / ROLE / …: brief, no table rewrite.
@@ -384,9 +383,9 @@ fn create(c: &mut Cursor) -> Option<Change> {
         });
     }
     if c.eat_all(&["MATERIALIZED", "VIEW"]) || c.eat("VIEW") {
-        let materialized = c.tokens.iter().take(c.pos).any(|t| {
-            matches!(&t.token, Token::Word(w) if w.value.eq_ignore_ascii_case("MATERIALIZED"))
-        });
+        let materialized = c.tokens.iter().take(c.pos).any(
+            |t| matches!(&t.token, Token::Word(w) if w.value.eq_ignore_ascii_case("MATERIALIZED")),
+        );
         c.eat_all(&["IF", "NOT", "EXISTS"]);
         return Some(Change::CreateView {
             name: c.name()?,
@@ -456,9 +455,7 @@ fn alter(
         let mut actions = Vec::new();
         for range in split_actions(&tokens[c.pos..]) {
             let action_tokens = &tokens[c.pos + range.start..c.pos + range.end];
-            actions.push(
-                alter_action(action_tokens).or_else(|| recognize_action(action_tokens))?,
-            );
+            actions.push(alter_action(action_tokens).or_else(|| recognize_action(action_tokens))?);
         }
         if actions.is_empty() {
             return None;
@@ -556,11 +553,13 @@ fn recognize_action(tokens: &[SqlToken]) -> Option<AlterAction> {
             let column = c.ident()?;
             c.eat_all(&["NO", "INHERIT"]);
             let not_valid = c.eat_all(&["NOT", "VALID"]);
-            return c.at_end().then_some(AlterAction::AddConstraint(ConstraintSpec {
-                name,
-                kind: ConstraintKind::NotNull { column },
-                not_valid,
-            }));
+            return c
+                .at_end()
+                .then_some(AlterAction::AddConstraint(ConstraintSpec {
+                    name,
+                    kind: ConstraintKind::NotNull { column },
+                    not_valid,
+                }));
         }
         return None;
     }
@@ -571,20 +570,32 @@ fn recognize_action(tokens: &[SqlToken]) -> Option<AlterAction> {
         c.eat("COLUMN");
         c.ident()?;
         if c.eat_all(&["SET", "STATISTICS"]) {
-            return act("ALTER COLUMN … SET STATISTICS", LockMode::ShareUpdateExclusive);
+            return act(
+                "ALTER COLUMN … SET STATISTICS",
+                LockMode::ShareUpdateExclusive,
+            );
         }
         if (c.eat("SET") || c.eat("RESET")) && matches!(c.peek(), Some(Token::LParen)) {
-            return act("ALTER COLUMN … SET (attribute options)", LockMode::ShareUpdateExclusive);
+            return act(
+                "ALTER COLUMN … SET (attribute options)",
+                LockMode::ShareUpdateExclusive,
+            );
         }
         if c.eat_all(&["SET", "STORAGE"]) || c.eat_all(&["SET", "COMPRESSION"]) {
             return act("ALTER COLUMN … SET STORAGE", LockMode::AccessExclusive);
         }
         if c.eat("DROP") && c.eat("EXPRESSION") || c.is("DROP") && c.eat_all(&["DROP", "IDENTITY"])
         {
-            return act("ALTER COLUMN … DROP EXPRESSION/IDENTITY", LockMode::AccessExclusive);
+            return act(
+                "ALTER COLUMN … DROP EXPRESSION/IDENTITY",
+                LockMode::AccessExclusive,
+            );
         }
         if c.eat("SET") && (c.eat("GENERATED") || c.eat("INCREMENT") || c.eat("START")) {
-            return act("ALTER COLUMN … SET identity option", LockMode::AccessExclusive);
+            return act(
+                "ALTER COLUMN … SET identity option",
+                LockMode::AccessExclusive,
+            );
         }
         if c.eat("RESTART") {
             return act("ALTER COLUMN … RESTART", LockMode::AccessExclusive);
@@ -653,7 +664,11 @@ fn recognize_action(tokens: &[SqlToken]) -> Option<AlterAction> {
         ("REPLICA", "REPLICA IDENTITY", LockMode::AccessExclusive),
         ("ENABLE", "ENABLE", LockMode::ShareRowExclusive),
         ("DISABLE", "DISABLE", LockMode::ShareRowExclusive),
-        ("FORCE", "FORCE ROW LEVEL SECURITY", LockMode::AccessExclusive),
+        (
+            "FORCE",
+            "FORCE ROW LEVEL SECURITY",
+            LockMode::AccessExclusive,
+        ),
     ] {
         if c.is(kw) {
             return act(what, lock);

@@ -19,12 +19,24 @@ pub enum Format {
 }
 
 /// Renders a report in a format.
-pub fn write_report(out: &mut dyn WriteColor, report: &LintReport, format: Format) -> io::Result<()> {
+pub fn write_report(
+    out: &mut dyn WriteColor,
+    report: &LintReport,
+    format: Format,
+) -> io::Result<()> {
     match format {
         Format::Human => write_human(out, report),
-        Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&json_value(report))?),
+        Format::Json => writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&json_value(report))?
+        ),
         Format::Github => write_github(out, report),
-        Format::Sarif => writeln!(out, "{}", serde_json::to_string_pretty(&sarif_value(report))?),
+        Format::Sarif => writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&sarif_value(report))?
+        ),
     }
 }
 
@@ -46,7 +58,10 @@ fn write_human(out: &mut dyn WriteColor, report: &LintReport) -> io::Result<()> 
         }
         .with_message(&f.message)
         .with_code(f.rule)
-        .with_labels(vec![Label::primary(ids[i], excerpt_span(f, &report.sources[i].1))])
+        .with_labels(vec![Label::primary(
+            ids[i],
+            excerpt_span(f, &report.sources[i].1),
+        )])
         .with_notes(
             f.help
                 .iter()
@@ -56,7 +71,11 @@ fn write_human(out: &mut dyn WriteColor, report: &LintReport) -> io::Result<()> 
         );
         term::emit_to_write_style(out, &config, &files, &diagnostic).map_err(io::Error::other)?;
     }
-    let errors = report.findings.iter().filter(|f| f.severity == Severity::Error).count();
+    let errors = report
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .count();
     let warnings = report.findings.len() - errors;
     writeln!(
         out,
@@ -148,7 +167,9 @@ fn write_github(out: &mut dyn WriteColor, report: &LintReport) -> io::Result<()>
 }
 
 fn escape_data(s: &str) -> String {
-    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
 }
 
 fn escape_property(s: &str) -> String {

@@ -50,7 +50,10 @@ pub struct Directive {
 pub fn parse_directive(comment: &str, position: Position, span: Range<usize>) -> Option<Directive> {
     let body = comment.trim().strip_prefix("zdm:")?;
     let (body, reason) = match body.split_once("--") {
-        Some((b, r)) => (b.trim(), Some(r.trim().to_owned()).filter(|r| !r.is_empty())),
+        Some((b, r)) => (
+            b.trim(),
+            Some(r.trim().to_owned()).filter(|r| !r.is_empty()),
+        ),
         None => (body.trim(), None),
     };
     let (word, rest) = body

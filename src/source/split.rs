@@ -311,7 +311,13 @@ mod tests {
         let split = split_statements(sql);
         let first = &split.statements[0];
         assert_eq!(first.start, Position { line: 2, column: 1 });
-        assert_eq!(first.end, Position { line: 3, column: 20 });
+        assert_eq!(
+            first.end,
+            Position {
+                line: 3,
+                column: 20
+            }
+        );
         assert_eq!(&sql[first.span.clone()], first.text);
         assert_eq!(split.statements[1].start.line, 5);
     }

@@ -20,7 +20,10 @@ fn check(cx: &Cx) -> Vec<Violation> {
     match cx.change {
         Change::Cluster { table } => Violation::new(format!(
             "CLUSTER rewrites {} under an ACCESS EXCLUSIVE lock that blocks all reads and writes",
-            table.as_ref().map_or_else(|| "every previously clustered table".to_owned(), ToString::to_string)
+            table.as_ref().map_or_else(
+                || "every previously clustered table".to_owned(),
+                ToString::to_string
+            )
         )),
         _ => vec![],
     }

@@ -20,7 +20,12 @@ pub static RULE: Rule = Rule {
 };
 
 fn check(cx: &Cx) -> Vec<Violation> {
-    let Change::Drop { kind, names, cascade } = cx.change else {
+    let Change::Drop {
+        kind,
+        names,
+        cascade,
+    } = cx.change
+    else {
         return vec![];
     };
     if !matches!(kind, ObjectKind::Table | ObjectKind::Schema) {

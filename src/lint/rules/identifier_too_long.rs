@@ -23,18 +23,26 @@ fn check(cx: &Cx) -> Vec<Violation> {
     let mut names: Vec<&str> = Vec::new();
     let mut from_actions: Vec<&str> = Vec::new();
     match cx.change {
-        Change::CreateTable { name, columns: cols, constraints, .. } => {
+        Change::CreateTable {
+            name,
+            columns: cols,
+            constraints,
+            ..
+        } => {
             names.push(&name.name);
             names.extend(cols.iter().map(|c: &ColumnSpec| c.name.as_str()));
             names.extend(constraints.iter().filter_map(|c| c.name.as_deref()));
         }
-        Change::CreateIndex { name: Some(n), .. } | Change::CreateView { name: n, .. } => names.push(&n.name),
+        Change::CreateIndex { name: Some(n), .. } | Change::CreateView { name: n, .. } => {
+            names.push(&n.name)
+        }
         Change::AlterTable { actions, .. } => {
             for a in actions {
                 match a {
                     AlterAction::AddColumn(c) => from_actions.push(&c.name),
                     AlterAction::AddConstraint(c) => from_actions.extend(c.name.as_deref()),
-                    AlterAction::RenameColumn { to, .. } | AlterAction::RenameConstraint { to, .. } => from_actions.push(to),
+                    AlterAction::RenameColumn { to, .. }
+                    | AlterAction::RenameConstraint { to, .. } => from_actions.push(to),
                     AlterAction::RenameTable { to } => from_actions.push(&to.name),
                     _ => {}
                 }
@@ -47,7 +55,10 @@ fn check(cx: &Cx) -> Vec<Violation> {
         .chain(from_actions)
         .filter(|n| n.len() > MAX)
         .flat_map(|n| {
-            let cut = (0..=MAX).rev().find(|&i| n.is_char_boundary(i)).unwrap_or(0);
+            let cut = (0..=MAX)
+                .rev()
+                .find(|&i| n.is_char_boundary(i))
+                .unwrap_or(0);
             Violation::new(format!(
                 "\"{n}\" is {} bytes; PostgreSQL truncates it to \"{}\"",
                 n.len(),

@@ -28,6 +28,11 @@ fn check(cx: &Cx) -> Vec<Violation> {
     tables
         .iter()
         .filter(|t| cx.existing(t))
-        .flat_map(|t| Violation::new(format!("LOCK TABLE {} until the transaction ends", lock_phrase(*mode, t))))
+        .flat_map(|t| {
+            Violation::new(format!(
+                "LOCK TABLE {} until the transaction ends",
+                lock_phrase(*mode, t)
+            ))
+        })
         .collect()
 }

@@ -99,7 +99,11 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for r in ALL {
             assert!(seen.insert(r.name), "duplicate rule {}", r.name);
-            assert!(r.name.chars().all(|c| c.is_ascii_lowercase() || c == '-'), "{}", r.name);
+            assert!(
+                r.name.chars().all(|c| c.is_ascii_lowercase() || c == '-'),
+                "{}",
+                r.name
+            );
             assert!(!r.summary.is_empty() && !r.why.is_empty(), "{}", r.name);
         }
     }
@@ -123,7 +127,10 @@ mod tests {
             );
             let good = lint_sql(rule.setup, rule.good, &options);
             assert!(
-                !good.findings.iter().any(|f| f.rule == rule.name || f.severity == Severity::Error),
+                !good
+                    .findings
+                    .iter()
+                    .any(|f| f.rule == rule.name || f.severity == Severity::Error),
                 "{} good example is not clean:\n{}\nfindings: {:?}",
                 rule.name,
                 rule.good,

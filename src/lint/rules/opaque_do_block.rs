@@ -18,9 +18,9 @@ pub static RULE: Rule = Rule {
 
 fn check(cx: &Cx) -> Vec<Violation> {
     match cx.change {
-        Change::DoBlock => Violation::new(
-            "zdm cannot see what this DO block runs, so its locks are not checked",
-        ),
+        Change::DoBlock => {
+            Violation::new("zdm cannot see what this DO block runs, so its locks are not checked")
+        }
         _ => vec![],
     }
 }

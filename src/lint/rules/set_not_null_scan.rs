@@ -82,17 +82,37 @@ mod tests {
     #[test]
     fn a_check_validated_in_an_earlier_migration_is_enough_on_pg12() {
         let setup = "CREATE TABLE t (c int);\nALTER TABLE t ADD CONSTRAINT c_nn CHECK (c IS NOT NULL) NOT VALID;\nCOMMIT;\nALTER TABLE t VALIDATE CONSTRAINT c_nn;";
-        assert!(!fires(setup, "ALTER TABLE t ALTER COLUMN c SET NOT NULL;", 12));
-        assert!(fires(setup, "ALTER TABLE t ALTER COLUMN c SET NOT NULL;", 11));
+        assert!(!fires(
+            setup,
+            "ALTER TABLE t ALTER COLUMN c SET NOT NULL;",
+            12
+        ));
+        assert!(fires(
+            setup,
+            "ALTER TABLE t ALTER COLUMN c SET NOT NULL;",
+            11
+        ));
         // Not validated: the CHECK proves nothing yet.
         let unvalidated = "CREATE TABLE t (c int);\nALTER TABLE t ADD CONSTRAINT c_nn CHECK (c IS NOT NULL) NOT VALID;";
-        assert!(fires(unvalidated, "ALTER TABLE t ALTER COLUMN c SET NOT NULL;", 14));
+        assert!(fires(
+            unvalidated,
+            "ALTER TABLE t ALTER COLUMN c SET NOT NULL;",
+            14
+        ));
     }
 
     #[test]
     fn pg18_not_null_constraints() {
         let setup = "CREATE TABLE t (c int);";
-        assert!(fires(setup, "ALTER TABLE t ADD CONSTRAINT c_nn NOT NULL c;", 18));
-        assert!(!fires(setup, "ALTER TABLE t ADD CONSTRAINT c_nn NOT NULL c NOT VALID;", 18));
+        assert!(fires(
+            setup,
+            "ALTER TABLE t ADD CONSTRAINT c_nn NOT NULL c;",
+            18
+        ));
+        assert!(!fires(
+            setup,
+            "ALTER TABLE t ADD CONSTRAINT c_nn NOT NULL c NOT VALID;",
+            18
+        ));
     }
 }

@@ -28,7 +28,11 @@ fn check(cx: &Cx) -> Vec<Violation> {
             Violation::new(format!(
                 "TRUNCATE {t} {} and deletes every row{}",
                 lock_phrase(LockMode::AccessExclusive, t),
-                if *cascade { ", and CASCADE empties every table that references it" } else { "" }
+                if *cascade {
+                    ", and CASCADE empties every table that references it"
+                } else {
+                    ""
+                }
             ))
         })
         .collect()

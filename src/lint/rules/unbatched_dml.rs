@@ -27,7 +27,11 @@ fn check(cx: &Cx) -> Vec<Violation> {
             filtered: false,
         } if cx.existing(table) => Violation::new(format!(
             "{} without WHERE touches every row of {table} in one transaction, blocking the application's writes to those rows until it commits",
-            if *kind == DmlKind::Update { "UPDATE" } else { "DELETE" }
+            if *kind == DmlKind::Update {
+                "UPDATE"
+            } else {
+                "DELETE"
+            }
         )),
         _ => vec![],
     }

@@ -23,7 +23,11 @@ fn check(cx: &Cx) -> Vec<Violation> {
             let target = if tables.is_empty() {
                 "every table in the database".to_owned()
             } else {
-                tables.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                tables
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             };
             Violation::new(format!(
                 "VACUUM FULL rewrites {target} under an ACCESS EXCLUSIVE lock that blocks all reads and writes"

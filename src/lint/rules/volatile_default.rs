@@ -70,14 +70,32 @@ mod tests {
 
     #[test]
     fn serial_and_old_versions_rewrite_constant_defaults_do_not() {
-        assert_eq!(findings("ALTER TABLE t ADD COLUMN n bigserial;", 14), vec![Severity::Error]);
-        assert_eq!(findings("ALTER TABLE t ADD COLUMN n int DEFAULT 0;", 14), vec![]);
-        assert_eq!(findings("ALTER TABLE t ADD COLUMN n int DEFAULT 0;", 10), vec![Severity::Error]);
-        assert_eq!(findings("ALTER TABLE t ADD COLUMN at timestamptz DEFAULT now();", 14), vec![]);
         assert_eq!(
-            findings("ALTER TABLE t ADD COLUMN at timestamptz DEFAULT clock_timestamp();", 14),
+            findings("ALTER TABLE t ADD COLUMN n bigserial;", 14),
             vec![Severity::Error]
         );
-        assert_eq!(findings("ALTER TABLE t ADD COLUMN n int DEFAULT my_fn();", 14), vec![Severity::Warning]);
+        assert_eq!(
+            findings("ALTER TABLE t ADD COLUMN n int DEFAULT 0;", 14),
+            vec![]
+        );
+        assert_eq!(
+            findings("ALTER TABLE t ADD COLUMN n int DEFAULT 0;", 10),
+            vec![Severity::Error]
+        );
+        assert_eq!(
+            findings("ALTER TABLE t ADD COLUMN at timestamptz DEFAULT now();", 14),
+            vec![]
+        );
+        assert_eq!(
+            findings(
+                "ALTER TABLE t ADD COLUMN at timestamptz DEFAULT clock_timestamp();",
+                14
+            ),
+            vec![Severity::Error]
+        );
+        assert_eq!(
+            findings("ALTER TABLE t ADD COLUMN n int DEFAULT my_fn();", 14),
+            vec![Severity::Warning]
+        );
     }
 }

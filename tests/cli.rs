@@ -1,0 +1,249 @@
+//! The `zdm` binary as CI uses it: every output format and exit code.
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+fn zdm() -> Command {
+    let mut cmd = Command::cargo_bin("zdm").unwrap();
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("ZDM_CONFIG");
+    cmd
+}
+
+fn stdout_of(args: &[&str], code: i32) -> String {
+    let out = zdm()
+        .args(args)
+        .assert()
+        .code(code)
+        .get_output()
+        .stdout
+        .clone();
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn safe_migrations_exit_zero() {
+    let out = stdout_of(&["lint", "tests/fixtures/safe"], 0);
+    assert!(
+        out.contains("3 files, 7 statements: 0 errors, 0 warnings"),
+        "{out}"
+    );
+}
+
+#[test]
+fn unsafe_migrations_exit_one_with_human_output() {
+    let out = stdout_of(&["lint", "--color", "never", "tests/fixtures/unsafe"], 1);
+    insta::assert_snapshot!("human", out);
+}
+
+#[test]
+fn json_output_has_the_documented_shape() {
+    let out = stdout_of(&["lint", "--format", "json", "tests/fixtures/unsafe"], 1);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
+    assert_eq!(
+        keys,
+        ["files", "findings", "statements", "unrecognized", "version"]
+    );
+    for f in v["findings"].as_array().unwrap() {
+        let keys: Vec<_> = f.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(
+            keys,
+            [
+                "column",
+                "end_column",
+                "end_line",
+                "help",
+                "line",
+                "message",
+                "path",
+                "rule",
+                "severity"
+            ]
+        );
+    }
+    insta::assert_snapshot!("json", out);
+}
+
+#[test]
+fn github_annotations() {
+    let out = stdout_of(&["lint", "--format", "github", "tests/fixtures/unsafe"], 1);
+    assert!(
+        out.lines()
+            .all(|l| l.starts_with("::error file=") || l.starts_with("::warning file="))
+    );
+    insta::assert_snapshot!("github", out);
+}
+
+#[test]
+fn sarif_is_2_1_0_with_one_result_per_finding() {
+    let out = stdout_of(&["lint", "--format", "sarif", "tests/fixtures/unsafe"], 1);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["version"], "2.1.0");
+    let results = v["runs"][0]["results"].as_array().unwrap();
+    assert_eq!(results.len(), 3);
+    assert_eq!(results[0]["ruleId"], "require-concurrent-index");
+    assert_eq!(
+        results[0]["locations"][0]["physicalLocation"]["region"]["startLine"],
+        2
+    );
+}
+
+#[test]
+fn single_file_uses_earlier_migrations_for_context() {
+    // The old type of users.id comes from 0001: int → bigint is certainly a rewrite.
+    let out = stdout_of(
+        &[
+            "lint",
+            "--format",
+            "json",
+            "tests/fixtures/unsafe/0002_changes.sql",
+        ],
+        1,
+    );
+    assert!(
+        out.contains("integer to bigint is not binary coercible"),
+        "{out}"
+    );
+    assert!(!out.contains("0001_create_users"), "{out}");
+}
+
+#[test]
+fn pg_version_flag_changes_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("1_add.sql");
+    std::fs::write(
+        &file,
+        "SET lock_timeout = '1s';\nALTER TABLE t ADD COLUMN c int DEFAULT 0;\n",
+    )
+    .unwrap();
+    zdm()
+        .args(["lint", "--pg-version", "14"])
+        .arg(&file)
+        .assert()
+        .code(0);
+    zdm()
+        .args(["lint", "--pg-version", "10"])
+        .arg(&file)
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("before PostgreSQL 11"));
+}
+
+#[test]
+fn missing_path_is_a_usage_error() {
+    zdm()
+        .args(["lint", "no/such/dir"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "no/such/dir: no such file or directory",
+        ));
+}
+
+#[test]
+fn unreadable_file_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("1_bad.sql");
+    std::fs::write(&file, b"SELECT '\xff';").unwrap();
+    zdm()
+        .arg("lint")
+        .arg(&file)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("1_bad.sql: not valid UTF-8"));
+}
+
+#[test]
+fn unparseable_sql_is_an_error_finding_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("1_bad.sql");
+    std::fs::write(
+        &file,
+        "SELECT 1;\nALTER TABLE t ADD COLUMN c int\nCREATE TABLE u (id int);\nSELECT 'unterminated",
+    )
+    .unwrap();
+    let out = zdm()
+        .args(["lint", "--format", "json"])
+        .arg(&file)
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["unrecognized"], 2);
+    let lines: Vec<_> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == "unrecognized-statement")
+        .map(|f| f["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines, [2, 4]);
+}
+
+#[test]
+fn bad_config_and_bad_flags_exit_two() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("zdm.toml");
+    std::fs::write(&config, "[lint.rules]\nno-such-rule = \"off\"\n").unwrap();
+    zdm()
+        .args(["lint", "tests/fixtures/safe", "--config"])
+        .arg(&config)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("unknown rule `no-such-rule`"));
+    zdm()
+        .args(["lint", "--format", "xml", "tests/fixtures/safe"])
+        .assert()
+        .code(2);
+    zdm()
+        .args(["lint", "--pg-version", "7", "tests/fixtures/safe"])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn config_levels_turn_errors_into_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("zdm.toml");
+    std::fs::write(
+        &config,
+        "[lint.rules]\nrequire-concurrent-index = \"warning\"\nrename-column = \"off\"\nrewriting-type-change = \"warning\"\n",
+    )
+    .unwrap();
+    zdm()
+        .args(["lint", "tests/fixtures/unsafe", "--config"])
+        .arg(&config)
+        .assert()
+        .code(0);
+}
+
+#[test]
+fn help_carries_examples() {
+    zdm()
+        .arg("--help")
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("Examples:"));
+    zdm()
+        .args(["lint", "--help"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("zdm lint migrations/"));
+    zdm().args(["--version"]).assert().code(0);
+    zdm().assert().code(2);
+}
+
+#[test]
+fn rules_and_explain() {
+    let out = stdout_of(&["rules"], 0);
+    assert!(out.contains("set-not-null-scan") && out.contains("unrecognized-statement"));
+    zdm()
+        .args(["explain", "rename-column"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("## Safe form"));
+    zdm().args(["explain", "rename-colum"]).assert().code(2);
+}

@@ -1,0 +1,246 @@
+//! Checks zdm's lock classification against a real PostgreSQL server: each statement runs in a
+//! transaction, and the locks it holds (pg_locks) and whether it gave the table a new file
+//! (pg_class.relfilenode, i.e. a rewrite) are compared with what `classify` says.
+//! Needs DATABASE_URL (scripts/test provides it); skipped without it.
+
+use postgres::{Client, NoTls};
+use zdm::catalog::Catalog;
+use zdm::classify::{Env, LockMode, classify};
+use zdm::parse::{Name, parse_statement};
+use zdm::source::split_statements;
+
+const SETUP: &str = "
+CREATE TABLE p (id int PRIMARY KEY);
+CREATE TABLE t (id int PRIMARY KEY, a int, b varchar(10), c text, n numeric(10,2), ts timestamp(3));
+CREATE INDEX t_a_idx ON t (a);
+INSERT INTO p SELECT g FROM generate_series(1, 10) g;
+INSERT INTO t SELECT g, g, 'x', 'y', 1.5, now() FROM generate_series(1, 10) g;
+ALTER TABLE t ADD CONSTRAINT t_a_pos CHECK (a > 0) NOT VALID;
+CREATE TABLE parted (id int, at date) PARTITION BY RANGE (at);
+CREATE TABLE parted_2023 PARTITION OF parted FOR VALUES FROM ('2023-01-01') TO ('2024-01-01');
+CREATE TABLE loose (id int, at date);
+CREATE MATERIALIZED VIEW mv AS SELECT count(*) AS n FROM t;
+";
+
+/// Statements and the minimum server version their expectation holds for.
+const CASES: &[(&str, u32)] = &[
+    ("ALTER TABLE t ADD COLUMN x int", 11),
+    ("ALTER TABLE t ADD COLUMN x int DEFAULT 0", 11),
+    ("ALTER TABLE t ADD COLUMN x timestamptz DEFAULT now()", 11),
+    (
+        "ALTER TABLE t ADD COLUMN x uuid DEFAULT gen_random_uuid()",
+        13,
+    ),
+    ("ALTER TABLE t ADD COLUMN x float8 DEFAULT random()", 11),
+    ("ALTER TABLE t ADD COLUMN x bigserial", 11),
+    (
+        "ALTER TABLE t ADD COLUMN x int GENERATED ALWAYS AS (a * 2) STORED",
+        12,
+    ),
+    (
+        "ALTER TABLE t ADD COLUMN x int GENERATED ALWAYS AS IDENTITY",
+        11,
+    ),
+    ("ALTER TABLE t ADD COLUMN x int REFERENCES p (id)", 11),
+    ("ALTER TABLE t ALTER COLUMN a TYPE bigint", 11),
+    ("ALTER TABLE t ALTER COLUMN b TYPE varchar(20)", 11),
+    ("ALTER TABLE t ALTER COLUMN b TYPE text", 11),
+    ("ALTER TABLE t ALTER COLUMN b TYPE varchar(5)", 11),
+    ("ALTER TABLE t ALTER COLUMN c TYPE varchar", 11),
+    ("ALTER TABLE t ALTER COLUMN n TYPE numeric(12,2)", 11),
+    ("ALTER TABLE t ALTER COLUMN n TYPE numeric(12,4)", 11),
+    ("ALTER TABLE t ALTER COLUMN ts TYPE timestamp(6)", 11),
+    (
+        "ALTER TABLE t ALTER COLUMN c TYPE varchar(50) USING upper(c)",
+        11,
+    ),
+    ("ALTER TABLE t ALTER COLUMN a SET NOT NULL", 11),
+    ("ALTER TABLE t ALTER COLUMN a DROP NOT NULL", 11),
+    ("ALTER TABLE t ALTER COLUMN a SET DEFAULT 1", 11),
+    (
+        "ALTER TABLE t ADD CONSTRAINT ck CHECK (a > 0) NOT VALID",
+        11,
+    ),
+    ("ALTER TABLE t ADD CONSTRAINT ck CHECK (a > 0)", 11),
+    (
+        "ALTER TABLE t ADD CONSTRAINT fk FOREIGN KEY (a) REFERENCES p (id) NOT VALID",
+        11,
+    ),
+    ("ALTER TABLE t VALIDATE CONSTRAINT t_a_pos", 11),
+    ("ALTER TABLE t ADD CONSTRAINT u UNIQUE (a)", 11),
+    ("ALTER TABLE t RENAME COLUMN a TO a2", 11),
+    ("ALTER TABLE t RENAME TO t2", 11),
+    ("ALTER TABLE t DROP COLUMN c", 11),
+    ("ALTER TABLE t SET UNLOGGED", 11),
+    ("ALTER TABLE t SET (fillfactor = 70)", 11),
+    ("ALTER TABLE t ALTER COLUMN a SET STATISTICS 500", 11),
+    ("ALTER TABLE parted DETACH PARTITION parted_2023", 11),
+    (
+        "ALTER TABLE parted ATTACH PARTITION loose FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')",
+        12,
+    ),
+    ("CREATE INDEX t_b_idx ON t (b)", 11),
+    ("DROP INDEX t_a_idx", 11),
+    ("DROP TABLE t CASCADE", 11),
+    ("LOCK TABLE t IN SHARE MODE", 11),
+    ("REFRESH MATERIALIZED VIEW mv", 11),
+    ("CLUSTER t USING t_pkey", 11),
+    ("REINDEX TABLE t", 11),
+    ("UPDATE t SET a = a + 1", 11),
+];
+
+fn mode(pg: &str) -> Option<LockMode> {
+    Some(match pg {
+        "AccessShareLock" => LockMode::AccessShare,
+        "RowShareLock" => LockMode::RowShare,
+        "RowExclusiveLock" => LockMode::RowExclusive,
+        "ShareUpdateExclusiveLock" => LockMode::ShareUpdateExclusive,
+        "ShareLock" => LockMode::Share,
+        "ShareRowExclusiveLock" => LockMode::ShareRowExclusive,
+        "ExclusiveLock" => LockMode::Exclusive,
+        "AccessExclusiveLock" => LockMode::AccessExclusive,
+        _ => return None,
+    })
+}
+
+#[test]
+fn classification_matches_the_server() {
+    let Ok(url) = std::env::var("DATABASE_URL") else {
+        eprintln!("skipped: DATABASE_URL is not set (scripts/test sets it)");
+        return;
+    };
+    let mut admin = Client::connect(&url, NoTls).expect("connect to DATABASE_URL");
+    let db = format!("zdm_locks_{}", std::process::id());
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))
+        .unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {db}"))
+        .unwrap();
+    let mut config: postgres::Config = url.parse().unwrap();
+    config.dbname(&db);
+    let mut client = config.connect(NoTls).unwrap();
+    let version: u32 = client
+        .query_one(
+            "SELECT current_setting('server_version_num')::int / 10000",
+            &[],
+        )
+        .unwrap()
+        .get::<_, i32>(0) as u32;
+
+    let catalog = Catalog::from_sql(SETUP);
+    let mut failures = Vec::new();
+    for (i, (sql, min_version)) in CASES.iter().enumerate() {
+        if version < *min_version {
+            continue;
+        }
+        let schema = format!("case{i}");
+        client
+            .batch_execute(&format!(
+                "CREATE SCHEMA {schema}; SET search_path = {schema}; {SETUP}"
+            ))
+            .unwrap();
+        let relfilenode = |c: &mut Client| -> u32 {
+            c.query_one(
+                "SELECT relfilenode FROM pg_class WHERE oid = 't'::regclass",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+        };
+        let before = relfilenode(&mut client);
+        // Relations by oid, so renamed and dropped ones are still recognised in pg_locks.
+        let names: std::collections::HashMap<u32, String> = client
+            .query(
+                "SELECT oid, relname::text FROM pg_class WHERE relnamespace = current_schema()::regnamespace",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let mut tx = client.transaction().unwrap();
+        tx.batch_execute(sql).unwrap_or_else(|e| {
+            panic!(
+                "{sql}: {}",
+                e.as_db_error()
+                    .map_or_else(|| e.to_string(), |d| d.message().to_owned())
+            )
+        });
+        let rows = tx
+            .query(
+                "SELECT l.relation, l.mode FROM pg_locks l \
+                 WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation'",
+                &[],
+            )
+            .unwrap();
+        let rows: Vec<(String, String)> = rows
+            .iter()
+            .filter_map(|r| Some((names.get(&r.get::<_, u32>(0))?.clone(), r.get(1))))
+            .collect();
+        let after: Option<u32> = tx
+            .query_opt(
+                "SELECT relfilenode FROM pg_class WHERE oid = to_regclass('t')",
+                &[],
+            )
+            .unwrap()
+            .map(|r| r.get(0));
+        tx.rollback().unwrap();
+        client
+            .batch_execute(&format!(
+                "SET search_path = public; DROP SCHEMA {schema} CASCADE"
+            ))
+            .unwrap();
+
+        let stmt = &split_statements(sql).statements[0];
+        let change = parse_statement(stmt);
+        let is_new = |_: &Name| false;
+        let env = Env {
+            pg_version: version,
+            catalog: &catalog,
+            is_new: &is_new,
+        };
+        let class = classify(&change, &env);
+        for effect in &class.effects {
+            let held = rows
+                .iter()
+                .filter(|(name, _)| *name == effect.relation.name)
+                .filter_map(|(_, m)| mode(m))
+                .max();
+            if held != Some(effect.lock) {
+                failures.push(format!(
+                    "{sql}: zdm says {} on {}, server holds {:?}",
+                    effect.lock, effect.relation, held
+                ));
+            }
+        }
+        if class.effects.iter().all(|e| e.relation.name != "t")
+            && rows
+                .iter()
+                .any(|(name, m)| name == "t" && m != "AccessShareLock")
+        {
+            failures.push(format!(
+                "{sql}: zdm names no lock on t, the server holds one"
+            ));
+        }
+        let rewrote = after.is_some_and(|a| a != before);
+        let says_rewrite = class
+            .effects
+            .iter()
+            .any(|e| e.relation.name == "t" && e.rewrite);
+        if after.is_some() && rewrote != says_rewrite {
+            failures.push(format!(
+                "{sql}: zdm says rewrite={says_rewrite}, relfilenode changed={rewrote}"
+            ));
+        }
+    }
+    drop(client);
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))
+        .unwrap();
+    assert!(
+        failures.is_empty(),
+        "classification differs from PostgreSQL {version}:\n{}",
+        failures.join("\n")
+    );
+}
