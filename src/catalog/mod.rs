@@ -173,9 +173,9 @@ impl Catalog {
             }
             return;
         }
-        let Some(table) = self.tables.get_mut(&table_name.key()) else {
-            return;
-        };
+        // A table no replayed migration created (it predates them, or the file is linted
+        // alone) still collects what later statements add, such as validated constraints.
+        let table = self.tables.entry(table_name.key()).or_default();
         match action {
             AlterAction::AddColumn(c) => table.columns.push(Column {
                 name: c.name.clone(),

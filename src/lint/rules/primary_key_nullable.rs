@@ -46,18 +46,24 @@ fn check(cx: &Cx) -> Vec<Violation> {
                     "zdm does not know the columns of index {index}; if any is nullable, ADD PRIMARY KEY USING INDEX scans {table} for NULLs under an ACCESS EXCLUSIVE lock"
                 ));
             };
+            let column = |c: &str| known_table.and_then(|t| t.column(c));
             let nullable: Vec<&str> = idx
                 .columns
                 .iter()
                 .filter(|c| {
-                    known_table
-                        .and_then(|t| t.column(c))
-                        .is_none_or(|col| !col.not_null && !t_proves(known_table, c, cx.pg_version))
+                    column(c).is_some_and(|col| !col.not_null && !t_proves(known_table, c, cx.pg_version))
                 })
                 .map(String::as_str)
                 .collect();
-            if nullable.is_empty() {
+            let unknown: Vec<&str> = idx.columns.iter().filter(|c| column(c).is_none()).map(String::as_str).collect();
+            if nullable.is_empty() && unknown.is_empty() {
                 vec![]
+            } else if nullable.is_empty() {
+                Violation::uncertain(format!(
+                    "zdm does not know whether {} of index {index} {} NOT NULL; if not, ADD PRIMARY KEY USING INDEX scans {table} for NULLs under an ACCESS EXCLUSIVE lock",
+                    unknown.join(", "),
+                    if unknown.len() == 1 { "is" } else { "are" }
+                ))
             } else {
                 Violation::new(format!(
                     "{} of index {index} {} not NOT NULL, so ADD PRIMARY KEY USING INDEX scans {table} for NULLs under an ACCESS EXCLUSIVE lock that blocks all reads and writes",

@@ -41,8 +41,11 @@ fn check(cx: &Cx) -> Vec<Violation> {
                     let message = format!(
                         "zdm does not know the current type of {table}.{column} (no earlier migration in this directory declares it), so it cannot tell whether changing it to {ty} is binary coercible; unless it is, the table and its indexes are rewritten under an ACCESS EXCLUSIVE lock"
                     );
-                    // Widening targets are usually in place; others (int → bigint) never are.
-                    if matches!(ty.name.as_str(), "varchar" | "text" | "citext" | "numeric" | "varbit" | "inet") && !ty.array {
+                    // Unbounded targets (text, varchar, numeric) are the usual widenings; a
+                    // bounded one may narrow, and int → bigint never is in place.
+                    let unbounded = ty.modifiers.is_empty()
+                        && matches!(ty.name.as_str(), "varchar" | "text" | "citext" | "numeric" | "varbit");
+                    if unbounded && !ty.array {
                         Violation::uncertain(message)
                     } else {
                         Violation::new(message)
