@@ -47,10 +47,12 @@ pub struct Classification {
 }
 
 impl Classification {
-    /// The strongest lock taken on a relation that already exists, if any.
+    /// The strongest lock taken on a relation that already exists, if any (the first named
+    /// relation on a tie: the statement's own table before the one it references).
     pub fn strongest_on_existing(&self) -> Option<&Effect> {
         self.effects
             .iter()
+            .rev()
             .filter(|e| !e.new_relation)
             .max_by_key(|e| e.lock)
     }

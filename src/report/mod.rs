@@ -66,7 +66,7 @@ fn write_human(out: &mut dyn WriteColor, report: &LintReport) -> io::Result<()> 
             f.help
                 .iter()
                 .map(|h| format!("help: {h}"))
-                .chain([format!("see: docs/rules/{}.md", f.rule)])
+                .chain([format!("more: zdm explain {}", f.rule)])
                 .collect(),
         );
         term::emit_to_write_style(out, &config, &files, &diagnostic).map_err(io::Error::other)?;
