@@ -11,8 +11,14 @@ use zdm::lint::{LintOptions, Severity, lint_set};
 use zdm::source::MigrationSet;
 
 fn files(dir: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hazards").join(dir);
-    let mut files: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.path()).collect();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/hazards")
+        .join(dir);
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     files.sort();
     files
 }
@@ -32,13 +38,20 @@ fn dangerous_statements_get_errors_on_their_lines() {
     let mut failures = Vec::new();
     for path in files("dangerous") {
         let text = std::fs::read_to_string(&path).unwrap();
-        let Some(expect) = text.lines().next().and_then(|l| l.strip_prefix("-- expect: ")) else {
+        let Some(expect) = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("-- expect: "))
+        else {
             continue; // context for later files
         };
         let expected: BTreeSet<String> = expect.split(", ").map(str::to_owned).collect();
         let got = errors(&path);
         if got != expected {
-            failures.push(format!("{}: expected {expected:?}, got {got:?}", path.display()));
+            failures.push(format!(
+                "{}: expected {expected:?}, got {got:?}",
+                path.display()
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

@@ -1,8 +1,9 @@
 //! What a statement does to a live database: the lock it takes on which relation, whether it
 //! rewrites or scans the table, whether it breaks the running (older) application, and the
 //! PostgreSQL versions that change those answers. Lint and plan both read these facts, so they
-//! never disagree. Facts and sources: `docs/locks.md` and
-//! <https://www.postgresql.org/docs/current/sql-altertable.html>.
+//! never disagree. `tests/locks.rs` checks these answers against real servers (`pg_locks`,
+//! `pg_class.relfilenode`); sources: <https://www.postgresql.org/docs/current/sql-altertable.html>
+//! and <https://www.postgresql.org/docs/current/explicit-locking.html>.
 
 mod lock;
 mod types;
