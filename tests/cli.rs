@@ -43,22 +43,22 @@ fn json_output_has_the_documented_shape() {
     let keys: Vec<_> = v.as_object().unwrap().keys().cloned().collect();
     assert_eq!(
         keys,
-        ["files", "findings", "statements", "unrecognized", "version"]
+        ["version", "files", "statements", "unrecognized", "findings"]
     );
     for f in v["findings"].as_array().unwrap() {
         let keys: Vec<_> = f.as_object().unwrap().keys().cloned().collect();
         assert_eq!(
             keys,
             [
-                "column",
-                "end_column",
-                "end_line",
-                "help",
-                "line",
-                "message",
                 "path",
+                "line",
+                "column",
+                "end_line",
+                "end_column",
                 "rule",
-                "severity"
+                "severity",
+                "message",
+                "help"
             ]
         );
     }
@@ -128,6 +128,16 @@ fn pg_version_flag_changes_answers() {
         .assert()
         .code(1)
         .stdout(predicate::str::contains("before PostgreSQL 11"));
+}
+
+#[test]
+fn reads_standard_input() {
+    zdm()
+        .args(["lint", "--format", "json", "-"])
+        .write_stdin("DROP INDEX users_email_idx;")
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("\"path\": \"<stdin>\""));
 }
 
 #[test]

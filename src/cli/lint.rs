@@ -11,7 +11,7 @@ use super::{EXIT_FINDINGS, EXIT_OK};
 use crate::config::Config;
 use crate::lint::{LintReport, lint_set};
 use crate::report::{Format, write_report};
-use crate::source::MigrationSet;
+use crate::source::{MigrationSet, SourceFile};
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -19,6 +19,8 @@ Examples:
   zdm lint migrations/0042_add_index.sql       one file, with earlier migrations as context
   zdm lint --pg-version 12 --format json db/migrations
   zdm lint --format sarif migrations/ > zdm.sarif
+  git diff --name-only origin/main -- migrations | xargs zdm lint
+  echo 'DROP INDEX users_email_idx;' | zdm lint -
 
 A directory is an ordered migration set (0001_x.sql, 20240101120000_x.sql, V1__x.sql, x.up.sql,
 <version>_x/up.sql, <version>_x/migration.sql); .down.sql files are linted too.
@@ -30,7 +32,8 @@ Exit codes: 0 no error-level finding, 1 at least one, 2 usage or I/O error.";
 #[derive(Debug, Args)]
 #[command(after_help = AFTER_HELP)]
 pub struct LintArgs {
-    /// Migration files or directories [default: `migrations` from zdm.toml, else ./migrations]
+    /// Migration files or directories, `-` for standard input [default: `migrations` from
+    /// zdm.toml, else ./migrations]
     #[arg(value_name = "PATH")]
     paths: Vec<PathBuf>,
     /// Output format
@@ -70,7 +73,14 @@ pub fn run(args: &LintArgs, config_path: Option<&Path>) -> anyhow::Result<u8> {
     };
     let mut report = LintReport::default();
     for path in &paths {
-        let set = MigrationSet::load(path)?;
+        let set = if path.as_os_str() == "-" {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .context("cannot read standard input as UTF-8")?;
+            MigrationSet::single(SourceFile::from_text(Path::new("<stdin>"), text))
+        } else {
+            MigrationSet::load(path)?
+        };
         tracing::debug!(path = %path.display(), files = set.forward.len() + set.down.len(), "linting");
         report.merge(lint_set(&set, &config.lint));
     }

@@ -340,6 +340,22 @@ mod tests {
     }
 
     #[test]
+    fn never_panics_on_truncated_migrations() {
+        let setup = "CREATE TABLE t (id int PRIMARY KEY, a varchar(10));";
+        let sql = "SET lock_timeout = '1s';\nBEGIN;\nALTER TABLE t ADD COLUMN b int DEFAULT random()::int, ALTER COLUMN a TYPE text;\n\
+                   -- zdm:ignore drop-column, nope -- why\nALTER TABLE t DROP COLUMN a;\nCOMMIT;\n\
+                   CREATE UNIQUE INDEX CONCURRENTLY i ON t (b);\nALTER TABLE t ADD CONSTRAINT p PRIMARY KEY USING INDEX i;\n\
+                   DROP INDEX CONCURRENTLY IF EXISTS j; REINDEX (VERBOSE) TABLE CONCURRENTLY t;\n\
+                   ALTER TYPE e ADD VALUE 'x'; UPDATE t SET a = 'x'; DO $$ BEGIN END $$;";
+        for (cut, _) in sql.char_indices() {
+            let report = lint_sql(setup, &sql[..cut], &LintOptions::default());
+            for f in &report.findings {
+                assert!(f.start <= f.end, "{f:?}");
+            }
+        }
+    }
+
+    #[test]
     fn ddl_on_tables_created_in_the_same_file_is_harmless() {
         let sql = "CREATE TABLE t (id bigint PRIMARY KEY, a int);\n\
                    CREATE INDEX t_a ON t (a);\n\

@@ -149,6 +149,17 @@ impl MigrationSet {
     }
 }
 
+impl MigrationSet {
+    /// One file with no context, such as SQL read from standard input.
+    pub fn single(file: SourceFile) -> MigrationSet {
+        MigrationSet {
+            forward: vec![file],
+            down: Vec::new(),
+            context_only: 0,
+        }
+    }
+}
+
 /// The forward migrations that come before `file` in its migration directory. Unreadable
 /// siblings are skipped: they only add context, and the file itself is what was asked for.
 fn earlier_siblings(file: &SourceFile) -> Vec<SourceFile> {

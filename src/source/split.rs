@@ -323,6 +323,34 @@ mod tests {
     }
 
     #[test]
+    fn crlf_tabs_and_wide_characters_keep_exact_ranges() {
+        let sql = "\tCOMMENT ON TABLE t IS 'héllo 🐘';\r\nALTER TABLE \"tâble\"\r\n\tADD COLUMN c text;\r\n";
+        let split = split_statements(sql);
+        assert_eq!(split.statements.len(), 2);
+        for s in &split.statements {
+            assert_eq!(&sql[s.span.clone()], s.text);
+        }
+        assert_eq!(
+            split.statements[1].text,
+            "ALTER TABLE \"tâble\"\r\n\tADD COLUMN c text"
+        );
+        assert_eq!(split.statements[1].start, Position { line: 2, column: 1 });
+        assert_eq!(split.statements[1].end.line, 3);
+    }
+
+    #[test]
+    fn never_panics_on_truncated_input() {
+        let sql = "CREATE FUNCTION f() RETURNS int AS $body$ SELECT 'a;b' $body$ LANGUAGE sql;\n\
+                   /* c /* nested */ */ SELECT E'x\\'y', \"q\"\"id\" -- tail\n; DO $$ BEGIN END $$;";
+        for (cut, _) in sql.char_indices() {
+            let split = split_statements(&sql[..cut]);
+            for s in &split.statements {
+                assert_eq!(&sql[..cut][s.span.clone()], s.text);
+            }
+        }
+    }
+
+    #[test]
     fn begin_atomic_bodies_stay_whole() {
         let sql = "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT CASE WHEN true THEN 1 END; SELECT 2; END; SELECT 3;";
         assert_eq!(texts(sql).len(), 2);
