@@ -2,6 +2,7 @@
 //! order, with the file's state (transactions, objects created in the file, lock_timeout) and
 //! the catalog of earlier migrations, then applies ignores and configured severities.
 
+pub mod do_block;
 pub mod docs;
 mod rule;
 pub mod rules;
@@ -15,7 +16,9 @@ pub use rule::{Cx, FileState, Rule, Severity, Violation, lock_phrase};
 use crate::catalog::Catalog;
 use crate::classify::{Env, classify};
 use crate::parse::{Change, parse_statement};
-use crate::source::{DirectiveKind, MigrationSet, Position, SourceFile, split_statements};
+use crate::source::{
+    DirectiveKind, MigrationSet, Position, SourceFile, Statement, split_statements,
+};
 
 /// How a rule is configured in `zdm.toml` `[lint.rules]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -123,16 +126,23 @@ fn replay(file: &SourceFile, catalog: &mut Catalog) {
 /// Lints one file, updating the catalog with what it does.
 pub fn lint_file(file: &SourceFile, catalog: &mut Catalog, options: &LintOptions) -> LintReport {
     let split = split_statements(&file.text);
-    let changes: Vec<Change> = split.statements.iter().map(parse_statement).collect();
     let mut report = LintReport {
         files: 1,
         statements: split.statements.len(),
-        unrecognized: changes
-            .iter()
-            .filter(|c| matches!(c, Change::Unrecognized { .. }))
-            .count(),
         ..LintReport::default()
     };
+    // Each statement, followed by the SQL statements written inside it when it is a DO block.
+    let mut units: Vec<(Statement, Change)> = Vec::new();
+    for stmt in &split.statements {
+        let change = parse_statement(stmt);
+        if matches!(change, Change::Unrecognized { .. }) {
+            report.unrecognized += 1;
+        }
+        let nested = do_block::analyze(stmt, &change, &file.text).statements;
+        units.push((stmt.clone(), change));
+        units.extend(nested);
+    }
+    let changes: Vec<Change> = units.iter().map(|(_, c)| c.clone()).collect();
 
     let known: HashSet<&str> = rules::ALL.iter().map(|r| r.name).collect();
     let mut file_ignores: HashSet<String> = HashSet::new();
@@ -143,7 +153,7 @@ pub fn lint_file(file: &SourceFile, catalog: &mut Catalog, options: &LintOptions
     }
     let mut raw: Vec<(usize, &'static Rule, Violation)> = Vec::new();
     let mut state = FileState::default();
-    for (i, (stmt, change)) in split.statements.iter().zip(&changes).enumerate() {
+    for (i, ((stmt, _), change)) in units.iter().zip(&changes).enumerate() {
         let is_new = |n: &crate::parse::Name| state.is_new(n);
         let env = Env {
             pg_version: options.pg_version,
@@ -160,6 +170,7 @@ pub fn lint_file(file: &SourceFile, catalog: &mut Catalog, options: &LintOptions
             pg_version: options.pg_version,
             later: &changes[i + 1..],
             is_last: i + 1 == changes.len(),
+            file_text: &file.text,
         };
         for rule in rules::ALL {
             for v in (rule.check)(&cx) {
@@ -171,7 +182,7 @@ pub fn lint_file(file: &SourceFile, catalog: &mut Catalog, options: &LintOptions
     }
 
     for (i, rule, v) in raw {
-        let stmt = &split.statements[i];
+        let stmt = &units[i].0;
         let ignored = file_ignores.contains(rule.name)
             || stmt.directives.iter().any(|d| {
                 matches!(&d.kind, DirectiveKind::Ignore(names) if names.iter().any(|n| n == rule.name))

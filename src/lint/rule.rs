@@ -191,6 +191,8 @@ pub struct Cx<'a> {
     pub later: &'a [Change],
     /// Whether this is the file's last statement.
     pub is_last: bool,
+    /// The whole file, for positions of statements nested in this one (DO blocks).
+    pub file_text: &'a str,
 }
 
 impl Cx<'_> {

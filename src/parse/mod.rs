@@ -289,7 +289,12 @@ mod tests {
             parse("VACUUM ANALYZE t"),
             Change::Vacuum { full: false, .. }
         ));
-        assert_eq!(parse("DO $$ BEGIN END $$"), Change::DoBlock);
+        assert_eq!(
+            parse("DO $x$ BEGIN END $x$"),
+            Change::DoBlock {
+                body: Some((6, " BEGIN END ".into()))
+            }
+        );
         let Change::AlterTable { actions, .. } =
             parse("ALTER TABLE p DETACH PARTITION p1 CONCURRENTLY")
         else {

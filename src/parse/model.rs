@@ -222,8 +222,11 @@ pub enum Change {
         value: Option<String>,
         local: bool,
     },
-    /// `DO $$ … $$`: an anonymous code block whose effects zdm cannot see.
-    DoBlock,
+    /// `DO $$ … $$`: an anonymous code block. Its body (and where the body starts in the
+    /// statement's text) is kept so lint can check the SQL statements written in it.
+    DoBlock {
+        body: Option<(usize, String)>,
+    },
     /// Understood, and takes no lock that ordinary queries wait on: comments, grants,
     /// functions, sequences, types, extensions, SELECT, ANALYZE…
     Other {

@@ -152,7 +152,14 @@ pub(super) fn recognize(
 ) -> Option<Change> {
     let mut c = Cursor::new(tokens);
     if c.eat("DO") {
-        return Some(Change::DoBlock);
+        let body = tokens.iter().find_map(|t| match &t.token {
+            Token::DollarQuotedString(s) => {
+                let tag = s.tag.as_ref().map_or(0, String::len);
+                Some((t.range.start + tag + 2, s.value.clone()))
+            }
+            _ => None,
+        });
+        return Some(Change::DoBlock { body });
     }
     if c.eat("DROP") {
         return drop(&mut c);

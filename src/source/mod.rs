@@ -14,7 +14,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 pub use directive::{Directive, DirectiveKind};
-pub use split::{Position, SplitFile, SqlToken, Statement, split_statements};
+pub use split::{Position, SplitFile, SqlToken, Statement, position_at, split_statements};
 
 /// Why a path could not be read. Each variant is something the user fixes by hand.
 #[derive(Debug, thiserror::Error)]

@@ -87,6 +87,11 @@ impl<'a> LineIndex<'a> {
     }
 }
 
+/// The line and column of a byte offset in `text`.
+pub fn position_at(text: &str, offset: usize) -> Position {
+    LineIndex::new(text).position(offset)
+}
+
 /// Splits `text` into statements. Never fails: text the tokenizer cannot read becomes a final
 /// statement carrying the tokenizer's error, which lint reports as unrecognized.
 pub fn split_statements(text: &str) -> SplitFile {
