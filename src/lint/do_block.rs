@@ -4,7 +4,7 @@
 //! at their own lines. Dynamic SQL (`EXECUTE`) and statements zdm does not understand stay
 //! opaque, which the `opaque-do-block` rule reports.
 
-use sqlparser::tokenizer::Token;
+use sqlparser::tokenizer::{Span, Token};
 
 use crate::parse::{Change, parse_statement};
 use crate::source::{SqlToken, Statement, position_at, split_statements};
@@ -81,6 +81,8 @@ pub fn analyze(stmt: &Statement, change: &Change, file_text: &str) -> DoBody {
                 .map(|t| SqlToken {
                     token: t.token.clone(),
                     range: t.range.start - cut..t.range.end - cut,
+                    // Body-relative locations would mislead; nested parse errors are not shown.
+                    span: Span::empty(),
                 })
                 .collect(),
             directives: stmt.directives.clone(),

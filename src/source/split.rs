@@ -7,7 +7,7 @@ use std::ops::Range;
 
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::keywords::Keyword;
-use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer, Whitespace};
+use sqlparser::tokenizer::{Span, Token, TokenWithSpan, Tokenizer, Whitespace};
 
 use super::directive::{Directive, parse_directive};
 
@@ -44,6 +44,8 @@ pub struct Statement {
 pub struct SqlToken {
     pub token: Token,
     pub range: Range<usize>,
+    /// Line and column in the file, so parse errors point into the file.
+    pub span: Span,
 }
 
 /// A file split into statements, plus the directives that apply to the whole file.
@@ -227,6 +229,7 @@ fn build(
         .map(|&i| SqlToken {
             token: tokens[i].token.clone(),
             range: starts[i] - span.start..token_end(tokens, starts, i, text.len()) - span.start,
+            span: tokens[i].span,
         })
         .collect();
     Statement {
