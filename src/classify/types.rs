@@ -40,12 +40,19 @@ pub fn type_change(
         }
     }
     if binary_coercible(old, new) {
-        TypeChange::InPlace
-    } else {
-        TypeChange::Rewrite {
-            reason: format!("{} to {} is not binary coercible", old.written, new.written),
-        }
+        return TypeChange::InPlace;
     }
+    let mut reason = format!("{} to {} is not binary coercible", old.written, new.written);
+    if matches!(
+        (old.name.as_str(), new.name.as_str()),
+        ("timestamp", "timestamptz") | ("timestamptz", "timestamp")
+    ) {
+        // PostgreSQL 12+ skips the rewrite only when the session TimeZone is UTC, which a
+        // migration file cannot promise.
+        reason
+            .push_str(" (PostgreSQL 12+ skips the rewrite only when the session TimeZone is UTC)");
+    }
+    TypeChange::Rewrite { reason }
 }
 
 /// The changes PostgreSQL makes without touching the data (`../shared/reference/pg-locks.md`).

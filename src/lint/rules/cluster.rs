@@ -9,7 +9,8 @@ pub static RULE: Rule = Rule {
     why: "CLUSTER rewrites the table in index order under an ACCESS EXCLUSIVE lock: all reads \
           and writes stop for the rewrite.",
     help: "use pg_repack --order-by, which reorders the table online; `ALTER TABLE … CLUSTER \
-           ON` only records the index and takes no blocking lock",
+           ON` only records the index and takes no blocking lock. zdm plan refuses CLUSTER unless \
+           marked `-- zdm:allow-locking -- reason`",
     setup: "CREATE TABLE events (id bigint PRIMARY KEY, created_at timestamptz);\nCREATE INDEX events_created_idx ON events (created_at);",
     bad: "CLUSTER events USING events_created_idx;",
     good: "ALTER TABLE events CLUSTER ON events_created_idx;",

@@ -12,7 +12,7 @@ pub static RULE: Rule = Rule {
           added it commits (error 55P04, unsafe use of new value); before PostgreSQL 12 ADD \
           VALUE cannot run inside a transaction block at all. The migration fails.",
     help: "COMMIT after ALTER TYPE … ADD VALUE and use the value in a later transaction or \
-           migration",
+           migration; zdm plan commits each step on its own",
     setup: "CREATE TYPE post_status AS ENUM ('draft', 'published');\nCREATE TABLE posts (id bigint PRIMARY KEY, status post_status);",
     bad: "ALTER TYPE post_status ADD VALUE 'archived';\nUPDATE posts SET status = 'archived' WHERE id = 1;",
     good: "ALTER TYPE post_status ADD VALUE 'archived';\nCOMMIT;\nUPDATE posts SET status = 'archived' WHERE id = 1;",

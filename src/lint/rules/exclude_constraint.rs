@@ -10,7 +10,7 @@ pub static RULE: Rule = Rule {
           EXCLUSIVE lock, and has neither NOT VALID nor USING INDEX: all reads and writes stop \
           for the build. There is no online form.",
     help: "create a new table with the constraint and copy the data in batches, or accept the \
-           lock in a maintenance window (`-- zdm:ignore exclude-constraint -- reason`)",
+           lock in a maintenance window (`-- zdm:ignore exclude-constraint -- reason`); zdm plan refuses it unless marked `-- zdm:allow-locking -- reason`",
     setup: "CREATE EXTENSION btree_gist;\nCREATE TABLE bookings (id bigint PRIMARY KEY, room int, during tstzrange);",
     bad: "ALTER TABLE bookings ADD CONSTRAINT no_overlap EXCLUDE USING gist (room WITH =, during WITH &&);",
     good: "CREATE TABLE bookings_v2 (id bigint PRIMARY KEY, room int, during tstzrange, CONSTRAINT no_overlap EXCLUDE USING gist (room WITH =, during WITH &&));",

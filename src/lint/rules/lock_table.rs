@@ -11,7 +11,8 @@ pub static RULE: Rule = Rule {
           blocks every later query on the table.",
     help: "remove the explicit lock and let each statement take the lock it needs, with a short \
            lock_timeout; if the ordering matters (to avoid deadlocks), keep the transaction to \
-           that one statement and set lock_timeout first",
+           that one statement and set lock_timeout first; zdm plan refuses an explicit LOCK TABLE unless marked `-- zdm:allow-locking -- \
+           reason`",
     setup: "CREATE TABLE users (id bigint PRIMARY KEY);",
     bad: "LOCK TABLE users IN ACCESS EXCLUSIVE MODE;",
     good: "LOCK TABLE users IN ACCESS SHARE MODE;",

@@ -9,7 +9,7 @@ pub static RULE: Rule = Rule {
     why: "DETACH PARTITION takes an ACCESS EXCLUSIVE lock on the partitioned table: every query \
           on any partition waits while the request queues and runs.",
     help: "use DETACH PARTITION … CONCURRENTLY (PostgreSQL 14+; SHARE UPDATE EXCLUSIVE) outside a \
-           transaction block; if it is interrupted, finish it with DETACH PARTITION … FINALIZE",
+           transaction block; if it is interrupted, finish it with DETACH PARTITION … FINALIZE; zdm plan runs CONCURRENTLY statements as their own steps outside transactions",
     setup: "CREATE TABLE measurements (id bigint, at date) PARTITION BY RANGE (at);\nCREATE TABLE measurements_2023 PARTITION OF measurements FOR VALUES FROM ('2023-01-01') TO ('2024-01-01');",
     bad: "ALTER TABLE measurements DETACH PARTITION measurements_2023;",
     good: "ALTER TABLE measurements DETACH PARTITION measurements_2023 CONCURRENTLY;",

@@ -11,7 +11,7 @@ pub static RULE: Rule = Rule {
           each index it rebuilds; queries that would use the index wait too, so in practice \
           almost every query on the table stops for the rebuild.",
     help: "use REINDEX … CONCURRENTLY (PostgreSQL 12+) outside a transaction block; if it fails, \
-           drop the leftover `_ccnew` index and retry",
+           drop the leftover `_ccnew` index and retry; zdm plan runs CONCURRENTLY statements as their own steps outside transactions",
     setup: "CREATE TABLE users (id bigint PRIMARY KEY, email text);\nCREATE INDEX users_email_idx ON users (email);",
     bad: "REINDEX INDEX users_email_idx;",
     good: "REINDEX INDEX CONCURRENTLY users_email_idx;",

@@ -10,7 +10,7 @@ pub static RULE: Rule = Rule {
           under an ACCESS EXCLUSIVE lock: all reads and writes stop until the copy is done.",
     help: "create the new table with the wanted storage, copy the data in batches and swap \
            names, or use pg_repack (`--tablespace`); or accept the lock in a maintenance window \
-           with `-- zdm:ignore rewrite-storage -- reason`",
+           with `-- zdm:ignore rewrite-storage -- reason`; zdm plan refuses it without `-- zdm:allow-locking -- reason`",
     setup: "CREATE TABLE events (id bigint PRIMARY KEY);",
     bad: "ALTER TABLE events SET LOGGED;",
     good: "ALTER TABLE events SET (fillfactor = 90);",

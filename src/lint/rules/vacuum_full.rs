@@ -10,7 +10,8 @@ pub static RULE: Rule = Rule {
           all reads and writes stop for the rewrite, which also needs up to twice the table's \
           disk space.",
     help: "use pg_repack or pg_squeeze, which rebuild the table online; plain VACUUM (SHARE \
-           UPDATE EXCLUSIVE) reclaims space for reuse without blocking",
+           UPDATE EXCLUSIVE) reclaims space for reuse without blocking. zdm plan refuses it unless \
+           marked `-- zdm:allow-locking -- reason`",
     setup: "CREATE TABLE events (id bigint PRIMARY KEY);",
     bad: "VACUUM FULL events;",
     good: "VACUUM (ANALYZE) events;",
