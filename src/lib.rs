@@ -11,5 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod lint;
 pub mod parse;
+pub mod plan;
 pub mod report;
 pub mod source;
+pub mod sql;

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::parse::{AlterAction, Change, ConstraintKind, Name, SqlType};
+use crate::parse::{AlterAction, Change, ColumnSpec, ConstraintKind, Name, SqlType};
 
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
@@ -24,6 +24,8 @@ pub struct Column {
     pub name: String,
     pub ty: SqlType,
     pub not_null: bool,
+    /// Has a DEFAULT (or is filled by a sequence), so INSERTs that omit it still succeed.
+    pub has_default: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -39,6 +41,30 @@ pub struct Index {
     pub table: Name,
     pub columns: Vec<String>,
     pub unique: bool,
+}
+
+impl Constraint {
+    fn primary_key(column: &str) -> Constraint {
+        Constraint {
+            name: None,
+            kind: ConstraintKind::PrimaryKey {
+                columns: vec![column.to_owned()],
+                using_index: None,
+            },
+            valid: true,
+        }
+    }
+}
+
+impl Column {
+    fn from_spec(c: &ColumnSpec) -> Column {
+        Column {
+            name: c.name.clone(),
+            ty: c.ty.clone(),
+            not_null: c.not_null,
+            has_default: c.default.is_some() || c.ty.is_serial() || c.generated.is_some(),
+        }
+    }
 }
 
 impl Table {
@@ -108,11 +134,10 @@ impl Catalog {
                     ..Table::default()
                 };
                 for c in columns {
-                    table.columns.push(Column {
-                        name: c.name.clone(),
-                        ty: c.ty.clone(),
-                        not_null: c.not_null,
-                    });
+                    table.columns.push(Column::from_spec(c));
+                }
+                for c in columns.iter().filter(|c| c.primary_key) {
+                    table.constraints.push(Constraint::primary_key(&c.name));
                 }
                 for c in constraints {
                     table.constraints.push(Constraint {
@@ -173,15 +198,42 @@ impl Catalog {
             }
             return;
         }
+        // `ADD CONSTRAINT … USING INDEX i` takes its columns from the index.
+        let action = &match action {
+            AlterAction::AddConstraint(spec) => {
+                let mut spec = spec.clone();
+                if let ConstraintKind::PrimaryKey {
+                    columns,
+                    using_index: Some(i),
+                }
+                | ConstraintKind::Unique {
+                    columns,
+                    using_index: Some(i),
+                } = &mut spec.kind
+                    && let Some(index) = self.index_in_schema_of(table_name, i)
+                {
+                    *columns = index.columns.clone();
+                }
+                AlterAction::AddConstraint(spec)
+            }
+            other => other.clone(),
+        };
         // A table no replayed migration created (it predates them, or the file is linted
         // alone) still collects what later statements add, such as validated constraints.
         let table = self.tables.entry(table_name.key()).or_default();
         match action {
-            AlterAction::AddColumn(c) => table.columns.push(Column {
-                name: c.name.clone(),
-                ty: c.ty.clone(),
-                not_null: c.not_null,
-            }),
+            AlterAction::AddColumn(c) => {
+                table.columns.push(Column::from_spec(c));
+                if c.primary_key {
+                    table.constraints.push(Constraint::primary_key(&c.name));
+                }
+            }
+            AlterAction::SetDefault { column, .. } | AlterAction::DropDefault { column } => {
+                let has = matches!(action, AlterAction::SetDefault { .. });
+                if let Some(c) = table.column_mut(column) {
+                    c.has_default = has;
+                }
+            }
             AlterAction::DropColumn { column } => table.columns.retain(|c| &c.name != column),
             AlterAction::RenameColumn { from, to } => {
                 if let Some(c) = table.column_mut(from) {

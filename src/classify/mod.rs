@@ -193,6 +193,21 @@ pub fn classify(change: &Change, env: &Env) -> Classification {
 
 type RawEffect = (Name, LockMode, bool, bool, Option<String>);
 
+/// The effects of one ALTER TABLE action (the planner decides per action).
+pub fn classify_action(table: &Name, action: &AlterAction, env: &Env) -> Vec<Effect> {
+    action_effects(table, action, env)
+        .into_iter()
+        .map(|(relation, lock, rewrite, scan, breaking)| Effect {
+            new_relation: (env.is_new)(&relation),
+            relation,
+            lock,
+            rewrite,
+            scan,
+            breaking,
+        })
+        .collect()
+}
+
 fn action_effects(table: &Name, action: &AlterAction, env: &Env) -> Vec<RawEffect> {
     use LockMode::*;
     let ae = |rewrite: bool, scan: bool, breaking: Option<String>| {

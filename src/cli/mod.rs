@@ -2,6 +2,7 @@
 //! One file per command. Exit codes: 0 ok, 1 findings (or unsafe), 2 usage or runtime error.
 
 mod lint;
+mod plan;
 mod rules;
 
 use std::path::PathBuf;
@@ -20,6 +21,8 @@ const AFTER_HELP: &str = "\
 Examples:
   zdm lint migrations/                 lint every migration, in order
   zdm lint --format github migrations/ annotate a pull request
+  zdm plan migrations/0042_rename.sql  the expand, backfill and contract SQL of a migration
+  zdm plan --format sql --out plan/ migrations/   SQL files for psql
   zdm rules                            list the rules
   zdm explain rename-column            why a rule exists and the safe form
 
@@ -48,6 +51,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Lint(lint::LintArgs),
+    Plan(plan::PlanArgs),
     Rules(rules::RulesArgs),
     Explain(rules::ExplainArgs),
 }
@@ -64,6 +68,7 @@ pub fn main() -> ExitCode {
     init_logging(cli.verbose);
     let result = match &cli.command {
         Command::Lint(args) => lint::run(args, cli.config.as_deref()),
+        Command::Plan(args) => plan::run(args, cli.config.as_deref()),
         Command::Rules(args) => rules::list(args),
         Command::Explain(args) => rules::explain(args),
     };

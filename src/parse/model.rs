@@ -21,6 +21,14 @@ impl Name {
         }
     }
 
+    /// A name in the same schema as `other`.
+    pub fn in_schema_of(other: &Name, name: &str) -> Name {
+        Name {
+            schema: other.schema.clone(),
+            name: name.to_owned(),
+        }
+    }
+
     /// The name without `public.`, so `public.users` and `users` compare equal.
     pub fn key(&self) -> Name {
         match self.schema.as_deref() {

@@ -1,0 +1,80 @@
+//! `zdm plan`: the expand, backfill and contract phases of each migration, for code review.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::Args;
+
+use super::EXIT_OK;
+use crate::config::Config;
+use crate::plan::{PlanFormat, plan_set, render, write_sql_files};
+use crate::source::MigrationSet;
+
+const AFTER_HELP: &str = "\
+Examples:
+  zdm plan migrations/0042_rename_full_name.sql
+  zdm plan --format markdown migrations/ > plan.md        a pull-request comment
+  zdm plan --format json migrations/
+  zdm plan --format sql --out plan/ migrations/           <id>.expand.sql, <id>.backfill.sql, …
+  psql -v ON_ERROR_STOP=1 -f plan/0042_rename_full_name.expand.sql
+
+A statement that cannot run online (VACUUM FULL, CLUSTER, LOCK TABLE, an EXCLUDE constraint…)
+makes the plan fail with the reason and the alternatives, unless the statement is marked
+`-- zdm:allow-locking -- reason`. Nothing is planned for a migration that fails.
+
+Exit codes: 0 planned, 1 a statement cannot run online, 2 usage or I/O error.";
+
+/// Show the expand, backfill and contract phases of migrations
+#[derive(Debug, Args)]
+#[command(after_help = AFTER_HELP)]
+pub struct PlanArgs {
+    /// Migration files or directories [default: `migrations` from zdm.toml, else ./migrations]
+    #[arg(value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    /// Output format; `sql` writes files into --out
+    #[arg(long, value_enum, default_value = "human")]
+    format: PlanFormat,
+    /// Directory for `--format sql` files
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// PostgreSQL major version the migrations run on [default: pg_version from zdm.toml, else 14]
+    #[arg(long, value_name = "N")]
+    pg_version: Option<u32>,
+}
+
+pub fn run(args: &PlanArgs, config_path: Option<&Path>) -> anyhow::Result<u8> {
+    let config = Config::load(config_path, args.pg_version)?;
+    let paths = if args.paths.is_empty() {
+        vec![
+            config
+                .migrations
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("migrations")),
+        ]
+    } else {
+        args.paths.clone()
+    };
+    let mut plans = Vec::new();
+    for path in &paths {
+        let set = MigrationSet::load(path)?;
+        match plan_set(&set, &config.lint) {
+            Ok(p) => plans.extend(p),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(super::EXIT_FINDINGS);
+            }
+        }
+    }
+    match (args.format, &args.out) {
+        (PlanFormat::Sql, Some(dir)) => {
+            let written = write_sql_files(&plans, dir)
+                .with_context(|| format!("cannot write into {}", dir.display()))?;
+            for path in written {
+                println!("{}", path.display());
+            }
+        }
+        (_, Some(_)) => bail!("--out is for --format sql"),
+        (format, None) => print!("{}", render(&plans, format)),
+    }
+    Ok(EXIT_OK)
+}

@@ -1,0 +1,466 @@
+//! The planner: turns each migration's plain SQL into expand, backfill and contract phases (and
+//! how to undo them) so the old and the new application version both keep working.
+//!
+//! A statement that is already safe runs as written. One that is not goes to the operation that
+//! knows its safe sequence (`ops/`, one file each). A statement no operation can run online makes
+//! the plan fail with the reason and the alternatives, unless `-- zdm:allow-locking -- reason`
+//! accepts the lock. Whether a statement is safe comes from `classify`, the same facts lint uses.
+
+mod model;
+pub mod ops;
+mod render;
+pub mod text;
+
+use std::path::{Path, PathBuf};
+
+pub use model::*;
+pub use render::{PlanFormat, render, write_sql_files};
+
+use crate::catalog::Catalog;
+use crate::classify::{Effect, Env, classify, classify_action};
+use crate::lint::{FileState, LintOptions, Severity, lint_file};
+use crate::parse::{AlterAction, Change, ConstraintKind, DmlKind, ObjectKind, parse_statement};
+use crate::source::{DirectiveKind, MigrationSet, SourceFile, Statement, split_statements};
+use ops::OpCx;
+
+/// Why a migration cannot be planned. Nothing of it runs.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(
+        "{path}:{line}: {reason}\n  alternatives: {help}\n  or accept the lock with `-- zdm:allow-locking -- <reason>` on the statement"
+    )]
+    CannotRunOnline {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+        help: String,
+    },
+    #[error(
+        "{path}:{line}: zdm cannot understand this statement ({reason}); fix it, or run it as written with `-- zdm:allow-locking -- <reason>`"
+    )]
+    Unrecognized {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+}
+
+/// Plans every forward migration of a set (earlier siblings of a single file are context).
+pub fn plan_set(
+    set: &MigrationSet,
+    options: &LintOptions,
+) -> Result<Vec<MigrationPlan>, PlanError> {
+    let mut catalog = Catalog::default();
+    let mut plans = Vec::new();
+    for (i, file) in set.forward.iter().enumerate() {
+        if i < set.context_only {
+            for stmt in split_statements(&file.text).statements {
+                catalog.apply(&parse_statement(&stmt));
+            }
+        } else {
+            plans.push(plan_file(file, &mut catalog, options)?);
+        }
+    }
+    Ok(plans)
+}
+
+/// The checksum zdm records for a migration: SHA-256 of its text with CRLF normalized to LF
+/// (the byte-order mark is already gone), so a checkout on Windows does not look edited.
+pub fn checksum(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let normalized = text.replace("\r\n", "\n");
+    Sha256::digest(normalized.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A migration's id: its file name without `.sql`/`.up.sql`, or its directory for `dir/up.sql`.
+pub fn migration_id(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("migration");
+    if matches!(name, "up.sql" | "migration.sql")
+        && let Some(dir) = path
+            .parent()
+            .and_then(|p| p.file_name())
+            .and_then(|n| n.to_str())
+    {
+        return dir.to_owned();
+    }
+    name.trim_end_matches(".sql")
+        .trim_end_matches(".up")
+        .to_owned()
+}
+
+/// Plans one file, updating the catalog with what it does.
+pub fn plan_file(
+    file: &SourceFile,
+    catalog: &mut Catalog,
+    options: &LintOptions,
+) -> Result<MigrationPlan, PlanError> {
+    let findings = lint_file(file, &mut catalog.clone(), options).findings;
+    let split = split_statements(&file.text);
+    let mut state = FileState::default();
+    let mut plan = MigrationPlan {
+        id: migration_id(&file.path),
+        path: file.path.display().to_string(),
+        checksum: checksum(&file.text),
+        operations: Vec::new(),
+        expand: Vec::new(),
+        backfill: Vec::new(),
+        contract: Vec::new(),
+        down: Down {
+            expand: Vec::new(),
+            contract: Some(Vec::new()),
+        },
+        notes: Vec::new(),
+    };
+    let mut down_expand: Vec<Vec<Step>> = Vec::new();
+    for stmt in &split.statements {
+        let change = parse_statement(stmt);
+        let is_new = |n: &crate::parse::Name| state.is_new(n);
+        let env = Env {
+            pg_version: options.pg_version,
+            catalog,
+            is_new: &is_new,
+        };
+        let class = classify(&change, &env);
+        let errors: Vec<_> = findings
+            .iter()
+            .filter(|f| {
+                f.severity == Severity::Error
+                    && f.span.start >= stmt.span.start
+                    && f.span.end <= stmt.span.end
+            })
+            .collect();
+        let allow_locking = stmt
+            .directives
+            .iter()
+            .any(|d| d.kind == DirectiveKind::AllowLocking);
+        let cannot = |reason: String, help: Option<&str>| PlanError::CannotRunOnline {
+            path: file.path.clone(),
+            line: stmt.start.line,
+            reason,
+            help: help
+                .map(str::to_owned)
+                .or_else(|| errors.first().and_then(|f| f.help.clone()))
+                .unwrap_or_else(|| "none known".into()),
+        };
+        let planned = match plan_statement(stmt, &change, &env) {
+            _ if allow_locking => Some((
+                "accepted-lock",
+                ops::passthrough::plan(stmt, &change, &class),
+            )),
+            Planned::Skip => None,
+            Planned::Op(kind, op) => Some((kind, op)),
+            Planned::Unrecognized(reason) => {
+                return Err(PlanError::Unrecognized {
+                    path: file.path.clone(),
+                    line: stmt.start.line,
+                    reason,
+                });
+            }
+            Planned::Refused(reason) => return Err(cannot(reason, None)),
+            Planned::NoOp => match errors.first() {
+                Some(f) => return Err(cannot(f.message.clone(), f.help.as_deref())),
+                None => Some(("as-written", ops::passthrough::plan(stmt, &change, &class))),
+            },
+        };
+        if let Some((kind, op)) = planned {
+            plan.operations.push(Operation {
+                kind,
+                line: stmt.start.line,
+                summary: summary(stmt),
+            });
+            plan.expand.extend(op.expand);
+            merge_backfills(&mut plan.backfill, op.backfill);
+            plan.contract.extend(op.contract);
+            down_expand.push(op.down_expand);
+            plan.down.contract = match (plan.down.contract.take(), op.down_contract) {
+                (Some(mut all), Some(steps)) => {
+                    all.extend(steps);
+                    Some(all)
+                }
+                _ => None,
+            };
+            plan.notes.extend(op.notes);
+        }
+        state.apply(&change, &class);
+        catalog.apply(&change);
+    }
+    // Undo in reverse order of the operations.
+    plan.down.expand = down_expand.into_iter().rev().flatten().collect();
+    if let Some(contract) = &mut plan.down.contract {
+        contract.reverse();
+    }
+    number(&mut plan.expand, "expand");
+    number(&mut plan.contract, "contract");
+    number(&mut plan.down.expand, "down-expand");
+    if let Some(steps) = &mut plan.down.contract {
+        number(steps, "down-contract");
+    }
+    Ok(plan)
+}
+
+fn number(steps: &mut [Step], phase: &str) {
+    for (i, s) in steps.iter_mut().enumerate() {
+        s.id = format!("{phase}-{}", i + 1);
+    }
+}
+
+/// Several statements updating one table with the same condition share one pass.
+fn merge_backfills(all: &mut Vec<Backfill>, new: Vec<Backfill>) {
+    for b in new {
+        match all
+            .iter_mut()
+            .find(|a| a.table.key() == b.table.key() && a.filter == b.filter)
+        {
+            Some(existing) => {
+                for s in b.set {
+                    existing.set.retain(|e| e.column != s.column);
+                    existing.set.push(s);
+                }
+            }
+            None => all.push(b),
+        }
+    }
+}
+
+/// The statement's first line, shortened, for the operations list.
+fn summary(stmt: &Statement) -> String {
+    let one_line = stmt.text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match one_line.char_indices().nth(100) {
+        Some((i, _)) => format!("{}…", &one_line[..i]),
+        None => one_line,
+    }
+}
+
+/// What the planner decided for a statement.
+enum Planned {
+    /// Transaction control and timeouts: zdm runs its own.
+    Skip,
+    Op(&'static str, OpPlan),
+    /// No operation applies: safe statements run as written, others are refused.
+    NoOp,
+    /// An operation applies but cannot plan this form.
+    Refused(String),
+    Unrecognized(String),
+}
+
+fn plan_statement(stmt: &Statement, change: &Change, env: &Env) -> Planned {
+    let refuse = |r: Result<OpPlan, String>, kind: &'static str| match r {
+        Ok(op) => Planned::Op(kind, op),
+        Err(reason) => Planned::Refused(reason),
+    };
+    match change {
+        Change::Begin | Change::Commit | Change::Rollback => Planned::Skip,
+        Change::Set { name, .. }
+            if matches!(name.as_str(), "lock_timeout" | "statement_timeout") =>
+        {
+            Planned::Skip
+        }
+        Change::Unrecognized { reason } => Planned::Unrecognized(reason.clone()),
+        Change::CreateIndex {
+            table,
+            name,
+            columns,
+            concurrently: false,
+            ..
+        } if !(env.is_new)(table) => {
+            let cx = op_cx(stmt, table, env);
+            refuse(
+                ops::create_index::plan(&cx, name.as_ref(), columns),
+                "create-index",
+            )
+        }
+        Change::DropIndex { names, .. } if names.iter().any(|n| !(env.is_new)(n)) => {
+            let cascade = text::find_word(stmt, "CASCADE").is_some();
+            refuse(
+                ops::drop_index::plan(names, cascade, env.catalog),
+                "drop-index",
+            )
+        }
+        Change::Drop {
+            kind: ObjectKind::Table,
+            names,
+            ..
+        } if names.iter().any(|n| !(env.is_new)(n)) => {
+            Planned::Op("drop-table", ops::drop_table::plan(stmt, names))
+        }
+        Change::Dml {
+            kind: DmlKind::Update,
+            table,
+            ..
+        } if !(env.is_new)(table) => {
+            let cx = op_cx(stmt, table, env);
+            refuse(ops::update_backfill::plan(&cx), "backfill")
+        }
+        Change::AlterTable { table, actions } if !(env.is_new)(table) => {
+            plan_alter(stmt, table, actions, env)
+        }
+        _ => Planned::NoOp,
+    }
+}
+
+/// An effect the running application would notice: a blocking lock held for a rewrite or scan,
+/// or a breaking change.
+fn needs_op(e: &Effect) -> bool {
+    !e.new_relation && (e.breaking.is_some() || ((e.rewrite || e.scan) && e.lock.blocks_writes()))
+}
+
+fn op_cx<'a>(stmt: &'a Statement, table: &'a crate::parse::Name, env: &'a Env) -> OpCx<'a> {
+    OpCx {
+        stmt,
+        table,
+        catalog: env.catalog,
+        pg_version: env.pg_version,
+    }
+}
+
+/// ALTER TABLE on an existing table: each action on its own.
+fn plan_alter(
+    stmt: &Statement,
+    table: &crate::parse::Name,
+    actions: &[AlterAction],
+    env: &Env,
+) -> Planned {
+    let texts = text::alter_actions(stmt);
+    if texts.len() != actions.len() {
+        return Planned::Refused("zdm could not separate the actions of this ALTER TABLE; write one action per statement".into());
+    }
+    let cx = op_cx(stmt, table, env);
+    let backfill = stmt.directives.iter().find_map(|d| match &d.kind {
+        DirectiveKind::Backfill(expr) => Some(expr.as_str()),
+        _ => None,
+    });
+    let mut all = OpPlan::undoable();
+    let mut kinds = Vec::new();
+    for (action, action_text) in actions.iter().zip(&texts) {
+        let effects = classify_action(table, action, env);
+        let risky = effects.iter().any(needs_op);
+        let result = match action {
+            AlterAction::AddConstraint(spec) if !spec.not_valid => match &spec.kind {
+                ConstraintKind::ForeignKey {
+                    columns,
+                    references,
+                } => Some((
+                    "add-foreign-key",
+                    ops::add_foreign_key::plan(
+                        &cx,
+                        action_text,
+                        spec.name.as_deref(),
+                        columns,
+                        references,
+                    ),
+                )),
+                ConstraintKind::Check { .. } => Some((
+                    "add-check",
+                    ops::add_check::plan(&cx, action_text, spec.name.as_deref()),
+                )),
+                ConstraintKind::Unique {
+                    columns,
+                    using_index: None,
+                } => Some((
+                    "add-unique",
+                    ops::add_unique::plan(&cx, action_text, spec.name.as_deref(), columns, false),
+                )),
+                ConstraintKind::PrimaryKey {
+                    columns,
+                    using_index: None,
+                } => Some((
+                    "add-primary-key",
+                    ops::add_unique::plan(&cx, action_text, spec.name.as_deref(), columns, true),
+                )),
+                ConstraintKind::NotNull { column } => Some((
+                    "set-not-null",
+                    ops::set_not_null::steps(table, column, env.pg_version),
+                )),
+                _ => None,
+            },
+            AlterAction::SetNotNull { column } if risky => Some((
+                "set-not-null",
+                ops::set_not_null::steps(table, column, env.pg_version),
+            )),
+            AlterAction::RenameTable { to } => {
+                Some(("rename-table", Ok(ops::rename_table::plan(table, to))))
+            }
+            AlterAction::DropColumn { column } => Some((
+                "drop-column",
+                Ok(ops::drop_column::plan(&cx, action_text, column)),
+            )),
+            AlterAction::AddColumn(col)
+                if risky || (col.not_null && col.default.is_none()) || backfill.is_some() =>
+            {
+                Some((
+                    "add-column",
+                    ops::add_column::plan(&cx, action_text, col, backfill),
+                ))
+            }
+            _ => None,
+        };
+        let op = match result {
+            Some((kind, Ok(op))) => {
+                kinds.push(kind);
+                op
+            }
+            Some((_, Err(reason))) => return Planned::Refused(reason),
+            None if risky => return Planned::NoOp,
+            None => {
+                kinds.push("as-written");
+                let lock = effects.iter().max_by_key(|e| e.lock);
+                let mut op = OpPlan::undoable();
+                op.expand.push(Step {
+                    id: String::new(),
+                    description: format!(
+                        "{} on {table}",
+                        action_text
+                            .split_whitespace()
+                            .take(3)
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                            .to_lowercase()
+                    ),
+                    sql: ops::alter(table, action_text),
+                    transaction: true,
+                    lock: lock.map(|e| StepLock {
+                        mode: e.lock,
+                        relation: e.relation.clone(),
+                    }),
+                });
+                if let AlterAction::AddColumn(col) = action {
+                    op.down_expand.push(Step::tx(
+                        format!("drop {table}.{}", col.name),
+                        ops::alter(
+                            table,
+                            &format!("DROP COLUMN IF EXISTS {}", crate::sql::Ident(&col.name)),
+                        ),
+                        crate::classify::LockMode::AccessExclusive,
+                        table,
+                    ));
+                }
+                op
+            }
+        };
+        all.expand.extend(op.expand);
+        all.backfill.extend(op.backfill);
+        all.contract.extend(op.contract);
+        all.down_expand.splice(0..0, op.down_expand);
+        all.down_contract = match (all.down_contract, op.down_contract) {
+            (Some(mut a), Some(b)) => {
+                a.extend(b);
+                Some(a)
+            }
+            _ => None,
+        };
+        all.notes.extend(op.notes);
+    }
+    kinds.dedup();
+    let kind = if kinds.len() == 1 {
+        kinds[0]
+    } else {
+        "alter-table"
+    };
+    Planned::Op(kind, all)
+}

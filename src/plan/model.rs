@@ -1,0 +1,130 @@
+//! The plan of one migration: the steps of each phase with their final SQL, the lock each takes
+//! and whether it runs in a transaction, the backfills, and how to undo each phase.
+
+use crate::classify::LockMode;
+use crate::parse::Name;
+
+/// The lock a step takes, on which relation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepLock {
+    pub mode: LockMode,
+    pub relation: Name,
+}
+
+/// One statement zdm runs, exactly as `zdm plan` prints it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// `expand-1`, `contract-2`, `down-expand-1`…, assigned when the plan is assembled.
+    pub id: String,
+    pub description: String,
+    pub sql: String,
+    /// Runs inside a transaction (with `SET LOCAL lock_timeout`); CONCURRENTLY steps do not.
+    pub transaction: bool,
+    pub lock: Option<StepLock>,
+}
+
+impl Step {
+    /// A step that runs in its own short transaction.
+    pub fn tx(
+        description: impl Into<String>,
+        sql: impl Into<String>,
+        lock: LockMode,
+        relation: &Name,
+    ) -> Step {
+        Step {
+            id: String::new(),
+            description: description.into(),
+            sql: sql.into(),
+            transaction: true,
+            lock: Some(StepLock {
+                mode: lock,
+                relation: relation.clone(),
+            }),
+        }
+    }
+
+    /// A step that must run outside a transaction block (CONCURRENTLY).
+    pub fn no_tx(
+        description: impl Into<String>,
+        sql: impl Into<String>,
+        lock: LockMode,
+        relation: &Name,
+    ) -> Step {
+        Step {
+            transaction: false,
+            ..Step::tx(description, sql, lock, relation)
+        }
+    }
+}
+
+/// `column = expression` in a backfill.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    pub column: String,
+    pub expr: String,
+}
+
+/// A batched UPDATE over a table's key: rows up to the key's maximum at start, in short
+/// transactions, touching only rows still out of sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backfill {
+    pub table: Name,
+    pub key: Vec<String>,
+    pub set: Vec<Assignment>,
+    /// Only rows matching this condition (an UPDATE's WHERE).
+    pub filter: Option<String>,
+}
+
+/// A statement of the migration, as planned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operation {
+    pub kind: &'static str,
+    pub line: usize,
+    pub summary: String,
+}
+
+/// What one operation contributes to each phase.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpPlan {
+    pub expand: Vec<Step>,
+    pub backfill: Vec<Backfill>,
+    pub contract: Vec<Step>,
+    /// Undoes this operation's expand; assembled in reverse operation order.
+    pub down_expand: Vec<Step>,
+    /// Undoes this operation's contract, or `None` when data would be lost.
+    pub down_contract: Option<Vec<Step>>,
+    /// What the application must do between phases.
+    pub notes: Vec<String>,
+}
+
+impl OpPlan {
+    /// An operation with nothing to undo after contract.
+    pub fn undoable() -> OpPlan {
+        OpPlan {
+            down_contract: Some(Vec::new()),
+            ..OpPlan::default()
+        }
+    }
+}
+
+/// The plan of one migration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationPlan {
+    pub id: String,
+    pub path: String,
+    pub checksum: String,
+    pub operations: Vec<Operation>,
+    pub expand: Vec<Step>,
+    pub backfill: Vec<Backfill>,
+    pub contract: Vec<Step>,
+    pub down: Down,
+    /// What the application must do between phases.
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Down {
+    pub expand: Vec<Step>,
+    /// `None` when undoing the contract would need data it removed.
+    pub contract: Option<Vec<Step>>,
+}

@@ -1,0 +1,21 @@
+//! ADD CONSTRAINT … CHECK on an existing table: added NOT VALID, validated separately.
+//!
+//! | phase | step | lock |
+//! |---|---|---|
+//! | expand | `ADD CONSTRAINT name CHECK (…) NOT VALID` | ACCESS EXCLUSIVE, brief (no scan) |
+//! | expand | `VALIDATE CONSTRAINT name` in its own transaction | SHARE UPDATE EXCLUSIVE: reads and writes continue during the scan |
+//! | down expand | `DROP CONSTRAINT IF EXISTS name` | ACCESS EXCLUSIVE, brief |
+
+use super::add_foreign_key::{named, not_valid_then_validate};
+use super::{OpCx, OpPlan};
+use crate::classify::LockMode;
+
+pub fn plan(cx: &OpCx, action: &str, name: Option<&str>) -> Result<OpPlan, String> {
+    let (name, action) = named(action, name, &format!("{}_check", cx.table.name));
+    let mut plan = not_valid_then_validate(cx, &action, &name, LockMode::AccessExclusive);
+    plan.notes.push(format!(
+        "from expand on, rows that both application versions write to {} must satisfy {name}",
+        cx.table
+    ));
+    Ok(plan)
+}

@@ -1,0 +1,152 @@
+//! ADD COLUMN whose value existing rows must get: a volatile DEFAULT (which would rewrite the
+//! table) or NOT NULL without a default (which fails on a table with rows). The value comes
+//! from the DEFAULT or from a `-- zdm:backfill <expr>` directive.
+//!
+//! | phase | step | lock |
+//! |---|---|---|
+//! | expand | `ADD COLUMN col type` (nullable, no default: catalog only) | ACCESS EXCLUSIVE, brief |
+//! | expand | `ALTER COLUMN col SET DEFAULT expr` when there is a default: rows either application inserts get it | ACCESS EXCLUSIVE, brief |
+//! | expand | without a default: a BEFORE INSERT trigger fills the column for rows the old application inserts | SHARE ROW EXCLUSIVE, brief |
+//! | backfill | `col = expr` for rows where it is NULL, in batches | ROW EXCLUSIVE |
+//! | contract | NOT NULL through a validated check (see set_not_null); drop the trigger | brief; validation under SHARE UPDATE EXCLUSIVE |
+//! | down expand | drop the trigger and `DROP COLUMN IF EXISTS col` | ACCESS EXCLUSIVE, brief |
+//! | down contract | `ALTER COLUMN col DROP NOT NULL` | ACCESS EXCLUSIVE, brief |
+
+use super::{Assignment, Backfill, OpCx, OpPlan, Step, alter};
+use crate::classify::LockMode;
+use crate::parse::{ColumnSpec, Name};
+use crate::plan::text::default_expr;
+use crate::sql::{Ident, Qualified, generated_name};
+
+pub fn plan(
+    cx: &OpCx,
+    action: &str,
+    column: &ColumnSpec,
+    backfill_directive: Option<&str>,
+) -> Result<OpPlan, String> {
+    if column.unique || column.primary_key || column.references.is_some() || column.check {
+        return Err(format!(
+            "zdm plans ADD COLUMN {} with a backfilled value but without inline UNIQUE, PRIMARY KEY, REFERENCES or CHECK: add those as separate ALTER TABLE … ADD CONSTRAINT statements",
+            column.name
+        ));
+    }
+    let definition = action
+        .trim_start()
+        .get(3..)
+        .map(str::trim_start)
+        .map(|rest| {
+            let upper = rest.to_uppercase();
+            if upper.starts_with("COLUMN") {
+                rest[6..].trim_start()
+            } else {
+                rest
+            }
+        })
+        .unwrap_or_default();
+    let default = default_expr(definition);
+    let value = backfill_directive.map(str::to_owned).or_else(|| default.clone()).ok_or_else(|| {
+        format!(
+            "ADD COLUMN {} NOT NULL needs a value for existing rows: give it a DEFAULT or write `-- zdm:backfill <expr>` above the statement",
+            column.name
+        )
+    })?;
+    let key = super::update_backfill::primary_key(cx.catalog, cx.table).ok_or_else(|| {
+        format!(
+            "zdm does not know the primary key of {}, which the backfill walks: declare it in an earlier migration",
+            cx.table
+        )
+    })?;
+    let table = cx.table;
+    let col = Ident(&column.name);
+    let mut plan = OpPlan::undoable();
+    plan.expand.push(Step::tx(
+        format!(
+            "add {table}.{} as a nullable column (catalog only)",
+            column.name
+        ),
+        alter(table, &format!("ADD COLUMN {col} {}", column.ty.written)),
+        LockMode::AccessExclusive,
+        table,
+    ));
+    let trigger = generated_name(&[&table.name, &column.name, "fill"]);
+    if let Some(default) = &default {
+        plan.expand.push(Step::tx(
+            format!("give rows inserted from now on a value for {}", column.name),
+            alter(table, &format!("ALTER COLUMN {col} SET DEFAULT {default}")),
+            LockMode::AccessExclusive,
+            table,
+        ));
+    } else {
+        // The expression may name other columns: evaluate it over the new row.
+        let function = Name::in_schema_of(table, &trigger);
+        plan.expand.push(Step::tx(
+            format!("fill {} in rows the old application inserts", column.name),
+            format!(
+                "CREATE FUNCTION {f}() RETURNS trigger LANGUAGE plpgsql AS $zdm$\nBEGIN\n  IF NEW.{col} IS NULL THEN\n    NEW.{col} := (SELECT {value} FROM (SELECT NEW.*) AS {alias});\n  END IF;\n  RETURN NEW;\nEND\n$zdm$;\nCREATE TRIGGER {t} BEFORE INSERT ON {tbl} FOR EACH ROW EXECUTE FUNCTION {f}()",
+                f = Qualified(&function),
+                alias = Ident(&table.name),
+                t = Ident(&trigger),
+                tbl = Qualified(table),
+            ),
+            LockMode::ShareRowExclusive,
+            table,
+        ));
+        plan.contract.push(Step::tx(
+            format!("drop the fill trigger of {}", column.name),
+            format!(
+                "DROP TRIGGER IF EXISTS {} ON {};\nDROP FUNCTION IF EXISTS {}()",
+                Ident(&trigger),
+                Qualified(table),
+                Qualified(&function)
+            ),
+            LockMode::AccessExclusive,
+            table,
+        ));
+        plan.down_expand.push(Step::tx(
+            format!("drop the fill trigger of {}", column.name),
+            format!(
+                "DROP TRIGGER IF EXISTS {} ON {};\nDROP FUNCTION IF EXISTS {}()",
+                Ident(&trigger),
+                Qualified(table),
+                Qualified(&function)
+            ),
+            LockMode::AccessExclusive,
+            table,
+        ));
+    }
+    plan.backfill.push(Backfill {
+        table: table.clone(),
+        key,
+        set: vec![Assignment {
+            column: column.name.clone(),
+            expr: value,
+        }],
+        filter: Some(format!("{col} IS NULL")),
+    });
+    if column.not_null {
+        let nn = super::set_not_null::steps(table, &column.name, cx.pg_version)?;
+        plan.contract.splice(0..0, nn.expand);
+        plan.down_contract = Some(vec![Step::tx(
+            format!("allow NULL in {table}.{} again", column.name),
+            alter(table, &format!("ALTER COLUMN {col} DROP NOT NULL")),
+            LockMode::AccessExclusive,
+            table,
+        )]);
+    }
+    plan.down_expand.push(Step::tx(
+        format!("drop {table}.{}", column.name),
+        alter(table, &format!("DROP COLUMN IF EXISTS {col}")),
+        LockMode::AccessExclusive,
+        table,
+    ));
+    plan.notes.push(format!(
+        "{table}.{} is filled for existing rows by the backfill{}",
+        column.name,
+        if column.not_null {
+            "; it becomes NOT NULL in contract"
+        } else {
+            ""
+        }
+    ));
+    Ok(plan)
+}

@@ -1,0 +1,130 @@
+//! ADD CONSTRAINT … UNIQUE / PRIMARY KEY: the index is built CONCURRENTLY, then attached.
+//!
+//! | phase | step | lock |
+//! |---|---|---|
+//! | expand | (PRIMARY KEY over nullable columns: the set-not-null steps for each) | see set_not_null |
+//! | expand | `CREATE UNIQUE INDEX CONCURRENTLY name ON t (cols)`, outside a transaction | SHARE UPDATE EXCLUSIVE: reads and writes continue |
+//! | expand | `ADD CONSTRAINT name UNIQUE/PRIMARY KEY USING INDEX name` | ACCESS EXCLUSIVE, brief |
+//! | down expand | `DROP CONSTRAINT IF EXISTS name`, `DROP INDEX CONCURRENTLY IF EXISTS name` | brief |
+
+use super::{OpCx, OpPlan, Step, alter};
+use crate::classify::LockMode;
+use crate::parse::Name;
+use crate::sql::{Ident, Qualified};
+
+pub fn plan(
+    cx: &OpCx,
+    action: &str,
+    name: Option<&str>,
+    columns: &[String],
+    primary: bool,
+) -> Result<OpPlan, String> {
+    let upper = action.to_uppercase();
+    for unsupported in [" INCLUDE", " WITH ", " NULLS ", "DEFERRABLE", "TABLESPACE"] {
+        if upper.contains(unsupported) {
+            return Err(format!(
+                "zdm does not plan UNIQUE/PRIMARY KEY with{}; build the index with CREATE UNIQUE INDEX CONCURRENTLY and add the constraint USING INDEX",
+                unsupported.trim_end()
+            ));
+        }
+    }
+    if columns.is_empty() {
+        return Err("the constraint names no columns".into());
+    }
+    let name = name.map_or_else(
+        || {
+            if primary {
+                format!("{}_pkey", cx.table.name)
+            } else {
+                format!("{}_{}_key", cx.table.name, columns.join("_"))
+            }
+        },
+        str::to_owned,
+    );
+    let index = Name {
+        schema: cx.table.schema.clone(),
+        name: name.clone(),
+    };
+    let mut plan = OpPlan::undoable();
+    if primary {
+        let known = cx.catalog.table(cx.table);
+        for column in columns {
+            let not_null = known
+                .and_then(|t| t.column(column))
+                .is_some_and(|c| c.not_null);
+            if !not_null {
+                let nn = super::set_not_null::steps(cx.table, column, cx.pg_version)?;
+                plan.expand.extend(nn.expand);
+                plan.down_expand.extend(nn.down_expand);
+                plan.notes.extend(nn.notes);
+            }
+        }
+    }
+    let cols = columns
+        .iter()
+        .map(|c| Ident(c).to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let kind = if primary { "PRIMARY KEY" } else { "UNIQUE" };
+    plan.expand.push(Step::no_tx(
+        format!(
+            "build the unique index {name} on {} without blocking writes",
+            cx.table
+        ),
+        format!(
+            "CREATE UNIQUE INDEX CONCURRENTLY {} ON {} ({cols})",
+            Ident(&name),
+            Qualified(cx.table)
+        ),
+        LockMode::ShareUpdateExclusive,
+        cx.table,
+    ));
+    plan.expand.push(Step::tx(
+        format!(
+            "attach {name} to {} as its {}",
+            cx.table,
+            if primary {
+                "primary key"
+            } else {
+                "unique constraint"
+            }
+        ),
+        alter(
+            cx.table,
+            &format!(
+                "ADD CONSTRAINT {} {kind} USING INDEX {}",
+                Ident(&name),
+                Ident(&name)
+            ),
+        ),
+        LockMode::AccessExclusive,
+        cx.table,
+    ));
+    plan.down_expand.insert(
+        0,
+        Step::tx(
+            format!("drop constraint {name}"),
+            alter(
+                cx.table,
+                &format!("DROP CONSTRAINT IF EXISTS {}", Ident(&name)),
+            ),
+            LockMode::AccessExclusive,
+            cx.table,
+        ),
+    );
+    plan.down_expand.insert(
+        1,
+        Step::no_tx(
+            format!("drop index {name}"),
+            format!("DROP INDEX CONCURRENTLY IF EXISTS {}", Qualified(&index)),
+            LockMode::ShareUpdateExclusive,
+            cx.table,
+        ),
+    );
+    plan.notes.push(format!(
+        "from expand on, both application versions must keep ({}) unique in {}",
+        columns.join(", "),
+        cx.table
+    ));
+    Ok(plan)
+}

@@ -1,0 +1,51 @@
+//! CREATE INDEX on an existing table runs CONCURRENTLY.
+//!
+//! | phase | step | lock |
+//! |---|---|---|
+//! | expand | `CREATE [UNIQUE] INDEX CONCURRENTLY name ON …` as written, outside a transaction; an unnamed index gets a deterministic name | SHARE UPDATE EXCLUSIVE: reads and writes continue |
+//! | down expand | `DROP INDEX CONCURRENTLY IF EXISTS name` | SHARE UPDATE EXCLUSIVE |
+//!
+//! A failed build leaves an INVALID index; `zdm expand` drops and rebuilds it on resume.
+
+use super::{OpCx, OpPlan, Step};
+use crate::classify::LockMode;
+use crate::parse::Name;
+use crate::plan::text::{find_word, insert_after};
+use crate::sql::{Ident, Qualified, generated_name};
+
+pub fn plan(cx: &OpCx, name: Option<&Name>, columns: &[String]) -> Result<OpPlan, String> {
+    let index_at = find_word(cx.stmt, "INDEX").ok_or("no INDEX keyword")?;
+    let mut sql = insert_after(cx.stmt, index_at, "CONCURRENTLY");
+    let name = match name {
+        Some(n) => super::passthrough::index_in(n, cx.table),
+        None => {
+            let cols = if columns.is_empty() {
+                "expr".to_owned()
+            } else {
+                columns.join("_")
+            };
+            let generated = generated_name(&[&cx.table.name, &cols, "idx"]);
+            // CONCURRENTLY is now the token after INDEX: put the name after it.
+            let at = cx.stmt.tokens[index_at].range.end + " CONCURRENTLY".len();
+            sql = format!("{} {}{}", &sql[..at], Ident(&generated), &sql[at..]);
+            Name {
+                schema: cx.table.schema.clone(),
+                name: generated,
+            }
+        }
+    };
+    let mut plan = OpPlan::undoable();
+    plan.expand.push(Step::no_tx(
+        format!("build index {name} on {} without blocking writes", cx.table),
+        sql,
+        LockMode::ShareUpdateExclusive,
+        cx.table,
+    ));
+    plan.down_expand.push(Step::no_tx(
+        format!("drop index {name}"),
+        format!("DROP INDEX CONCURRENTLY IF EXISTS {}", Qualified(&name)),
+        LockMode::ShareUpdateExclusive,
+        cx.table,
+    ));
+    Ok(plan)
+}

@@ -1,0 +1,54 @@
+//! ALTER TABLE … DROP COLUMN: the column goes in contract, after the deploy.
+//!
+//! | phase | step | lock |
+//! |---|---|---|
+//! | expand | `ALTER COLUMN col DROP NOT NULL` when the column is NOT NULL without a default, so the new application's INSERTs, which omit it, succeed | ACCESS EXCLUSIVE, brief |
+//! | contract | the DROP COLUMN as written | ACCESS EXCLUSIVE, brief (catalog only) |
+//! | down expand | `ALTER COLUMN col SET NOT NULL` (scans the table) when expand dropped it | ACCESS EXCLUSIVE |
+//! | down contract | impossible: the column's data is gone |
+
+use super::{OpCx, OpPlan, Step, alter};
+use crate::classify::LockMode;
+use crate::sql::Ident;
+
+pub fn plan(cx: &OpCx, action: &str, column: &str) -> OpPlan {
+    let mut plan = OpPlan::default();
+    let known = cx.catalog.table(cx.table).and_then(|t| t.column(column));
+    if known.is_some_and(|c| c.not_null && !c.has_default) {
+        plan.expand.push(Step::tx(
+            format!(
+                "allow NULL in {}.{column} so code that no longer writes it can insert",
+                cx.table
+            ),
+            alter(
+                cx.table,
+                &format!("ALTER COLUMN {} DROP NOT NULL", Ident(column)),
+            ),
+            LockMode::AccessExclusive,
+            cx.table,
+        ));
+        plan.down_expand.push(Step::tx(
+            format!(
+                "make {}.{column} NOT NULL again (scans the table)",
+                cx.table
+            ),
+            alter(
+                cx.table,
+                &format!("ALTER COLUMN {} SET NOT NULL", Ident(column)),
+            ),
+            LockMode::AccessExclusive,
+            cx.table,
+        ));
+    }
+    plan.contract.push(Step::tx(
+        format!("drop column {}.{column}", cx.table),
+        alter(cx.table, action),
+        LockMode::AccessExclusive,
+        cx.table,
+    ));
+    plan.notes.push(format!(
+        "deploy code that no longer reads or writes {}.{column} before contract; the contract cannot be undone (the data is dropped)",
+        cx.table
+    ));
+    plan
+}

@@ -1,0 +1,43 @@
+//! DROP INDEX runs CONCURRENTLY, in contract: the old application's queries may still need the
+//! index until it is gone.
+//!
+//! | phase | step | lock |
+//! |---|---|---|
+//! | contract | `DROP INDEX CONCURRENTLY IF EXISTS name`, one per index, outside a transaction | SHARE UPDATE EXCLUSIVE on the table |
+//! | down contract | none: zdm does not keep the index definition; recreate it by hand | |
+
+use super::{OpPlan, Step};
+use crate::catalog::Catalog;
+use crate::classify::LockMode;
+use crate::parse::Name;
+use crate::sql::Qualified;
+
+pub fn plan(names: &[Name], cascade: bool, catalog: &Catalog) -> Result<OpPlan, String> {
+    if cascade {
+        return Err(
+            "DROP INDEX … CASCADE cannot run CONCURRENTLY; drop what depends on the index first"
+                .into(),
+        );
+    }
+    let mut plan = OpPlan::default();
+    for name in names {
+        let table = catalog
+            .index(name)
+            .map_or_else(|| name.clone(), |i| i.table.clone());
+        plan.contract.push(Step::no_tx(
+            format!("drop index {name} without blocking queries"),
+            format!("DROP INDEX CONCURRENTLY IF EXISTS {}", Qualified(name)),
+            LockMode::ShareUpdateExclusive,
+            &table,
+        ));
+    }
+    plan.notes.push(format!(
+        "undoing the contract does not recreate {}: zdm does not keep index definitions",
+        names
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    Ok(plan)
+}

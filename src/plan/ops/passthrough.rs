@@ -1,0 +1,101 @@
+//! Statements that are already safe on a live table run as written.
+//!
+//! | phase | step | lock |
+//! |---|---|---|
+//! | expand | the statement, as written, in its own transaction (outside one for CONCURRENTLY) | whatever it takes; brief |
+//! | down expand | the inverse for objects it creates (`DROP … IF EXISTS`); none otherwise | brief |
+
+use super::{OpPlan, Step};
+use crate::classify::{Classification, LockMode};
+use crate::parse::{Change, Name, ObjectKind};
+use crate::source::Statement;
+use crate::sql::Qualified;
+
+pub fn plan(stmt: &Statement, change: &Change, class: &Classification) -> OpPlan {
+    let lock = class.effects.iter().max_by_key(|e| e.lock);
+    let step = Step {
+        id: String::new(),
+        description: describe(change),
+        sql: stmt.text.clone(),
+        transaction: !class.no_transaction,
+        lock: lock.map(|e| super::super::model::StepLock {
+            mode: e.lock,
+            relation: e.relation.clone(),
+        }),
+    };
+    let mut plan = OpPlan::undoable();
+    plan.expand.push(step);
+    if let Some(undo) = inverse(change) {
+        plan.down_expand.push(undo);
+    }
+    plan
+}
+
+fn describe(change: &Change) -> String {
+    match change {
+        Change::CreateTable { name, .. } => format!("create table {name}"),
+        Change::CreateIndex { name, table, .. } => match name {
+            Some(n) => format!("create index {n} on {table}"),
+            None => format!("create an index on {table}"),
+        },
+        Change::CreateView { name, .. } => format!("create view {name}"),
+        Change::Other { what, .. } => what.to_lowercase(),
+        Change::Dml { table, .. } => format!("write rows of {table}"),
+        Change::Set { name, .. } => format!("set {name}"),
+        _ => "run as written".into(),
+    }
+}
+
+/// The statement that undoes a creation.
+fn inverse(change: &Change) -> Option<Step> {
+    let drop = |what: &str, name: &Name, lock: LockMode| {
+        Some(Step::tx(
+            format!("drop {what} {name}"),
+            format!("DROP {} IF EXISTS {}", what.to_uppercase(), Qualified(name)),
+            lock,
+            name,
+        ))
+    };
+    match change {
+        Change::CreateTable { name, .. } => drop("table", name, LockMode::AccessExclusive),
+        Change::CreateView {
+            name,
+            materialized: false,
+        } => drop("view", name, LockMode::AccessExclusive),
+        Change::CreateView {
+            name,
+            materialized: true,
+        } => drop("materialized view", name, LockMode::AccessExclusive),
+        Change::CreateIndex {
+            name: Some(name),
+            table,
+            ..
+        } => Some(Step::no_tx(
+            format!("drop index {name}"),
+            format!(
+                "DROP INDEX CONCURRENTLY IF EXISTS {}",
+                Qualified(&index_in(name, table))
+            ),
+            LockMode::ShareUpdateExclusive,
+            table,
+        )),
+        Change::Other {
+            creates: Some((kind, name)),
+            ..
+        } => match kind {
+            ObjectKind::Sequence => drop("sequence", name, LockMode::AccessExclusive),
+            ObjectKind::Type => drop("type", name, LockMode::AccessExclusive),
+            ObjectKind::Schema => drop("schema", name, LockMode::AccessExclusive),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// An index lives in its table's schema.
+pub fn index_in(index: &Name, table: &Name) -> Name {
+    Name {
+        schema: index.schema.clone().or_else(|| table.schema.clone()),
+        name: index.name.clone(),
+    }
+}

@@ -1,0 +1,53 @@
+//! `UPDATE t SET … [WHERE …]` data migrations run as a batched backfill.
+//!
+//! | phase | step | lock |
+//! |---|---|---|
+//! | backfill | keyset batches over the primary key, up to its maximum at start, each its own short transaction updating only the rows of the batch that still differ | ROW EXCLUSIVE; row locks on one batch at a time |
+//!
+//! Several UPDATEs of one table with the same condition share one pass.
+
+use super::{Assignment, Backfill, OpCx, OpPlan};
+use crate::catalog::Catalog;
+use crate::parse::{ConstraintKind, Name};
+use crate::plan::text::{UpdateParts, update_parts};
+
+pub fn plan(cx: &OpCx) -> Result<OpPlan, String> {
+    let UpdateParts { set, filter } = update_parts(cx.stmt).ok_or(
+        "zdm batches `UPDATE t SET … [WHERE …]`; UPDATE … FROM, RETURNING and WHERE CURRENT OF are not batched: rewrite it as a plain UPDATE, or mark it `-- zdm:allow-locking -- reason`",
+    )?;
+    let key = primary_key(cx.catalog, cx.table).ok_or_else(|| {
+        format!(
+            "zdm does not know the primary key of {}, which the batches walk: declare it in an earlier migration (or plan with --database-url once available)",
+            cx.table
+        )
+    })?;
+    let mut plan = OpPlan::undoable();
+    plan.backfill.push(Backfill {
+        table: cx.table.clone(),
+        key,
+        set: set
+            .into_iter()
+            .map(|(column, expr)| Assignment { column, expr })
+            .collect(),
+        filter,
+    });
+    plan.notes.push(format!(
+        "the backfill of {} is not undone by down; rows the old application writes during the rollout are not updated by it",
+        cx.table
+    ));
+    Ok(plan)
+}
+
+/// The primary key columns of a table, if known.
+pub fn primary_key(catalog: &Catalog, table: &Name) -> Option<Vec<String>> {
+    catalog
+        .table(table)?
+        .constraints
+        .iter()
+        .find_map(|c| match &c.kind {
+            ConstraintKind::PrimaryKey { columns, .. } if !columns.is_empty() => {
+                Some(columns.clone())
+            }
+            _ => None,
+        })
+}

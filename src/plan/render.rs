@@ -1,0 +1,333 @@
+//! Plan output: human (terminal), markdown (a PR comment), json, and sql files that run as is
+//! with `psql -v ON_ERROR_STOP=1 -f FILE` in autocommit mode, for teams on other runners.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use super::{Backfill, MigrationPlan, Step};
+use crate::sql::{Ident, Qualified, literal};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PlanFormat {
+    Human,
+    Markdown,
+    Json,
+    Sql,
+}
+
+/// `lock_timeout` in the SQL files: a queued ACCESS EXCLUSIVE request blocks every later query
+/// on its table, so no step may wait long.
+const LOCK_TIMEOUT: &str = "1s";
+/// Rows per backfill batch in the SQL files.
+const BATCH_SIZE: usize = 1000;
+
+/// Renders plans as text (every format but `sql`, which writes files).
+pub fn render(plans: &[MigrationPlan], format: PlanFormat) -> String {
+    match format {
+        PlanFormat::Human => plans.iter().map(human).collect::<Vec<_>>().join("\n"),
+        PlanFormat::Markdown => plans.iter().map(markdown).collect::<Vec<_>>().join("\n"),
+        PlanFormat::Json => {
+            let v = json!({"version": 1, "migrations": plans.iter().map(json_plan).collect::<Vec<_>>()});
+            serde_json::to_string_pretty(&v).expect("json") + "\n"
+        }
+        PlanFormat::Sql => plans
+            .iter()
+            .flat_map(sql_files)
+            .map(|(name, text)| format!("-- {name}\n{text}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    }
+}
+
+fn lock_text(step: &Step) -> String {
+    let tx = if step.transaction {
+        "in a transaction"
+    } else {
+        "outside a transaction"
+    };
+    match &step.lock {
+        Some(l) => format!("{} on {}, {tx}", l.mode, l.relation),
+        None => tx.to_owned(),
+    }
+}
+
+fn human(plan: &MigrationPlan) -> String {
+    let mut out = format!("migration {} ({})\n", plan.id, plan.path);
+    for op in &plan.operations {
+        let _ = writeln!(out, "  line {:<4} {:<16} {}", op.line, op.kind, op.summary);
+    }
+    let phase = |out: &mut String, title: &str, steps: &[Step]| {
+        if steps.is_empty() {
+            return;
+        }
+        let _ = writeln!(out, "\n  {title}");
+        for (i, s) in steps.iter().enumerate() {
+            let _ = writeln!(out, "    {}. {}  [{}]", i + 1, s.description, lock_text(s));
+            for line in s.sql.lines() {
+                let _ = writeln!(out, "       | {line}");
+            }
+        }
+    };
+    phase(&mut out, "expand", &plan.expand);
+    if !plan.backfill.is_empty() {
+        let _ = writeln!(out, "\n  backfill");
+        for b in &plan.backfill {
+            let _ = writeln!(out, "    {}", backfill_summary(b));
+        }
+    }
+    if !plan.notes.is_empty() {
+        let _ = writeln!(out, "\n  between expand and contract");
+        for n in &plan.notes {
+            let _ = writeln!(out, "    - {n}");
+        }
+    }
+    phase(&mut out, "contract", &plan.contract);
+    phase(&mut out, "down: undo expand", &plan.down.expand);
+    match &plan.down.contract {
+        Some(steps) => phase(&mut out, "down: undo contract", steps),
+        None => {
+            let _ = writeln!(
+                out,
+                "\n  down: undo contract\n    impossible: the contract drops data"
+            );
+        }
+    }
+    out
+}
+
+fn backfill_summary(b: &Backfill) -> String {
+    let set = b
+        .set
+        .iter()
+        .map(|a| format!("{} = {}", a.column, a.expr))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let filter = b
+        .filter
+        .as_deref()
+        .map(|f| format!(" where {f}"))
+        .unwrap_or_default();
+    format!(
+        "{}: set {set}{filter}; in batches over ({})",
+        b.table,
+        b.key.join(", ")
+    )
+}
+
+fn markdown(plan: &MigrationPlan) -> String {
+    let mut out = format!("### `{}`\n\n", plan.id);
+    out.push_str("| line | operation | statement |\n|---|---|---|\n");
+    for op in &plan.operations {
+        let _ = writeln!(
+            out,
+            "| {} | {} | `{}` |",
+            op.line,
+            op.kind,
+            op.summary.replace('|', "\\|").replace('`', "'")
+        );
+    }
+    let phase = |out: &mut String, title: &str, steps: &[Step]| {
+        if steps.is_empty() {
+            return;
+        }
+        let _ = writeln!(out, "\n#### {title}\n");
+        for (i, s) in steps.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{}. {} — *{}*\n\n   ```sql\n{}\n   ```\n",
+                i + 1,
+                s.description,
+                lock_text(s),
+                indent(&s.sql, "   ")
+            );
+        }
+    };
+    phase(&mut out, "Expand", &plan.expand);
+    if !plan.backfill.is_empty() {
+        out.push_str("\n#### Backfill\n\n");
+        for b in &plan.backfill {
+            let _ = writeln!(out, "- {}", backfill_summary(b));
+        }
+    }
+    if !plan.notes.is_empty() {
+        out.push_str("\n#### Between expand and contract\n\n");
+        for n in &plan.notes {
+            let _ = writeln!(out, "- {n}");
+        }
+    }
+    phase(&mut out, "Contract", &plan.contract);
+    phase(&mut out, "Down: undo expand", &plan.down.expand);
+    match &plan.down.contract {
+        Some(steps) => phase(&mut out, "Down: undo contract", steps),
+        None => {
+            out.push_str("\n#### Down: undo contract\n\nImpossible: the contract drops data.\n")
+        }
+    }
+    out
+}
+
+fn indent(text: &str, prefix: &str) -> String {
+    text.lines()
+        .map(|l| format!("{prefix}{l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn json_step(s: &Step) -> Value {
+    json!({
+        "id": s.id,
+        "description": s.description,
+        "sql": s.sql,
+        "transaction": s.transaction,
+        "lock": s.lock.as_ref().map(|l| json!({"mode": l.mode.to_string(), "relation": l.relation.to_string()})),
+    })
+}
+
+fn json_plan(p: &MigrationPlan) -> Value {
+    json!({
+        "id": p.id,
+        "path": p.path,
+        "checksum": p.checksum,
+        "operations": p.operations.iter().map(|o| json!({"kind": o.kind, "line": o.line, "summary": o.summary})).collect::<Vec<_>>(),
+        "expand": p.expand.iter().map(json_step).collect::<Vec<_>>(),
+        "backfill": p.backfill.iter().map(|b| json!({
+            "table": b.table.to_string(),
+            "key": b.key,
+            "set": b.set.iter().map(|a| json!({"column": a.column, "expr": a.expr})).collect::<Vec<_>>(),
+            "where": b.filter,
+        })).collect::<Vec<_>>(),
+        "contract": p.contract.iter().map(json_step).collect::<Vec<_>>(),
+        "down": {
+            "expand": p.down.expand.iter().map(json_step).collect::<Vec<_>>(),
+            "contract": p.down.contract.as_ref().map(|c| c.iter().map(json_step).collect::<Vec<_>>()),
+        },
+    })
+}
+
+/// The SQL of a phase's steps for psql in autocommit mode: each transactional step in its own
+/// BEGIN … COMMIT with a short lock_timeout; CONCURRENTLY steps outside transactions.
+fn steps_sql(steps: &[Step]) -> String {
+    let mut out = String::new();
+    for s in steps {
+        let _ = writeln!(out, "-- {}: {}", s.id, s.description);
+        if s.transaction {
+            let _ = writeln!(
+                out,
+                "BEGIN;\nSET LOCAL lock_timeout = {};\n{};\nCOMMIT;\n",
+                literal(LOCK_TIMEOUT),
+                s.sql
+            );
+        } else {
+            // No lock_timeout here: CONCURRENTLY waits for older transactions under it, and a
+            // timeout would leave an INVALID index behind; its lock blocks no query.
+            let _ = writeln!(out, "{};\n", s.sql);
+        }
+    }
+    out
+}
+
+/// A backfill as a DO block that commits after each batch (PostgreSQL 11+ allows COMMIT in a
+/// DO block run outside a transaction). Keyset batches: each batch reads up to BATCH_SIZE + 1
+/// keys from the index, updates the first BATCH_SIZE where they still differ, and starts the
+/// next batch at the extra key; rows past the maximum key at start are the trigger's job.
+fn backfill_sql(b: &Backfill) -> String {
+    let t = Qualified(&b.table).to_string();
+    let keys: Vec<String> = b.key.iter().map(|k| Ident(k).to_string()).collect();
+    let key_list = keys.join(", ");
+    let desc = keys
+        .iter()
+        .map(|k| format!("{k} DESC"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let var = |prefix: &str| {
+        (1..=keys.len())
+            .map(|i| format!("{prefix}{i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (next, max) = (var("next_"), var("max_"));
+    let mut declare = String::new();
+    for (i, k) in keys.iter().enumerate() {
+        let _ = writeln!(
+            declare,
+            "  next_{n} {t}.{k}%TYPE;\n  max_{n} {t}.{k}%TYPE;",
+            n = i + 1
+        );
+    }
+    let columns = b
+        .set
+        .iter()
+        .map(|a| Ident(&a.column).to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let values = b
+        .set
+        .iter()
+        .map(|a| format!("({})", a.expr))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let assignments = b
+        .set
+        .iter()
+        .map(|a| format!("{} = {}", Ident(&a.column), a.expr))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let filter = b
+        .filter
+        .as_deref()
+        .map(|f| format!("\n        AND ({f})"))
+        .unwrap_or_default();
+    format!(
+        "-- backfill {summary}\nDO $zdm$\nDECLARE\n{declare}BEGIN\n  SELECT {key_list} INTO {max} FROM {t} ORDER BY {desc} LIMIT 1;\n  SELECT {key_list} INTO {next} FROM {t} ORDER BY {key_list} LIMIT 1;\n  WHILE next_1 IS NOT NULL LOOP\n    -- The sync triggers see this setting and do not copy the values back.\n    PERFORM set_config('zdm.backfill', 'on', true);\n    WITH keys AS (\n      SELECT {key_list} FROM {t}\n      WHERE ({key_list}) >= ({next}) AND ({key_list}) <= ({max})\n      ORDER BY {key_list} LIMIT {limit}\n    ), batch AS (\n      SELECT {key_list} FROM keys ORDER BY {key_list} LIMIT {batch}\n    ), updated AS (\n      UPDATE {t} SET {assignments}\n      WHERE ({key_list}) IN (SELECT {key_list} FROM batch){filter}\n        AND ({columns}) IS DISTINCT FROM ({values})\n    )\n    SELECT {key_list} INTO {next} FROM keys ORDER BY {key_list} OFFSET {batch} LIMIT 1;\n    COMMIT;\n  END LOOP;\nEND\n$zdm$;\n",
+        summary = backfill_summary(b),
+        limit = BATCH_SIZE + 1,
+        batch = BATCH_SIZE,
+    )
+}
+
+/// The files of `--format sql`: (file name, content), omitting phases with nothing to do.
+pub fn sql_files(plan: &MigrationPlan) -> Vec<(String, String)> {
+    let header = |phase: &str| {
+        format!(
+            "-- zdm plan: {phase} of {} ({})\n-- run with: psql -v ON_ERROR_STOP=1 -f <this file> (autocommit; transactions are in the file)\n\n",
+            plan.id, plan.path
+        )
+    };
+    let mut files = Vec::new();
+    let mut push = |phase: &str, body: String| {
+        if !body.is_empty() {
+            files.push((format!("{}.{phase}.sql", plan.id), header(phase) + &body));
+        }
+    };
+    push("expand", steps_sql(&plan.expand));
+    push(
+        "backfill",
+        plan.backfill
+            .iter()
+            .map(backfill_sql)
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
+    push("contract", steps_sql(&plan.contract));
+    push("down-expand", steps_sql(&plan.down.expand));
+    if let Some(steps) = &plan.down.contract {
+        push("down-contract", steps_sql(steps));
+    }
+    files
+}
+
+/// Writes the `--format sql` files into `dir`, returning their paths.
+pub fn write_sql_files(plans: &[MigrationPlan], dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir)?;
+    let mut written = Vec::new();
+    for plan in plans {
+        for (name, text) in sql_files(plan) {
+            let path = dir.join(name);
+            std::fs::write(&path, text)?;
+            written.push(path);
+        }
+    }
+    Ok(written)
+}

@@ -1,0 +1,206 @@
+//! Cutting pieces of a user's statement out of its source text by token positions, so generated
+//! SQL reuses what the user wrote (expressions, column definitions) byte for byte instead of
+//! re-printing sqlparser's AST.
+
+use sqlparser::tokenizer::Token;
+
+use crate::source::{SqlToken, Statement};
+
+fn is_word(t: &SqlToken, kw: &str) -> bool {
+    matches!(&t.token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(kw))
+}
+
+/// The source text of each action of an ALTER TABLE statement, in order.
+pub fn alter_actions(stmt: &Statement) -> Vec<String> {
+    let t = &stmt.tokens;
+    let mut i = 2; // ALTER TABLE
+    if t.len() > i + 1 && is_word(&t[i], "IF") && is_word(&t[i + 1], "EXISTS") {
+        i += 2;
+    }
+    if t.len() > i && is_word(&t[i], "ONLY") {
+        i += 1;
+    }
+    // The table name: identifiers joined by periods.
+    i += 1;
+    while i + 1 < t.len() && matches!(t[i].token, Token::Period) {
+        i += 2;
+    }
+    if i < t.len() && matches!(t[i].token, Token::Mul) {
+        i += 1;
+    }
+    split_top_level(stmt, i, t.len())
+}
+
+/// The text of tokens `from..to`, split at top-level commas.
+fn split_top_level(stmt: &Statement, from: usize, to: usize) -> Vec<String> {
+    let t = &stmt.tokens;
+    let mut out = Vec::new();
+    let mut depth = 0i32;
+    let mut start = from;
+    for (i, tok) in t.iter().enumerate().take(to).skip(from) {
+        match tok.token {
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            Token::Comma if depth == 0 => {
+                out.push(slice(stmt, start, i));
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if start < to {
+        out.push(slice(stmt, start, to));
+    }
+    out
+}
+
+/// The source text from token `from` up to (not including) token `to`.
+pub fn slice(stmt: &Statement, from: usize, to: usize) -> String {
+    if from >= to || from >= stmt.tokens.len() {
+        return String::new();
+    }
+    stmt.text[stmt.tokens[from].range.start..stmt.tokens[to - 1].range.end].to_owned()
+}
+
+/// An UPDATE's `column = expression` pairs and its WHERE condition, as written.
+pub struct UpdateParts {
+    pub set: Vec<(String, String)>,
+    pub filter: Option<String>,
+}
+
+/// `UPDATE t SET a = x, b = y [WHERE cond]`: the assignments and the condition, as written.
+/// `None` for forms zdm does not batch (FROM, RETURNING, WHERE CURRENT OF).
+pub fn update_parts(stmt: &Statement) -> Option<UpdateParts> {
+    let t = &stmt.tokens;
+    let set = t.iter().position(|x| is_word(x, "SET"))?;
+    let mut depth = 0i32;
+    let mut where_at = None;
+    for (i, tok) in t.iter().enumerate().skip(set + 1) {
+        match tok.token {
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            _ if depth == 0 && (is_word(tok, "FROM") || is_word(tok, "RETURNING")) => return None,
+            _ if depth == 0 && is_word(tok, "WHERE") => {
+                where_at = Some(i);
+                break;
+            }
+            _ => {}
+        }
+    }
+    let end = where_at.unwrap_or(t.len());
+    let mut assignments = Vec::new();
+    for part in split_top_level(stmt, set + 1, end) {
+        let (column, expr) = part.split_once('=')?;
+        let column = column.trim();
+        // A quoted column keeps its case; a bare one folds to lower case.
+        let column = match column.strip_prefix('"').and_then(|c| c.strip_suffix('"')) {
+            Some(quoted) => quoted.replace("\"\"", "\""),
+            None => column.to_lowercase(),
+        };
+        assignments.push((column, expr.trim().to_owned()));
+    }
+    let filter = where_at.map(|w| slice(stmt, w + 1, t.len()));
+    if filter
+        .as_deref()
+        .is_some_and(|f| f.to_uppercase().starts_with("CURRENT OF"))
+    {
+        return None;
+    }
+    Some(UpdateParts {
+        set: assignments,
+        filter,
+    })
+}
+
+/// The expression after `DEFAULT` in a column definition, as written.
+pub fn default_expr(column_definition: &str) -> Option<String> {
+    let stmt = crate::source::split_statements(column_definition)
+        .statements
+        .into_iter()
+        .next()?;
+    let t = &stmt.tokens;
+    let at = t.iter().position(|x| is_word(x, "DEFAULT"))?;
+    let stops = [
+        "NOT",
+        "NULL",
+        "CONSTRAINT",
+        "CHECK",
+        "UNIQUE",
+        "PRIMARY",
+        "REFERENCES",
+        "GENERATED",
+        "COLLATE",
+    ];
+    let mut depth = 0i32;
+    let mut end = t.len();
+    for (i, tok) in t.iter().enumerate().skip(at + 1) {
+        match tok.token {
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            _ if depth == 0 && stops.iter().any(|s| is_word(tok, s)) => {
+                end = i;
+                break;
+            }
+            _ => {}
+        }
+    }
+    Some(slice(&stmt, at + 1, end))
+}
+
+/// Inserts `text` after token `index` of the statement (e.g. `CONCURRENTLY` after `INDEX`).
+pub fn insert_after(stmt: &Statement, index: usize, text: &str) -> String {
+    let at = stmt.tokens[index].range.end;
+    format!("{} {text}{}", &stmt.text[..at], &stmt.text[at..])
+}
+
+/// The index of the first token that is the keyword `kw`.
+pub fn find_word(stmt: &Statement, kw: &str) -> Option<usize> {
+    stmt.tokens.iter().position(|t| is_word(t, kw))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::split_statements;
+
+    fn stmt(sql: &str) -> Statement {
+        split_statements(sql).statements.remove(0)
+    }
+
+    #[test]
+    fn splits_alter_table_actions_as_written() {
+        let s = stmt(
+            "ALTER TABLE ONLY \"My\".t ADD COLUMN a numeric(10, 2) DEFAULT 0, ADD CONSTRAINT c CHECK (a > 0)",
+        );
+        assert_eq!(
+            alter_actions(&s),
+            [
+                "ADD COLUMN a numeric(10, 2) DEFAULT 0",
+                "ADD CONSTRAINT c CHECK (a > 0)"
+            ]
+        );
+    }
+
+    #[test]
+    fn reads_update_assignments_and_condition() {
+        let s = stmt("UPDATE users SET \"Plan\" = coalesce(plan, 'free'), n = (a, b) WHERE id > 5");
+        let UpdateParts { set, filter } = update_parts(&s).unwrap();
+        assert_eq!(set[0], ("Plan".into(), "coalesce(plan, 'free')".into()));
+        assert_eq!(set[1].0, "n");
+        assert_eq!(filter.as_deref(), Some("id > 5"));
+        assert!(update_parts(&stmt("UPDATE a SET x = b.x FROM b WHERE a.id = b.id")).is_none());
+    }
+
+    #[test]
+    fn cuts_default_expressions() {
+        assert_eq!(
+            default_expr("token uuid DEFAULT gen_random_uuid() NOT NULL").as_deref(),
+            Some("gen_random_uuid()")
+        );
+        assert_eq!(
+            default_expr("n int DEFAULT (1 + 2)").as_deref(),
+            Some("(1 + 2)")
+        );
+        assert_eq!(default_expr("n int"), None);
+    }
+}

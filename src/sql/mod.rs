@@ -1,0 +1,86 @@
+//! Building SQL text safely: identifiers reach generated SQL only through [`Ident`] (always
+//! quoted, `"` doubled), literals through [`literal`], and generated object names through
+//! [`generated_name`], which keeps them within PostgreSQL's 63-byte limit.
+
+use std::fmt;
+
+use crate::parse::Name;
+
+/// PostgreSQL truncates identifiers longer than this (NAMEDATALEN - 1).
+pub const MAX_IDENTIFIER_BYTES: usize = 63;
+
+/// An identifier, always rendered quoted so case, spaces, unicode and reserved words survive.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Ident<'a>(pub &'a str);
+
+impl fmt::Display for Ident<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{}\"", self.0.replace('"', "\"\""))
+    }
+}
+
+/// A possibly schema-qualified relation, quoted.
+pub struct Qualified<'a>(pub &'a Name);
+
+impl fmt::Display for Qualified<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(schema) = &self.0.schema {
+            write!(f, "{}.", Ident(schema))?;
+        }
+        write!(f, "{}", Ident(&self.0.name))
+    }
+}
+
+/// A string literal, with `'` doubled (standard_conforming_strings is on since 9.1).
+pub fn literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// A deterministic name for an object zdm creates: `_zdm_` and the parts joined by `_`. Names
+/// over 63 bytes are cut at a character boundary and end in a hash of the full name, so two
+/// long names never collide after PostgreSQL would have truncated them.
+pub fn generated_name(parts: &[&str]) -> String {
+    let full = format!("_zdm_{}", parts.join("_"));
+    if full.len() <= MAX_IDENTIFIER_BYTES {
+        return full;
+    }
+    let hash = format!("_{:08x}", fnv1a(full.as_bytes()) as u32);
+    let mut cut = MAX_IDENTIFIER_BYTES - hash.len();
+    while !full.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}{hash}", &full[..cut])
+}
+
+/// FNV-1a: a small, stable hash (the name must not change between zdm versions or runs).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf29ce484222325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x100000001b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_always_quoted() {
+        assert_eq!(Ident("users").to_string(), "\"users\"");
+        assert_eq!(Ident("we\"ird name").to_string(), "\"we\"\"ird name\"");
+        assert_eq!(
+            Qualified(&Name::new(Some("App"), "user")).to_string(),
+            "\"App\".\"user\""
+        );
+        assert_eq!(literal("it's"), "'it''s'");
+    }
+
+    #[test]
+    fn generated_names_fit_in_63_bytes_and_stay_distinct() {
+        assert_eq!(generated_name(&["users", "email"]), "_zdm_users_email");
+        let long_a = generated_name(&[&"é".repeat(40), "a"]);
+        let long_b = generated_name(&[&"é".repeat(40), "b"]);
+        assert!(long_a.len() <= MAX_IDENTIFIER_BYTES && long_b.len() <= MAX_IDENTIFIER_BYTES);
+        assert_ne!(long_a, long_b);
+        assert_eq!(long_a, generated_name(&[&"é".repeat(40), "a"]));
+    }
+}
