@@ -8,7 +8,7 @@
 
 mod model;
 pub mod ops;
-mod render;
+pub(crate) mod render;
 pub mod text;
 
 use std::path::{Path, PathBuf};
@@ -463,4 +463,59 @@ fn plan_alter(
         "alter-table"
     };
     Planned::Op(kind, all)
+}
+
+/// Helpers for the operation tests: plan SQL after an earlier migration, and check that every
+/// generated statement parses.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    pub fn plan(setup: &str, sql: &str, pg_version: u32) -> Result<MigrationPlan, PlanError> {
+        let mut catalog = Catalog::from_sql(setup);
+        let options = LintOptions {
+            pg_version,
+            ..LintOptions::default()
+        };
+        let file = SourceFile::from_text(Path::new("0002_change.sql"), sql.to_owned());
+        let plan = plan_file(&file, &mut catalog, &options)?;
+        assert_statements_parse(&plan);
+        Ok(plan)
+    }
+
+    /// The human rendering, for snapshots.
+    pub fn human(setup: &str, sql: &str) -> String {
+        match plan(setup, sql, 14) {
+            Ok(p) => render(&[p], PlanFormat::Human),
+            Err(e) => format!("error: {e}\n"),
+        }
+    }
+
+    fn assert_statements_parse(plan: &MigrationPlan) {
+        let steps = plan
+            .expand
+            .iter()
+            .chain(&plan.contract)
+            .chain(&plan.down.expand)
+            .chain(plan.down.contract.iter().flatten());
+        for step in steps {
+            for stmt in split_statements(&step.sql).statements {
+                let change = parse_statement(&stmt);
+                assert!(
+                    !matches!(change, Change::Unrecognized { .. }),
+                    "generated SQL does not parse: {}\n{change:?}",
+                    stmt.text
+                );
+            }
+        }
+        for (_, text) in render::sql_files(plan) {
+            for stmt in split_statements(&text).statements {
+                assert!(
+                    !matches!(parse_statement(&stmt), Change::Unrecognized { .. }),
+                    "generated SQL file statement does not parse: {}",
+                    stmt.text
+                );
+            }
+        }
+    }
 }

@@ -40,9 +40,14 @@ pub fn literal(s: &str) -> String {
 /// over 63 bytes are cut at a character boundary and end in a hash of the full name, so two
 /// long names never collide after PostgreSQL would have truncated them.
 pub fn generated_name(parts: &[&str]) -> String {
-    let full = format!("_zdm_{}", parts.join("_"));
+    fit_name(&format!("_zdm_{}", parts.join("_")))
+}
+
+/// A name cut to 63 bytes with a hash of the full name at the end when it is longer, for
+/// objects that take PostgreSQL-style default names (`orders_user_id_fkey`).
+pub fn fit_name(full: &str) -> String {
     if full.len() <= MAX_IDENTIFIER_BYTES {
-        return full;
+        return full.to_owned();
     }
     let hash = format!("_{:08x}", fnv1a(full.as_bytes()) as u32);
     let mut cut = MAX_IDENTIFIER_BYTES - hash.len();

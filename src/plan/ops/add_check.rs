@@ -11,11 +11,29 @@ use super::{OpCx, OpPlan};
 use crate::classify::LockMode;
 
 pub fn plan(cx: &OpCx, action: &str, name: Option<&str>) -> Result<OpPlan, String> {
-    let (name, action) = named(action, name, &format!("{}_check", cx.table.name));
+    let (name, action) = named(
+        action,
+        name,
+        &crate::sql::fit_name(&format!("{}_check", cx.table.name)),
+    );
     let mut plan = not_valid_then_validate(cx, &action, &name, LockMode::AccessExclusive);
     plan.notes.push(format!(
         "from expand on, rows that both application versions write to {} must satisfy {name}",
         cx.table
     ));
     Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::testing::human;
+
+    #[test]
+    fn not_valid_then_validate() {
+        let setup = "CREATE TABLE public.orders (id int PRIMARY KEY, amount int);";
+        insta::assert_snapshot!(human(
+            setup,
+            "ALTER TABLE public.orders ADD CONSTRAINT \"Amount is positive\" CHECK (amount > 0);"
+        ));
+    }
 }

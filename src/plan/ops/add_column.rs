@@ -150,3 +150,29 @@ pub fn plan(
     ));
     Ok(plan)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::testing::human;
+
+    #[test]
+    fn volatile_default_is_backfilled() {
+        let setup = "CREATE TABLE users (id int PRIMARY KEY);";
+        insta::assert_snapshot!(human(
+            setup,
+            "ALTER TABLE users ADD COLUMN token uuid NOT NULL DEFAULT gen_random_uuid();"
+        ));
+    }
+
+    #[test]
+    fn required_column_from_a_backfill_directive() {
+        let setup = "CREATE TABLE users (id int PRIMARY KEY, email text);";
+        insta::assert_snapshot!(human(
+            setup,
+            "-- zdm:backfill lower(email)\nALTER TABLE users ADD COLUMN email_lower text NOT NULL;"
+        ));
+        assert!(
+            human(setup, "ALTER TABLE users ADD COLUMN x text NOT NULL;").contains("zdm:backfill")
+        );
+    }
+}

@@ -21,7 +21,8 @@ pub fn plan(
     columns: &[String],
     references: &Name,
 ) -> Result<OpPlan, String> {
-    let default_name = format!("{}_{}_fkey", cx.table.name, columns.join("_"));
+    let default_name =
+        crate::sql::fit_name(&format!("{}_{}_fkey", cx.table.name, columns.join("_")));
     let (name, action) = named(action, name, &default_name);
     let mut plan = not_valid_then_validate(cx, &action, &name, LockMode::ShareRowExclusive);
     plan.notes.push(format!(
@@ -84,4 +85,18 @@ pub fn not_valid_then_validate(cx: &OpCx, action: &str, name: &str, add_lock: Lo
         cx.table,
     ));
     plan
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::testing::human;
+
+    #[test]
+    fn not_valid_then_validate() {
+        let setup = "CREATE TABLE \"user\" (id int PRIMARY KEY); CREATE TABLE orders (id int PRIMARY KEY, user_id int);";
+        insta::assert_snapshot!(human(
+            setup,
+            "ALTER TABLE orders ADD FOREIGN KEY (user_id) REFERENCES \"user\" (id) ON DELETE CASCADE;"
+        ));
+    }
 }

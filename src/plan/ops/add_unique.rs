@@ -33,11 +33,11 @@ pub fn plan(
     }
     let name = name.map_or_else(
         || {
-            if primary {
+            crate::sql::fit_name(&if primary {
                 format!("{}_pkey", cx.table.name)
             } else {
                 format!("{}_{}_key", cx.table.name, columns.join("_"))
-            }
+            })
         },
         str::to_owned,
     );
@@ -127,4 +127,24 @@ pub fn plan(
         cx.table
     ));
     Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::testing::human;
+
+    #[test]
+    fn unique_index_concurrently_then_using_index() {
+        let setup = "CREATE TABLE users (id int PRIMARY KEY, email text, \"Tenant\" int);";
+        insta::assert_snapshot!(human(
+            setup,
+            "ALTER TABLE users ADD UNIQUE (\"Tenant\", email);"
+        ));
+    }
+
+    #[test]
+    fn primary_key_makes_nullable_columns_not_null_first() {
+        let setup = "CREATE TABLE events (id bigint, at timestamptz NOT NULL);";
+        insta::assert_snapshot!(human(setup, "ALTER TABLE events ADD PRIMARY KEY (id, at);"));
+    }
 }

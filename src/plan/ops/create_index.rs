@@ -11,7 +11,7 @@ use super::{OpCx, OpPlan, Step};
 use crate::classify::LockMode;
 use crate::parse::Name;
 use crate::plan::text::{find_word, insert_after};
-use crate::sql::{Ident, Qualified, generated_name};
+use crate::sql::{Ident, Qualified, fit_name};
 
 pub fn plan(cx: &OpCx, name: Option<&Name>, columns: &[String]) -> Result<OpPlan, String> {
     let index_at = find_word(cx.stmt, "INDEX").ok_or("no INDEX keyword")?;
@@ -24,7 +24,8 @@ pub fn plan(cx: &OpCx, name: Option<&Name>, columns: &[String]) -> Result<OpPlan
             } else {
                 columns.join("_")
             };
-            let generated = generated_name(&[&cx.table.name, &cols, "idx"]);
+            // The name PostgreSQL would give it, so the plan says what will exist.
+            let generated = fit_name(&format!("{}_{cols}_idx", cx.table.name));
             // CONCURRENTLY is now the token after INDEX: put the name after it.
             let at = cx.stmt.tokens[index_at].range.end + " CONCURRENTLY".len();
             sql = format!("{} {}{}", &sql[..at], Ident(&generated), &sql[at..]);
@@ -48,4 +49,18 @@ pub fn plan(cx: &OpCx, name: Option<&Name>, columns: &[String]) -> Result<OpPlan
         cx.table,
     ));
     Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::testing::human;
+
+    #[test]
+    fn builds_concurrently_and_names_unnamed_indexes() {
+        let setup = "CREATE SCHEMA \"App\"; CREATE TABLE \"App\".\"User Accounts\" (id int PRIMARY KEY, \"Email\" text, \"select\" int);";
+        insta::assert_snapshot!(human(
+            setup,
+            "CREATE INDEX accounts_email ON \"App\".\"User Accounts\" (\"Email\");\nCREATE UNIQUE INDEX ON \"App\".\"User Accounts\" (\"select\") WHERE \"select\" > 0;"
+        ));
+    }
 }

@@ -52,3 +52,17 @@ pub fn plan(cx: &OpCx, action: &str, column: &str) -> OpPlan {
     ));
     plan
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::testing::human;
+
+    #[test]
+    fn required_columns_stop_being_required_in_expand() {
+        let setup = "CREATE TABLE users (id int PRIMARY KEY, legacy int NOT NULL, other int);";
+        insta::assert_snapshot!(human(
+            setup,
+            "ALTER TABLE users DROP COLUMN legacy, DROP COLUMN IF EXISTS other;"
+        ));
+    }
+}

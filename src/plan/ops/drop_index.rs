@@ -41,3 +41,16 @@ pub fn plan(names: &[Name], cascade: bool, catalog: &Catalog) -> Result<OpPlan, 
     ));
     Ok(plan)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::testing::human;
+
+    #[test]
+    fn drops_concurrently_in_contract() {
+        let setup =
+            "CREATE TABLE t (a int); CREATE INDEX t_a ON t (a); CREATE INDEX \"T_b\" ON t (a);";
+        insta::assert_snapshot!(human(setup, "DROP INDEX t_a, \"T_b\";"));
+        assert!(human(setup, "DROP INDEX t_a CASCADE;").starts_with("error:"));
+    }
+}

@@ -28,3 +28,16 @@ pub fn plan(stmt: &Statement, names: &[Name]) -> OpPlan {
     ));
     plan
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::testing::human;
+
+    #[test]
+    fn drops_in_contract() {
+        insta::assert_snapshot!(human(
+            "CREATE TABLE audit (id int);",
+            "DROP TABLE IF EXISTS audit;"
+        ));
+    }
+}

@@ -99,3 +99,31 @@ pub fn index_in(index: &Name, table: &Name) -> Name {
         name: index.name.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::testing::human;
+
+    #[test]
+    fn safe_statements_run_as_written_and_are_undone() {
+        let sql = "SET lock_timeout = '1s';\nCREATE TABLE t (id int PRIMARY KEY, a text);\nCREATE INDEX t_a ON t (a);\nALTER TABLE users ADD COLUMN bio text;\nCOMMENT ON TABLE t IS 'it''s new';";
+        insta::assert_snapshot!(human("CREATE TABLE users (id int PRIMARY KEY);", sql));
+    }
+
+    #[test]
+    fn locking_statements_are_refused_unless_accepted() {
+        let setup = "CREATE TABLE t (id int PRIMARY KEY);";
+        let refused = human(setup, "VACUUM FULL t;");
+        assert!(
+            refused.starts_with("error: 0002_change.sql:1: VACUUM FULL"),
+            "{refused}"
+        );
+        assert!(refused.contains("pg_repack"), "{refused}");
+        let accepted = human(
+            setup,
+            "-- zdm:allow-locking -- maintenance window\nVACUUM FULL t;",
+        );
+        assert!(accepted.contains("| VACUUM FULL t"), "{accepted}");
+        assert!(human(setup, "FROBNICATE t;").contains("cannot understand"));
+    }
+}

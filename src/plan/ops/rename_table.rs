@@ -62,3 +62,17 @@ pub fn plan(table: &Name, to: &Name) -> OpPlan {
     ));
     plan
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::testing::human;
+
+    #[test]
+    fn rename_with_a_compatibility_view() {
+        let setup = "CREATE SCHEMA app; CREATE TABLE app.\"Order\" (id int PRIMARY KEY);";
+        insta::assert_snapshot!(human(
+            setup,
+            "ALTER TABLE app.\"Order\" RENAME TO purchases;"
+        ));
+    }
+}

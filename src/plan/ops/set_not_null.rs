@@ -90,3 +90,50 @@ pub fn steps(table: &Name, column: &str, pg_version: u32) -> Result<OpPlan, Stri
     ));
     Ok(plan)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::testing::{human, plan};
+
+    #[test]
+    fn validated_check_before_set_not_null() {
+        let setup = "CREATE TABLE users (id int PRIMARY KEY, \"E-mail\" text);";
+        insta::assert_snapshot!(human(
+            setup,
+            "ALTER TABLE users ALTER COLUMN \"E-mail\" SET NOT NULL;"
+        ));
+    }
+
+    #[test]
+    fn version_gates() {
+        let setup = "CREATE TABLE users (id int PRIMARY KEY, email text);";
+        let sql = "ALTER TABLE users ALTER COLUMN email SET NOT NULL;";
+        let pg18 = plan(setup, sql, 18).unwrap();
+        assert!(
+            pg18.expand[0].sql.contains("NOT NULL \"email\" NOT VALID"),
+            "{}",
+            pg18.expand[0].sql
+        );
+        assert_eq!(pg18.expand.len(), 2);
+        assert!(plan(setup, sql, 11).is_err());
+        // A long table and column name still yields a valid 63-byte constraint name.
+        let long = format!(
+            "CREATE TABLE {0} (id int PRIMARY KEY, {0} text);",
+            "x".repeat(60)
+        );
+        let p = plan(
+            &long,
+            &format!(
+                "ALTER TABLE {0} ALTER COLUMN {0} SET NOT NULL;",
+                "x".repeat(60)
+            ),
+            14,
+        )
+        .unwrap();
+        assert!(
+            p.expand[0].sql.contains("\"_zdm_xxxx"),
+            "{}",
+            p.expand[0].sql
+        );
+    }
+}

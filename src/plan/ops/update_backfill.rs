@@ -51,3 +51,32 @@ pub fn primary_key(catalog: &Catalog, table: &Name) -> Option<Vec<String>> {
             _ => None,
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::testing::{human, plan};
+
+    #[test]
+    fn updates_become_one_batched_pass_per_table_and_condition() {
+        let setup = "CREATE TABLE users (id int PRIMARY KEY, plan text, \"Score\" int);";
+        let sql = "UPDATE users SET plan = 'free' WHERE plan IS NULL;\nUPDATE users SET \"Score\" = 0 WHERE plan IS NULL;";
+        let p = plan(setup, sql, 14).unwrap();
+        assert_eq!(p.backfill.len(), 1);
+        assert_eq!(p.backfill[0].set.len(), 2);
+        insta::assert_snapshot!(crate::plan::render::sql_files(&p)[0].1);
+    }
+
+    #[test]
+    fn needs_a_known_key_and_a_plain_update() {
+        assert!(
+            human("CREATE TABLE t (a int);", "UPDATE t SET a = 1;").contains("primary key of t")
+        );
+        assert!(
+            human(
+                "CREATE TABLE t (id int PRIMARY KEY, a int); CREATE TABLE u (id int, a int);",
+                "UPDATE t SET a = u.a FROM u WHERE t.id = u.id;"
+            )
+            .contains("UPDATE … FROM")
+        );
+    }
+}
