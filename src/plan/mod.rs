@@ -14,7 +14,7 @@ pub mod text;
 use std::path::{Path, PathBuf};
 
 pub use model::*;
-pub use render::{PlanFormat, render, write_sql_files};
+pub use render::{PlanFormat, render, sql_files as render_sql_files, write_sql_files};
 
 use crate::catalog::Catalog;
 use crate::classify::{Effect, Env, classify, classify_action};
