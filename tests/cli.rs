@@ -257,3 +257,86 @@ fn rules_and_explain() {
         .stdout(predicate::str::contains("## Safe form"));
     zdm().args(["explain", "rename-colum"]).assert().code(2);
 }
+
+#[test]
+fn plan_json_has_the_documented_shape() {
+    let out = stdout_of(
+        &[
+            "plan",
+            "--format",
+            "json",
+            "tests/fixtures/plan/0002_fk_and_index.sql",
+        ],
+        0,
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["version"], 1);
+    let m = &v["migrations"][0];
+    let keys: Vec<_> = m.as_object().unwrap().keys().cloned().collect();
+    assert_eq!(
+        keys,
+        [
+            "id",
+            "path",
+            "checksum",
+            "operations",
+            "expand",
+            "backfill",
+            "contract",
+            "down"
+        ]
+    );
+    assert_eq!(m["id"], "0002_fk_and_index");
+    let step = &m["expand"][0];
+    let keys: Vec<_> = step.as_object().unwrap().keys().cloned().collect();
+    assert_eq!(keys, ["id", "description", "sql", "transaction", "lock"]);
+    assert_eq!(step["transaction"], false);
+    assert_eq!(step["lock"]["mode"], "SHARE UPDATE EXCLUSIVE");
+    insta::assert_snapshot!("plan_json", out);
+}
+
+#[test]
+fn plan_human_and_markdown() {
+    insta::assert_snapshot!(
+        "plan_human",
+        stdout_of(&["plan", "tests/fixtures/plan/0002_fk_and_index.sql"], 0)
+    );
+    let md = stdout_of(&["plan", "--format", "markdown", "tests/fixtures/plan/"], 0);
+    assert!(
+        md.contains("### `0002_fk_and_index`") && md.contains("```sql"),
+        "{md}"
+    );
+}
+
+#[test]
+fn plan_sql_files_go_into_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = zdm()
+        .args(["plan", "--format", "sql", "--out"])
+        .arg(dir.path())
+        .arg("tests/fixtures/plan/0002_fk_and_index.sql")
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    assert_eq!(
+        String::from_utf8(out).unwrap().lines().count(),
+        2,
+        "expand and down-expand"
+    );
+    let expand = std::fs::read_to_string(dir.path().join("0002_fk_and_index.expand.sql")).unwrap();
+    assert!(expand.contains("CREATE INDEX CONCURRENTLY orders_user_idx"));
+    assert!(expand.contains("BEGIN;\nSET LOCAL lock_timeout = '1s';"));
+}
+
+#[test]
+fn plan_refuses_what_cannot_run_online() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("1_vacuum.sql");
+    std::fs::write(&file, "VACUUM FULL users;\n").unwrap();
+    zdm().arg("plan").arg(&file).assert().code(1).stderr(
+        predicate::str::contains("1_vacuum.sql:1: VACUUM FULL")
+            .and(predicate::str::contains("zdm:allow-locking")),
+    );
+}
