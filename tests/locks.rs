@@ -3,7 +3,9 @@
 //! (pg_class.relfilenode, i.e. a rewrite) are compared with what `classify` says.
 //! Needs DATABASE_URL (scripts/test provides it); skipped without it.
 
-use postgres::{Client, NoTls};
+mod common;
+
+use postgres::Client;
 use zdm::catalog::Catalog;
 use zdm::classify::{Env, LockMode, classify};
 use zdm::parse::{Name, parse_statement};
@@ -105,21 +107,10 @@ fn mode(pg: &str) -> Option<LockMode> {
 
 #[test]
 fn classification_matches_the_server() {
-    let Ok(url) = std::env::var("DATABASE_URL") else {
-        eprintln!("skipped: DATABASE_URL is not set (scripts/test sets it)");
+    let Some(db) = common::TestDatabase::create("locks") else {
         return;
     };
-    let mut admin = Client::connect(&url, NoTls).expect("connect to DATABASE_URL");
-    let db = format!("zdm_locks_{}", std::process::id());
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))
-        .unwrap();
-    admin
-        .batch_execute(&format!("CREATE DATABASE {db}"))
-        .unwrap();
-    let mut config: postgres::Config = url.parse().unwrap();
-    config.dbname(&db);
-    let mut client = config.connect(NoTls).unwrap();
+    let mut client = db.connect();
     let version: u32 = client
         .query_one(
             "SELECT current_setting('server_version_num')::int / 10000",
@@ -160,13 +151,8 @@ fn classification_matches_the_server() {
             .map(|r| (r.get(0), r.get(1)))
             .collect();
         let mut tx = client.transaction().unwrap();
-        tx.batch_execute(sql).unwrap_or_else(|e| {
-            panic!(
-                "{sql}: {}",
-                e.as_db_error()
-                    .map_or_else(|| e.to_string(), |d| d.message().to_owned())
-            )
-        });
+        tx.batch_execute(sql)
+            .unwrap_or_else(|e| panic!("{sql}: {}", common::message(&e)));
         let rows = tx
             .query(
                 "SELECT l.relation, l.mode FROM pg_locks l \
@@ -235,9 +221,6 @@ fn classification_matches_the_server() {
         }
     }
     drop(client);
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))
-        .unwrap();
     assert!(
         failures.is_empty(),
         "classification differs from PostgreSQL {version}:\n{}",

@@ -40,14 +40,7 @@ pub fn analyze(stmt: &Statement, change: &Change, file_text: &str) -> DoBody {
     };
     let body_start = stmt.span.start + offset;
     for inner in split_statements(body).statements {
-        let words: Vec<Option<String>> = inner
-            .tokens
-            .iter()
-            .map(|t| match &t.token {
-                Token::Word(w) if w.quote_style.is_none() => Some(w.value.to_uppercase()),
-                _ => None,
-            })
-            .collect();
+        let words: Vec<Option<String>> = inner.tokens.iter().map(SqlToken::keyword).collect();
         if words.iter().any(|w| w.as_deref() == Some("EXECUTE")) {
             let line = position_at(file_text, body_start + inner.span.start).line;
             out.opaque

@@ -125,9 +125,11 @@ fn joined_statement_line(stmt: &Statement) -> Option<usize> {
     // ALTER and DROP also begin ALTER TABLE actions (`ALTER COLUMN`, `DROP CONSTRAINT`): they
     // start a statement only when an object kind follows.
     let starts_statement = |i: usize| -> bool {
-        let word = |i: usize| match stmt.tokens.get(i).map(|t| &t.token) {
-            Some(Token::Word(w)) if w.quote_style.is_none() => w.value.to_uppercase(),
-            _ => String::new(),
+        let word = |i: usize| {
+            stmt.tokens
+                .get(i)
+                .and_then(SqlToken::keyword)
+                .unwrap_or_default()
         };
         match word(i).as_str() {
             "ALTER" | "DROP" => matches!(
@@ -171,14 +173,7 @@ fn joined_statement_line(stmt: &Statement) -> Option<usize> {
 /// rejects. Such elements are cut from a copy of the text, the rest is parsed, and the columns
 /// are marked NOT NULL.
 fn create_table_with_not_null_constraints(stmt: &Statement) -> Option<Change> {
-    let words: Vec<Option<String>> = stmt
-        .tokens
-        .iter()
-        .map(|t| match &t.token {
-            Token::Word(w) if w.quote_style.is_none() => Some(w.value.to_uppercase()),
-            _ => None,
-        })
-        .collect();
+    let words: Vec<Option<String>> = stmt.tokens.iter().map(SqlToken::keyword).collect();
     if words.first()?.as_deref() != Some("CREATE")
         || !words.iter().any(|w| w.as_deref() == Some("TABLE"))
     {

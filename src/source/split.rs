@@ -48,6 +48,16 @@ pub struct SqlToken {
     pub span: Span,
 }
 
+impl SqlToken {
+    /// The keyword this token is, upper-cased, when it is an unquoted word.
+    pub fn keyword(&self) -> Option<String> {
+        match &self.token {
+            Token::Word(w) if w.quote_style.is_none() => Some(w.value.to_uppercase()),
+            _ => None,
+        }
+    }
+}
+
 /// A file split into statements, plus the directives that apply to the whole file.
 #[derive(Debug, Clone, Default)]
 pub struct SplitFile {

@@ -91,7 +91,7 @@ pub fn plan(
             LockMode::ShareRowExclusive,
             table,
         ));
-        plan.contract.push(Step::tx(
+        let drop_trigger = Step::tx(
             format!("drop the fill trigger of {}", column.name),
             format!(
                 "DROP TRIGGER IF EXISTS {} ON {};\nDROP FUNCTION IF EXISTS {}()",
@@ -101,18 +101,9 @@ pub fn plan(
             ),
             LockMode::AccessExclusive,
             table,
-        ));
-        plan.down_expand.push(Step::tx(
-            format!("drop the fill trigger of {}", column.name),
-            format!(
-                "DROP TRIGGER IF EXISTS {} ON {};\nDROP FUNCTION IF EXISTS {}()",
-                Ident(&trigger),
-                Qualified(table),
-                Qualified(&function)
-            ),
-            LockMode::AccessExclusive,
-            table,
-        ));
+        );
+        plan.contract.push(drop_trigger.clone());
+        plan.down_expand.push(drop_trigger);
     }
     plan.backfill.push(Backfill {
         table: table.clone(),

@@ -1,0 +1,51 @@
+//! Shared by the integration tests that need PostgreSQL: each test gets its own database, so
+//! the suites run in parallel.
+
+use postgres::{Client, NoTls};
+
+/// A fresh database for one test, dropped again by [`TestDatabase::drop`]; `None` (after
+/// saying so) when DATABASE_URL is not set.
+pub struct TestDatabase {
+    admin: Client,
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    pub fn create(label: &str) -> Option<TestDatabase> {
+        let Ok(url) = std::env::var("DATABASE_URL") else {
+            eprintln!("skipped: DATABASE_URL is not set (scripts/test sets it)");
+            return None;
+        };
+        let mut admin = Client::connect(&url, NoTls).expect("connect to DATABASE_URL");
+        let name = format!("zdm_{label}_{}", std::process::id());
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+            .unwrap();
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
+        Some(TestDatabase { admin, name, url })
+    }
+
+    pub fn connect(&self) -> Client {
+        let mut config: postgres::Config = self.url.parse().unwrap();
+        config.dbname(&self.name);
+        config.connect(NoTls).unwrap()
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let _ = self.admin.batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
+    }
+}
+
+/// The server's message for a failed query.
+pub fn message(e: &postgres::Error) -> String {
+    e.as_db_error()
+        .map_or_else(|| e.to_string(), |d| d.message().to_owned())
+}
