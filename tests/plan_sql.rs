@@ -164,6 +164,27 @@ const SCENARIOS: &[Scenario] = &[
         ],
     },
     Scenario {
+        name: "rename column",
+        setup: "",
+        migration: "ALTER TABLE users RENAME COLUMN email TO contact;",
+        old_app: &[
+            "INSERT INTO users (id, email, legacy) VALUES (nextid('users'), 'old@x', 1)",
+            "UPDATE users SET email = 'changed-by-old@x' WHERE id = 1",
+            "SELECT email FROM users WHERE id = 2",
+        ],
+        new_app: &[
+            "INSERT INTO users (id, contact, legacy) VALUES (nextid('users'), 'new@x', 1)",
+            "UPDATE users SET contact = 'changed-by-new@x' WHERE id = 3",
+            "SELECT contact FROM users WHERE id = 2",
+        ],
+        checks: &[
+            "SELECT contact = 'changed-by-old@x' FROM users WHERE id = 1",
+            "SELECT contact = 'changed-by-new@x' FROM users WHERE id = 3",
+            "SELECT bool_and(contact = 'user' || id || '@example.com') FROM users WHERE id BETWEEN 4 AND 2500",
+            "SELECT count(*) FILTER (WHERE contact IS NULL) = 0 FROM users",
+        ],
+    },
+    Scenario {
         name: "update backfill",
         setup: "",
         migration: "UPDATE users SET plan = 'free' WHERE plan IS NULL;",

@@ -383,6 +383,9 @@ fn plan_alter(
                 "set-not-null",
                 ops::set_not_null::steps(table, column, env.pg_version),
             )),
+            AlterAction::RenameColumn { from, to } => {
+                Some(("rename-column", ops::rename_column::plan(&cx, from, to)))
+            }
             AlterAction::RenameTable { to } => {
                 Some(("rename-table", Ok(ops::rename_table::plan(table, to))))
             }

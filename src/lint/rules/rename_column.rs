@@ -9,9 +9,10 @@ pub static RULE: Rule = Rule {
     why: "The rename is catalog-only, but the running application still reads and writes the \
           old name: from the moment it commits until the new version is deployed everywhere, \
           every query that names the column fails.",
-    help: "zdm plan runs it as expand (add the new column, a trigger keeping both in sync, a \
-           batched backfill), deploy code that uses the new name, then contract (drop the \
-           trigger and the old column)",
+    help: "zdm plan runs it as expand (a new column under the new name, a trigger keeping both \
+           equal whichever application writes, a batched backfill), then, once code that uses \
+           the new name is deployed, contract (drop the shadow and rename the original column, \
+           which keeps its indexes and constraints)",
     setup: "CREATE TABLE users (id bigint PRIMARY KEY, full_name text);",
     bad: "ALTER TABLE users RENAME COLUMN full_name TO display_name;",
     good: "SET lock_timeout = '2s';\nALTER TABLE users ADD COLUMN display_name text;",

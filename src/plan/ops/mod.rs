@@ -10,6 +10,7 @@ pub mod drop_column;
 pub mod drop_index;
 pub mod drop_table;
 pub mod passthrough;
+pub mod rename_column;
 pub mod rename_table;
 pub mod set_not_null;
 pub mod update_backfill;

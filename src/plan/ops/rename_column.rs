@@ -1,0 +1,122 @@
+//! ALTER TABLE … RENAME COLUMN old TO new, with both application versions working.
+//!
+//! During the rollout the new name is a shadow column kept equal to the original by a trigger;
+//! in contract the shadow is dropped and the original column, with its indexes, constraints
+//! and statistics, takes the new name. So nothing needs copying, and the contract can be
+//! undone by the reverse rename.
+//!
+//! | phase | step | lock |
+//! |---|---|---|
+//! | expand | `ADD COLUMN new <type>` (nullable, catalog only) | ACCESS EXCLUSIVE, brief |
+//! | expand | a BEFORE INSERT OR UPDATE trigger: an INSERT fills whichever column is missing, an UPDATE copies the column the writer changed to the other | SHARE ROW EXCLUSIVE, brief |
+//! | backfill | `new = old` in batches, with `zdm.backfill` set so the trigger stays out of the way | ROW EXCLUSIVE |
+//! | contract | one transaction: drop the trigger, `DROP COLUMN new`, `RENAME COLUMN old TO new` | ACCESS EXCLUSIVE, brief |
+//! | down expand | drop the trigger and the shadow column | ACCESS EXCLUSIVE, brief |
+//! | down contract | `RENAME COLUMN new TO old` | ACCESS EXCLUSIVE, brief |
+//!
+//! Queries on the new name are not indexed until contract.
+
+use super::{Assignment, Backfill, OpCx, OpPlan, Step, alter};
+use crate::classify::LockMode;
+use crate::parse::Name;
+use crate::sql::{Ident, Qualified, generated_name};
+
+pub fn plan(cx: &OpCx, from: &str, to: &str) -> Result<OpPlan, String> {
+    let table = cx.table;
+    let column = cx.catalog.table(table).and_then(|t| t.column(from)).ok_or_else(|| {
+        format!(
+            "zdm does not know the type of {table}.{from}, which the new column {to} must copy: declare the column in an earlier migration"
+        )
+    })?;
+    let key = super::update_backfill::primary_key(cx.catalog, table).ok_or_else(|| {
+        format!("zdm does not know the primary key of {table}, which the backfill walks: declare it in an earlier migration")
+    })?;
+    let (old, new) = (Ident(from), Ident(to));
+    let sync = generated_name(&[&table.name, from, to, "sync"]);
+    let function = Name::in_schema_of(table, &sync);
+    let drop_trigger = format!(
+        "DROP TRIGGER IF EXISTS {} ON {};\nDROP FUNCTION IF EXISTS {}()",
+        Ident(&sync),
+        Qualified(table),
+        Qualified(&function)
+    );
+    let mut plan = OpPlan::default();
+    plan.expand.push(Step::tx(
+        format!("add {to} beside {from} on {table} (catalog only)"),
+        alter(table, &format!("ADD COLUMN {new} {}", column.ty.written)),
+        LockMode::AccessExclusive,
+        table,
+    ));
+    plan.expand.push(Step::tx(
+        format!("keep {from} and {to} equal whichever application writes"),
+        format!(
+            "CREATE FUNCTION {f}() RETURNS trigger LANGUAGE plpgsql AS $zdm$\nBEGIN\n  -- The backfill copies {from} to {to} itself.\n  IF current_setting('zdm.backfill', true) = 'on' THEN\n    RETURN NEW;\n  END IF;\n  IF TG_OP = 'INSERT' THEN\n    IF NEW.{new} IS NULL THEN\n      NEW.{new} := NEW.{old};\n    ELSE\n      NEW.{old} := NEW.{new};\n    END IF;\n  ELSIF NEW.{old} IS DISTINCT FROM OLD.{old} THEN\n    NEW.{new} := NEW.{old};\n  ELSIF NEW.{new} IS DISTINCT FROM OLD.{new} THEN\n    NEW.{old} := NEW.{new};\n  END IF;\n  RETURN NEW;\nEND\n$zdm$;\nCREATE TRIGGER {t} BEFORE INSERT OR UPDATE ON {tbl} FOR EACH ROW EXECUTE FUNCTION {f}()",
+            f = Qualified(&function),
+            t = Ident(&sync),
+            tbl = Qualified(table),
+        ),
+        LockMode::ShareRowExclusive,
+        table,
+    ));
+    plan.backfill.push(Backfill {
+        table: table.clone(),
+        key,
+        set: vec![Assignment {
+            column: to.to_owned(),
+            expr: old.to_string(),
+        }],
+        filter: None,
+    });
+    plan.contract.push(Step::tx(
+        format!(
+            "drop the shadow {to} and give {from}, with its indexes and constraints, the name {to}"
+        ),
+        format!(
+            "{drop_trigger};\n{};\n{}",
+            alter(table, &format!("DROP COLUMN {new}")),
+            alter(table, &format!("RENAME COLUMN {old} TO {new}"))
+        ),
+        LockMode::AccessExclusive,
+        table,
+    ));
+    plan.down_expand.push(Step::tx(
+        format!("drop the sync trigger and the shadow {to}"),
+        format!(
+            "{drop_trigger};\n{}",
+            alter(table, &format!("DROP COLUMN IF EXISTS {new}"))
+        ),
+        LockMode::AccessExclusive,
+        table,
+    ));
+    plan.down_contract = Some(vec![Step::tx(
+        format!("rename {table}.{to} back to {from}"),
+        alter(table, &format!("RENAME COLUMN {new} TO {old}")),
+        LockMode::AccessExclusive,
+        table,
+    )]);
+    plan.notes.push(format!(
+        "deploy code that reads and writes {table}.{to} instead of {from} before contract; until contract, queries filtering on {to} use no index"
+    ));
+    Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::testing::human;
+
+    #[test]
+    fn shadow_column_trigger_and_rename_in_contract() {
+        let setup = "CREATE TABLE \"User\" (id int PRIMARY KEY, full_name varchar(100) NOT NULL);";
+        insta::assert_snapshot!(human(
+            setup,
+            "ALTER TABLE \"User\" RENAME COLUMN full_name TO \"displayName\";"
+        ));
+        assert!(
+            human(
+                "CREATE TABLE t (id int PRIMARY KEY);",
+                "ALTER TABLE t RENAME COLUMN x TO y;"
+            )
+            .contains("type of t.x")
+        );
+    }
+}
