@@ -125,6 +125,21 @@ const SCENARIOS: &[Scenario] = &[
         checks: &["SELECT bool_and(email_lower = lower(email)) FROM users"],
     },
     Scenario {
+        name: "add column, fill it, make it required (three statements)",
+        setup: "",
+        migration: "ALTER TABLE users ADD COLUMN domain text;\nUPDATE users SET domain = split_part(email, '@', 2);\nALTER TABLE users ALTER COLUMN domain SET NOT NULL;",
+        old_app: &[
+            "INSERT INTO users (id, email, legacy) VALUES (nextid('users'), 'o@old.example', 1)",
+        ],
+        new_app: &[
+            "INSERT INTO users (id, email, legacy, domain) VALUES (nextid('users'), 'n@new.example', 1, 'new.example')",
+        ],
+        checks: &[
+            "SELECT bool_and(domain = split_part(email, '@', 2)) FROM users",
+            "SELECT attnotnull FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname = 'domain'",
+        ],
+    },
+    Scenario {
         name: "drop column",
         setup: "",
         migration: "ALTER TABLE users DROP COLUMN legacy;",

@@ -19,7 +19,9 @@ pub use render::{PlanFormat, render, sql_files as render_sql_files, write_sql_fi
 use crate::catalog::Catalog;
 use crate::classify::{Effect, Env, classify, classify_action};
 use crate::lint::{FileState, LintOptions, Severity, lint_file};
-use crate::parse::{AlterAction, Change, ConstraintKind, DmlKind, ObjectKind, parse_statement};
+use crate::parse::{
+    AlterAction, Change, ColumnSpec, ConstraintKind, DmlKind, ObjectKind, parse_statement,
+};
 use crate::source::{DirectiveKind, MigrationSet, SourceFile, Statement, split_statements};
 use ops::OpCx;
 
@@ -118,8 +120,9 @@ pub fn plan_file(
         notes: Vec::new(),
     };
     let mut down_expand: Vec<Vec<Step>> = Vec::new();
-    for stmt in &split.statements {
-        let change = parse_statement(stmt);
+    let changes: Vec<Change> = split.statements.iter().map(parse_statement).collect();
+    let combined = combine_add_update_not_null(&split.statements, &changes);
+    for (i, (stmt, change)) in split.statements.iter().zip(changes).enumerate() {
         let is_new = |n: &crate::parse::Name| state.is_new(n);
         let env = Env {
             pg_version: options.pg_version,
@@ -148,24 +151,38 @@ pub fn plan_file(
                 .or_else(|| errors.first().and_then(|f| f.help.clone()))
                 .unwrap_or_else(|| "none known".into()),
         };
-        let planned = match plan_statement(stmt, &change, &env) {
-            _ if allow_locking => Some((
-                "accepted-lock",
-                ops::passthrough::plan(stmt, &change, &class),
-            )),
-            Planned::Skip => None,
-            Planned::Op(kind, op) => Some((kind, op)),
-            Planned::Unrecognized(reason) => {
-                return Err(PlanError::Unrecognized {
-                    path: file.path.clone(),
-                    line: stmt.start.line,
-                    reason,
-                });
+        let planned = match combined.get(&i) {
+            Some(Combined::Absorbed) => None,
+            Some(Combined::AddColumn { column, expr }) => {
+                let Change::AlterTable { table, .. } = &change else {
+                    unreachable!("combined only from ALTER TABLE … ADD COLUMN")
+                };
+                let action = &text::alter_actions(stmt)[0];
+                let cx = op_cx(stmt, table, &env);
+                match ops::add_column::plan(&cx, action, column, Some(expr)) {
+                    Ok(op) => Some(("add-column", op)),
+                    Err(reason) => return Err(cannot(reason, None)),
+                }
             }
-            Planned::Refused(reason) => return Err(cannot(reason, None)),
-            Planned::NoOp => match errors.first() {
-                Some(f) => return Err(cannot(f.message.clone(), f.help.as_deref())),
-                None => Some(("as-written", ops::passthrough::plan(stmt, &change, &class))),
+            None => match plan_statement(stmt, &change, &env) {
+                _ if allow_locking => Some((
+                    "accepted-lock",
+                    ops::passthrough::plan(stmt, &change, &class),
+                )),
+                Planned::Skip => None,
+                Planned::Op(kind, op) => Some((kind, op)),
+                Planned::Unrecognized(reason) => {
+                    return Err(PlanError::Unrecognized {
+                        path: file.path.clone(),
+                        line: stmt.start.line,
+                        reason,
+                    });
+                }
+                Planned::Refused(reason) => return Err(cannot(reason, None)),
+                Planned::NoOp => match errors.first() {
+                    Some(f) => return Err(cannot(f.message.clone(), f.help.as_deref())),
+                    None => Some(("as-written", ops::passthrough::plan(stmt, &change, &class))),
+                },
             },
         };
         if let Some((kind, op)) = planned {
@@ -208,6 +225,76 @@ fn number(steps: &mut [Step], phase: &str) {
     for (i, s) in steps.iter_mut().enumerate() {
         s.id = format!("{phase}-{}", i + 1);
     }
+}
+
+/// How a statement takes part in a multi-statement operation.
+enum Combined {
+    /// `ADD COLUMN c` that, with a later `UPDATE … SET c = expr` and `SET NOT NULL`, is planned
+    /// as one add-column operation filled from `expr`.
+    AddColumn { column: ColumnSpec, expr: String },
+    /// The UPDATE and SET NOT NULL that the ADD COLUMN above took over.
+    Absorbed,
+}
+
+/// Finds `ADD COLUMN c` (nullable, no default) + `UPDATE t SET c = expr [WHERE c IS NULL]` +
+/// `ALTER COLUMN c SET NOT NULL` on one table in one migration. Planned separately, the NOT NULL
+/// would be validated in expand, before the backfill fills the column; planned together, the
+/// column is filled for old-application inserts by a trigger, backfilled, and made NOT NULL in
+/// contract.
+fn combine_add_update_not_null(
+    statements: &[Statement],
+    changes: &[Change],
+) -> std::collections::HashMap<usize, Combined> {
+    let mut out = std::collections::HashMap::new();
+    for (i, change) in changes.iter().enumerate() {
+        let Change::AlterTable { table, actions } = change else {
+            continue;
+        };
+        let [AlterAction::AddColumn(col)] = actions.as_slice() else {
+            continue;
+        };
+        if col.not_null || col.default.is_some() || col.generated.is_some() {
+            continue;
+        }
+        let update = (i + 1..changes.len()).find_map(|j| match &changes[j] {
+            Change::Dml {
+                kind: DmlKind::Update,
+                table: t,
+                ..
+            } if t.key() == table.key() => {
+                let parts = text::update_parts(&statements[j])?;
+                let is_null = format!("{} is null", col.name);
+                let whole = parts.filter.as_deref().is_none_or(|f| {
+                    f.split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                        .to_lowercase()
+                        .replace('"', "")
+                        == is_null
+                });
+                match parts.set.as_slice() {
+                    [(c, expr)] if *c == col.name && whole => Some((j, expr.clone())),
+                    _ => None,
+                }
+            }
+            _ => None,
+        });
+        let Some((j, expr)) = update else { continue };
+        let not_null = (j + 1..changes.len()).find(|&k| {
+            matches!(&changes[k], Change::AlterTable { table: t, actions }
+                if t.key() == table.key()
+                    && matches!(actions.as_slice(), [AlterAction::SetNotNull { column }] if *column == col.name))
+        });
+        let Some(k) = not_null else { continue };
+        let column = ColumnSpec {
+            not_null: true,
+            ..col.clone()
+        };
+        out.insert(i, Combined::AddColumn { column, expr });
+        out.insert(j, Combined::Absorbed);
+        out.insert(k, Combined::Absorbed);
+    }
+    out
 }
 
 /// Several statements updating one table with the same condition share one pass.

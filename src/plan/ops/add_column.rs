@@ -156,6 +156,17 @@ mod tests {
     }
 
     #[test]
+    fn add_update_and_set_not_null_are_one_operation() {
+        let setup = "CREATE TABLE users (id int PRIMARY KEY, email text);";
+        let sql = "ALTER TABLE users ADD COLUMN email_lower text;\nUPDATE users SET email_lower = lower(email);\nALTER TABLE users ALTER COLUMN email_lower SET NOT NULL;";
+        let plan = crate::plan::testing::plan(setup, sql, 14).unwrap();
+        assert_eq!(plan.operations.len(), 1, "{:?}", plan.operations);
+        assert_eq!(plan.backfill.len(), 1);
+        assert!(plan.expand.iter().all(|s| !s.sql.contains("SET NOT NULL")));
+        assert!(plan.contract.iter().any(|s| s.sql.contains("SET NOT NULL")));
+    }
+
+    #[test]
     fn required_column_from_a_backfill_directive() {
         let setup = "CREATE TABLE users (id int PRIMARY KEY, email text);";
         insta::assert_snapshot!(human(
