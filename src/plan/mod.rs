@@ -231,7 +231,10 @@ fn number(steps: &mut [Step], phase: &str) {
 enum Combined {
     /// `ADD COLUMN c` that, with a later `UPDATE … SET c = expr` and `SET NOT NULL`, is planned
     /// as one add-column operation filled from `expr`.
-    AddColumn { column: ColumnSpec, expr: String },
+    AddColumn {
+        column: Box<ColumnSpec>,
+        expr: String,
+    },
     /// The UPDATE and SET NOT NULL that the ADD COLUMN above took over.
     Absorbed,
 }
@@ -286,10 +289,10 @@ fn combine_add_update_not_null(
                     && matches!(actions.as_slice(), [AlterAction::SetNotNull { column }] if *column == col.name))
         });
         let Some(k) = not_null else { continue };
-        let column = ColumnSpec {
+        let column = Box::new(ColumnSpec {
             not_null: true,
             ..col.clone()
-        };
+        });
         out.insert(i, Combined::AddColumn { column, expr });
         out.insert(j, Combined::Absorbed);
         out.insert(k, Combined::Absorbed);
