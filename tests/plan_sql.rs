@@ -200,6 +200,39 @@ const SCENARIOS: &[Scenario] = &[
         ],
     },
     Scenario {
+        name: "change type of a serial primary key (int to bigint)",
+        setup: "CREATE TABLE tickets (id serial PRIMARY KEY, code int NOT NULL, note text);\nCREATE INDEX tickets_code_idx ON tickets (code);\nINSERT INTO tickets (code, note) SELECT g, 'n' || g FROM generate_series(1, 2100) g;",
+        migration: "ALTER TABLE tickets ALTER COLUMN id TYPE bigint;",
+        old_app: &[
+            "INSERT INTO tickets (code, note) VALUES (7, 'old')",
+            "UPDATE tickets SET note = 'edited' WHERE id = 5",
+        ],
+        new_app: &[
+            "INSERT INTO tickets (code, note) VALUES (8, 'new') RETURNING id",
+            "SELECT * FROM tickets WHERE id = 5",
+        ],
+        checks: &[
+            "SELECT format_type(atttypid, atttypmod) = 'bigint' FROM pg_attribute WHERE attrelid = 'tickets'::regclass AND attname = 'id'",
+            "SELECT count(*) >= 2100 AND count(*) = count(DISTINCT id) FROM tickets",
+            "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'tickets_pkey' AND contype = 'p')",
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'tickets_code_idx'::regclass",
+            "SELECT note = 'edited' FROM tickets WHERE id = 5",
+            "SELECT pg_get_serial_sequence('tickets', 'id') IS NOT NULL",
+        ],
+    },
+    Scenario {
+        name: "change type with USING",
+        setup: "",
+        migration: "ALTER TABLE orders ALTER COLUMN amount TYPE numeric(12,2) USING amount / 100.0;",
+        old_app: &["INSERT INTO orders (id, user_id, amount) VALUES (nextid('orders'), 1, 250)"],
+        new_app: &["SELECT sum(amount) FROM orders"],
+        checks: &[
+            "SELECT amount = 0.05 FROM orders WHERE id = 5",
+            "SELECT format_type(atttypid, atttypmod) = 'numeric(12,2)' FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'amount'",
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'orders_amount_idx'::regclass",
+        ],
+    },
+    Scenario {
         name: "update backfill",
         setup: "",
         migration: "UPDATE users SET plan = 'free' WHERE plan IS NULL;",

@@ -26,6 +26,9 @@ pub struct Column {
     pub not_null: bool,
     /// Has a DEFAULT (or is filled by a sequence), so INSERTs that omit it still succeed.
     pub has_default: bool,
+    /// The DEFAULT expression, when one was declared (as sqlparser prints it).
+    pub default: Option<String>,
+    pub identity: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -44,15 +47,29 @@ pub struct Index {
 }
 
 impl Constraint {
-    fn primary_key(column: &str) -> Constraint {
-        Constraint {
-            name: None,
-            kind: ConstraintKind::PrimaryKey {
-                columns: vec![column.to_owned()],
+    /// The constraints a column definition declares inline (PRIMARY KEY, REFERENCES).
+    fn inline(c: &ColumnSpec) -> Vec<Constraint> {
+        let mut out = Vec::new();
+        let columns = vec![c.name.clone()];
+        if c.primary_key {
+            out.push(ConstraintKind::PrimaryKey {
+                columns: columns.clone(),
                 using_index: None,
-            },
-            valid: true,
+            });
         }
+        if let Some(references) = &c.references {
+            out.push(ConstraintKind::ForeignKey {
+                columns,
+                references: references.clone(),
+            });
+        }
+        out.into_iter()
+            .map(|kind| Constraint {
+                name: None,
+                kind,
+                valid: true,
+            })
+            .collect()
     }
 }
 
@@ -63,6 +80,8 @@ impl Column {
             ty: c.ty.clone(),
             not_null: c.not_null,
             has_default: c.default.is_some() || c.ty.is_serial() || c.generated.is_some(),
+            default: c.default.clone(),
+            identity: c.generated == Some(crate::parse::Generated::Identity),
         }
     }
 }
@@ -101,6 +120,22 @@ impl Catalog {
         self.indexes.get(&name.key())
     }
 
+    /// Every table with its name.
+    pub fn tables(&self) -> impl Iterator<Item = (&Name, &Table)> {
+        self.tables.iter()
+    }
+
+    /// The indexes of a table (created by CREATE INDEX), with their names.
+    pub fn indexes_of(&self, table: &Name) -> Vec<(&Name, &Index)> {
+        let mut out: Vec<_> = self
+            .indexes
+            .iter()
+            .filter(|(_, i)| i.table == table.key())
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(b.0));
+        out
+    }
+
     /// Index lookup by bare name, as `ADD CONSTRAINT … USING INDEX i` names it.
     pub fn index_in_schema_of(&self, table: &Name, index: &str) -> Option<&Index> {
         self.index(&Name {
@@ -136,8 +171,8 @@ impl Catalog {
                 for c in columns {
                     table.columns.push(Column::from_spec(c));
                 }
-                for c in columns.iter().filter(|c| c.primary_key) {
-                    table.constraints.push(Constraint::primary_key(&c.name));
+                for c in columns {
+                    table.constraints.extend(Constraint::inline(c));
                 }
                 for c in constraints {
                     table.constraints.push(Constraint {
@@ -224,14 +259,18 @@ impl Catalog {
         match action {
             AlterAction::AddColumn(c) => {
                 table.columns.push(Column::from_spec(c));
-                if c.primary_key {
-                    table.constraints.push(Constraint::primary_key(&c.name));
+                table.constraints.extend(Constraint::inline(c));
+            }
+            AlterAction::SetDefault { column, default } => {
+                if let Some(c) = table.column_mut(column) {
+                    c.has_default = true;
+                    c.default = Some(default.clone());
                 }
             }
-            AlterAction::SetDefault { column, .. } | AlterAction::DropDefault { column } => {
-                let has = matches!(action, AlterAction::SetDefault { .. });
+            AlterAction::DropDefault { column } => {
                 if let Some(c) = table.column_mut(column) {
-                    c.has_default = has;
+                    c.has_default = false;
+                    c.default = None;
                 }
             }
             AlterAction::DropColumn { column } => table.columns.retain(|c| &c.name != column),

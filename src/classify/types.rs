@@ -60,7 +60,7 @@ fn binary_coercible(old: &SqlType, new: &SqlType) -> bool {
     if old.array != new.array {
         return false;
     }
-    let (o, n) = (old.name.as_str(), new.name.as_str());
+    let (o, n) = (storage(&old.name), storage(&new.name));
     let unbounded = new.modifiers.is_empty();
     // A length, precision or scale bound that grows or goes away.
     let widens = |i: usize| match (old.modifiers.get(i), new.modifiers.get(i)) {
@@ -91,6 +91,16 @@ fn binary_coercible(old: &SqlType, new: &SqlType) -> bool {
         | ("timetz", "timetz")
         | ("interval", "interval") => widens(0),
         _ => false,
+    }
+}
+
+/// serial types are their integer type plus a default.
+fn storage(name: &str) -> &str {
+    match name {
+        "serial" => "int4",
+        "bigserial" => "int8",
+        "smallserial" => "int2",
+        other => other,
     }
 }
 

@@ -473,6 +473,10 @@ fn plan_alter(
                 "set-not-null",
                 ops::set_not_null::steps(table, column, env.pg_version),
             )),
+            AlterAction::AlterColumnType { column, ty, .. } if risky => Some((
+                "change-type",
+                ops::change_type::plan(&cx, action_text, column, ty),
+            )),
             AlterAction::RenameColumn { from, to } => {
                 Some(("rename-column", ops::rename_column::plan(&cx, from, to)))
             }

@@ -147,6 +147,24 @@ pub fn default_expr(column_definition: &str) -> Option<String> {
     Some(slice(&stmt, at + 1, end))
 }
 
+/// The expression after a top-level `USING` in an ALTER COLUMN … TYPE action, as written.
+pub fn using_expr(action: &str) -> Option<String> {
+    let stmt = crate::source::split_statements(action)
+        .statements
+        .into_iter()
+        .next()?;
+    let mut depth = 0i32;
+    let at = stmt.tokens.iter().position(|t| {
+        match t.token {
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            _ => {}
+        }
+        depth == 0 && is_word(t, "USING")
+    })?;
+    Some(slice(&stmt, at + 1, stmt.tokens.len()))
+}
+
 /// Inserts `text` after token `index` of the statement (e.g. `CONCURRENTLY` after `INDEX`).
 pub fn insert_after(stmt: &Statement, index: usize, text: &str) -> String {
     let at = stmt.tokens[index].range.end;

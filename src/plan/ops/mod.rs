@@ -5,6 +5,7 @@ pub mod add_check;
 pub mod add_column;
 pub mod add_foreign_key;
 pub mod add_unique;
+pub mod change_type;
 pub mod create_index;
 pub mod drop_column;
 pub mod drop_index;

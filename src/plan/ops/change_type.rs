@@ -1,0 +1,306 @@
+//! ALTER COLUMN … TYPE that rewrites the table (int → bigint, text → jsonb USING …): a shadow
+//! column of the new type is filled while both application versions run, then swapped in.
+//! Binary-coercible changes (varchar widening, numeric precision up…) run as written.
+//!
+//! | phase | step | lock |
+//! |---|---|---|
+//! | expand | `ADD COLUMN _zdm_…_new <new type>` (nullable, catalog only) | ACCESS EXCLUSIVE, brief |
+//! | expand | a BEFORE INSERT OR UPDATE trigger sets the shadow from the column (the USING expression, else a cast) whenever a writer sets the column | SHARE ROW EXCLUSIVE, brief |
+//! | backfill | shadow = USING expression, in batches | ROW EXCLUSIVE |
+//! | contract | each index on the column (and the primary key) built again on the shadow, CONCURRENTLY | SHARE UPDATE EXCLUSIVE |
+//! | contract | for a NOT NULL column, CHECK (shadow IS NOT NULL) NOT VALID, then VALIDATE | brief; SHARE UPDATE EXCLUSIVE |
+//! | contract | one transaction: drop the trigger, SET NOT NULL, move the sequence of a serial, drop the old column, rename the shadow and its indexes, re-attach the primary key, restore the default | ACCESS EXCLUSIVE, brief |
+//! | down expand | drop the trigger and the shadow | ACCESS EXCLUSIVE, brief |
+//! | down contract | impossible as one step: the old column is gone; change the type back in a new migration |
+//!
+//! Refused: identity columns, primary keys that foreign keys reference, columns with foreign
+//! keys, and tables with CHECK constraints (zdm does not yet carry them to the shadow).
+
+use super::{Assignment, Backfill, OpCx, OpPlan, Step, alter};
+use crate::classify::LockMode;
+use crate::parse::{ConstraintKind, Name, SqlType};
+use crate::plan::text::using_expr;
+use crate::sql::{Ident, Qualified, fit_name, generated_name, literal};
+
+pub fn plan(cx: &OpCx, action: &str, column: &str, ty: &SqlType) -> Result<OpPlan, String> {
+    let table = cx.table;
+    let known = cx.catalog.table(table);
+    let old = known.and_then(|t| t.column(column)).ok_or_else(|| {
+        format!("zdm does not know {table}.{column} (no earlier migration declares it), so it cannot plan its type change")
+    })?;
+    let t = known.expect("the column was found in it");
+    if old.identity {
+        return Err(format!(
+            "{table}.{column} is an identity column; zdm does not yet move an identity to a shadow column"
+        ));
+    }
+    let primary: Option<(Option<String>, Vec<String>)> =
+        t.constraints.iter().find_map(|c| match &c.kind {
+            ConstraintKind::PrimaryKey { columns, .. } if columns.iter().any(|c| c == column) => {
+                Some((c.name.clone(), columns.clone()))
+            }
+            _ => None,
+        });
+    if primary.is_some() {
+        let referenced_by: Vec<String> = cx
+            .catalog
+            .tables()
+            .filter(|(_, other)| {
+                other.constraints.iter().any(
+                    |c| matches!(&c.kind, ConstraintKind::ForeignKey { references, .. } if references.key() == table.key()),
+                )
+            })
+            .map(|(n, _)| n.to_string())
+            .collect();
+        if !referenced_by.is_empty() {
+            return Err(format!(
+                "{table}.{column} is in the primary key that foreign keys of {} reference; change the referencing columns first, or accept the lock",
+                referenced_by.join(", ")
+            ));
+        }
+    }
+    for c in &t.constraints {
+        match &c.kind {
+            ConstraintKind::ForeignKey { columns, .. } if columns.iter().any(|c| c == column) => {
+                return Err(format!(
+                    "{table}.{column} has a foreign key; zdm does not yet carry it to the shadow column"
+                ));
+            }
+            ConstraintKind::Check { .. } | ConstraintKind::Exclude => {
+                return Err(format!(
+                    "{table} has CHECK or EXCLUDE constraints; zdm does not yet carry them to the shadow column"
+                ));
+            }
+            _ => {}
+        }
+    }
+    let key = super::update_backfill::primary_key(cx.catalog, table).ok_or_else(|| {
+        format!("zdm does not know the primary key of {table}, which the backfill walks: declare it in an earlier migration")
+    })?;
+
+    let col = Ident(column);
+    let shadow_name = generated_name(&[&table.name, column, "new"]);
+    let shadow = Ident(&shadow_name);
+    let expr = using_expr(action).unwrap_or_else(|| format!("{col}::{}", ty.written));
+    let sync = generated_name(&[&table.name, column, "convert"]);
+    let function = Name::in_schema_of(table, &sync);
+    let drop_trigger = format!(
+        "DROP TRIGGER IF EXISTS {} ON {};\nDROP FUNCTION IF EXISTS {}()",
+        Ident(&sync),
+        Qualified(table),
+        Qualified(&function)
+    );
+    let mut plan = OpPlan::default();
+    plan.expand.push(Step::tx(
+        format!(
+            "add a shadow column of type {} for {table}.{column} (catalog only)",
+            ty.written
+        ),
+        alter(table, &format!("ADD COLUMN {shadow} {}", ty.written)),
+        LockMode::AccessExclusive,
+        table,
+    ));
+    plan.expand.push(Step::tx(
+        format!("convert every value written to {column} into the shadow"),
+        format!(
+            "CREATE FUNCTION {f}() RETURNS trigger LANGUAGE plpgsql AS $zdm$\nBEGIN\n  IF current_setting('zdm.backfill', true) = 'on' THEN\n    RETURN NEW;\n  END IF;\n  IF TG_OP = 'INSERT' OR NEW.{col} IS DISTINCT FROM OLD.{col} THEN\n    NEW.{shadow} := (SELECT {expr} FROM (SELECT NEW.*) AS {alias});\n  END IF;\n  RETURN NEW;\nEND\n$zdm$;\nCREATE TRIGGER {t} BEFORE INSERT OR UPDATE ON {tbl} FOR EACH ROW EXECUTE FUNCTION {f}()",
+            f = Qualified(&function),
+            alias = Ident(&table.name),
+            t = Ident(&sync),
+            tbl = Qualified(table),
+        ),
+        LockMode::ShareRowExclusive,
+        table,
+    ));
+    plan.backfill.push(Backfill {
+        table: table.clone(),
+        key,
+        set: vec![Assignment {
+            column: shadow_name.clone(),
+            expr: expr.clone(),
+        }],
+        filter: None,
+    });
+
+    // Indexes on the column, rebuilt on the shadow; renamed to the old names in the swap.
+    let mut rebuilt: Vec<(String, String)> = Vec::new();
+    let swap_columns = |cols: &[String]| -> String {
+        cols.iter()
+            .map(|c| {
+                if c == column {
+                    shadow.to_string()
+                } else {
+                    Ident(c).to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    // (the new unique index, the primary key constraint it becomes)
+    let pk = primary.as_ref().map(|(name, columns)| {
+        let index = generated_name(&[&table.name, "pkey", "new"]);
+        plan.contract.push(Step::no_tx(
+            format!("build the new primary key index of {table} on the shadow"),
+            format!(
+                "CREATE UNIQUE INDEX CONCURRENTLY {} ON {} ({})",
+                Ident(&index),
+                Qualified(table),
+                swap_columns(columns)
+            ),
+            LockMode::ShareUpdateExclusive,
+            table,
+        ));
+        let constraint = name
+            .clone()
+            .unwrap_or_else(|| fit_name(&format!("{}_pkey", table.name)));
+        (index, constraint)
+    });
+    for (index, def) in cx.catalog.indexes_of(table) {
+        if !def.columns.iter().any(|c| c == column) {
+            continue;
+        }
+        let name = generated_name(&[&index.name, "new"]);
+        plan.contract.push(Step::no_tx(
+            format!("build index {} again on the shadow", index.name),
+            format!(
+                "CREATE {}INDEX CONCURRENTLY {} ON {} ({})",
+                if def.unique { "UNIQUE " } else { "" },
+                Ident(&name),
+                Qualified(table),
+                swap_columns(&def.columns)
+            ),
+            LockMode::ShareUpdateExclusive,
+            table,
+        ));
+        rebuilt.push((name, index.name.clone()));
+    }
+    let check = generated_name(&[&table.name, column, "new_not_null"]);
+    if old.not_null {
+        plan.contract.push(Step::tx(
+            format!("add CHECK (shadow IS NOT NULL) to {table} without checking existing rows"),
+            alter(
+                table,
+                &format!(
+                    "ADD CONSTRAINT {} CHECK ({shadow} IS NOT NULL) NOT VALID",
+                    Ident(&check)
+                ),
+            ),
+            LockMode::AccessExclusive,
+            table,
+        ));
+        plan.contract.push(Step::tx(
+            "check that the shadow holds no NULL while reads and writes continue".to_string(),
+            alter(table, &format!("VALIDATE CONSTRAINT {}", Ident(&check))),
+            LockMode::ShareUpdateExclusive,
+            table,
+        ));
+    }
+
+    let mut swap = vec![drop_trigger.clone()];
+    if old.not_null {
+        swap.push(alter(table, &format!("ALTER COLUMN {shadow} SET NOT NULL")));
+        swap.push(alter(table, &format!("DROP CONSTRAINT {}", Ident(&check))));
+    }
+    if old.ty.is_serial() {
+        // The sequence is owned by the old column and would be dropped with it.
+        let sequence =
+            Name::in_schema_of(table, &fit_name(&format!("{}_{column}_seq", table.name)));
+        swap.push(format!(
+            "ALTER SEQUENCE {} OWNED BY {}.{shadow}",
+            Qualified(&sequence),
+            Qualified(table)
+        ));
+        swap.push(alter(
+            table,
+            &format!(
+                "ALTER COLUMN {shadow} SET DEFAULT nextval({}::regclass)",
+                literal(&Qualified(&sequence).to_string())
+            ),
+        ));
+    } else if let Some(default) = &old.default {
+        swap.push(alter(
+            table,
+            &format!("ALTER COLUMN {shadow} SET DEFAULT {default}"),
+        ));
+    }
+    if let Some((_, constraint)) = &pk {
+        swap.push(alter(
+            table,
+            &format!("DROP CONSTRAINT {}", Ident(constraint)),
+        ));
+    }
+    swap.push(alter(table, &format!("DROP COLUMN {col}")));
+    swap.push(alter(table, &format!("RENAME COLUMN {shadow} TO {col}")));
+    for (new, old_name) in &rebuilt {
+        let new = Name::in_schema_of(table, new);
+        swap.push(format!(
+            "ALTER INDEX {} RENAME TO {}",
+            Qualified(&new),
+            Ident(old_name)
+        ));
+    }
+    if let Some((index, constraint)) = &pk {
+        swap.push(alter(
+            table,
+            &format!(
+                "ADD CONSTRAINT {} PRIMARY KEY USING INDEX {}",
+                Ident(constraint),
+                Ident(index)
+            ),
+        ));
+    }
+    plan.contract.push(Step::tx(
+        format!("swap the shadow in as {table}.{column} ({})", ty.written),
+        swap.join(";\n"),
+        LockMode::AccessExclusive,
+        table,
+    ));
+    plan.down_expand.push(Step::tx(
+        format!("drop the conversion trigger and the shadow of {table}.{column}"),
+        format!(
+            "{drop_trigger};\n{}",
+            alter(table, &format!("DROP COLUMN IF EXISTS {shadow}"))
+        ),
+        LockMode::AccessExclusive,
+        table,
+    ));
+    plan.notes.push(format!(
+        "both application versions keep using {table}.{column} as {} until contract, when it becomes {}; code must accept both types. Undoing the contract takes a new migration that changes the type back",
+        if old.ty.is_serial() { "its integer type" } else { old.ty.written.as_str() },
+        ty.written
+    ));
+    Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::plan::testing::human;
+
+    #[test]
+    fn int_to_bigint_primary_key_with_a_shadow_column() {
+        let setup = "CREATE TABLE events (id serial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now(), n int NOT NULL);\nCREATE INDEX events_n ON events (n, at);";
+        insta::assert_snapshot!(human(
+            setup,
+            "ALTER TABLE events ALTER COLUMN id TYPE bigint;"
+        ));
+        insta::assert_snapshot!(
+            "using",
+            human(
+                setup,
+                "ALTER TABLE events ALTER COLUMN n TYPE text USING n::text || '!';"
+            )
+        );
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_carry_over() {
+        let setup = "CREATE TABLE p (id int PRIMARY KEY); CREATE TABLE c (id int PRIMARY KEY, p_id int REFERENCES p (id));";
+        let out = human(setup, "ALTER TABLE p ALTER COLUMN id TYPE bigint;");
+        assert!(out.contains("foreign keys of c reference"), "{out}");
+        let out = human(
+            "CREATE TABLE t (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY);",
+            "ALTER TABLE t ALTER COLUMN id TYPE bigint;",
+        );
+        assert!(out.contains("identity column"), "{out}");
+    }
+}
