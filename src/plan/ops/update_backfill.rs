@@ -22,6 +22,21 @@ pub fn plan(cx: &OpCx) -> Result<OpPlan, String> {
         )
     })?;
     let mut plan = OpPlan::undoable();
+    // `SET n = n * 100` is not idempotent: batches already done would be done again if the
+    // whole backfill were rerun from the start.
+    for (column, expr) in &set {
+        let reads_itself = crate::source::split_statements(expr)
+            .statements
+            .iter()
+            .flat_map(|s| &s.tokens)
+            .any(|t| matches!(&t.token, sqlparser::tokenizer::Token::Word(w) if w.value.to_lowercase() == *column || w.value == *column));
+        if reads_itself {
+            plan.notes.push(format!(
+                "the backfill of {}.{column} reads the value it replaces, so it must not be rerun from the start after a partial run: resume it where it stopped",
+                cx.table
+            ));
+        }
+    }
     plan.backfill.push(Backfill {
         table: cx.table.clone(),
         key,
