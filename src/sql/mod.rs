@@ -31,6 +31,46 @@ impl fmt::Display for Qualified<'_> {
     }
 }
 
+/// A BEFORE row trigger zdm installs for the rollout, with its function of the same name in
+/// the table's schema. Triggers only assign `NEW.*`, so they never recurse.
+pub struct RowTrigger<'a> {
+    pub table: &'a Name,
+    pub name: String,
+    /// `INSERT` or `INSERT OR UPDATE`.
+    pub events: &'static str,
+}
+
+impl RowTrigger<'_> {
+    fn function(&self) -> Name {
+        Name::in_schema_of(self.table, &self.name)
+    }
+
+    /// The function and the trigger; `body` is PL/pgSQL run before `RETURN NEW`.
+    pub fn create(&self, body: &str) -> String {
+        let f = Qualified(&self.function());
+        format!(
+            "CREATE FUNCTION {f}() RETURNS trigger LANGUAGE plpgsql AS $zdm$\nBEGIN\n{body}  RETURN NEW;\nEND\n$zdm$;\nCREATE TRIGGER {} BEFORE {} ON {} FOR EACH ROW EXECUTE FUNCTION {f}()",
+            Ident(&self.name),
+            self.events,
+            Qualified(self.table)
+        )
+    }
+
+    pub fn drop(&self) -> String {
+        format!(
+            "DROP TRIGGER IF EXISTS {} ON {};\nDROP FUNCTION IF EXISTS {}()",
+            Ident(&self.name),
+            Qualified(self.table),
+            Qualified(&self.function())
+        )
+    }
+}
+
+/// The PL/pgSQL lines that let the backfill's own updates pass: its session sets
+/// `zdm.backfill`, so values are never copied back through a reverse expression.
+pub const SKIP_DURING_BACKFILL: &str =
+    "  IF current_setting('zdm.backfill', true) = 'on' THEN\n    RETURN NEW;\n  END IF;\n";
+
 /// A string literal, with `'` doubled (standard_conforming_strings is on since 9.1).
 pub fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))

@@ -14,9 +14,9 @@
 
 use super::{Assignment, Backfill, OpCx, OpPlan, Step, alter};
 use crate::classify::LockMode;
-use crate::parse::{ColumnSpec, Name};
+use crate::parse::ColumnSpec;
 use crate::plan::text::default_expr;
-use crate::sql::{Ident, Qualified, generated_name};
+use crate::sql::{Ident, RowTrigger, generated_name};
 
 pub fn plan(
     cx: &OpCx,
@@ -68,7 +68,11 @@ pub fn plan(
         LockMode::AccessExclusive,
         table,
     ));
-    let trigger = generated_name(&[&table.name, &column.name, "fill"]);
+    let trigger = RowTrigger {
+        table,
+        name: generated_name(&[&table.name, &column.name, "fill"]),
+        events: "INSERT",
+    };
     if let Some(default) = &default {
         plan.expand.push(Step::tx(
             format!("give rows inserted from now on a value for {}", column.name),
@@ -78,27 +82,18 @@ pub fn plan(
         ));
     } else {
         // The expression may name other columns: evaluate it over the new row.
-        let function = Name::in_schema_of(table, &trigger);
         plan.expand.push(Step::tx(
             format!("fill {} in rows the old application inserts", column.name),
-            format!(
-                "CREATE FUNCTION {f}() RETURNS trigger LANGUAGE plpgsql AS $zdm$\nBEGIN\n  IF NEW.{col} IS NULL THEN\n    NEW.{col} := (SELECT {value} FROM (SELECT NEW.*) AS {alias});\n  END IF;\n  RETURN NEW;\nEND\n$zdm$;\nCREATE TRIGGER {t} BEFORE INSERT ON {tbl} FOR EACH ROW EXECUTE FUNCTION {f}()",
-                f = Qualified(&function),
+            trigger.create(&format!(
+                "  IF NEW.{col} IS NULL THEN\n    NEW.{col} := (SELECT {value} FROM (SELECT NEW.*) AS {alias});\n  END IF;\n",
                 alias = Ident(&table.name),
-                t = Ident(&trigger),
-                tbl = Qualified(table),
-            ),
+            )),
             LockMode::ShareRowExclusive,
             table,
         ));
         let drop_trigger = Step::tx(
             format!("drop the fill trigger of {}", column.name),
-            format!(
-                "DROP TRIGGER IF EXISTS {} ON {};\nDROP FUNCTION IF EXISTS {}()",
-                Ident(&trigger),
-                Qualified(table),
-                Qualified(&function)
-            ),
+            trigger.drop(),
             LockMode::AccessExclusive,
             table,
         );

@@ -20,7 +20,9 @@ use super::{Assignment, Backfill, OpCx, OpPlan, Step, alter};
 use crate::classify::LockMode;
 use crate::parse::{ConstraintKind, Name, SqlType};
 use crate::plan::text::using_expr;
-use crate::sql::{Ident, Qualified, fit_name, generated_name, literal};
+use crate::sql::{
+    Ident, Qualified, RowTrigger, SKIP_DURING_BACKFILL, fit_name, generated_name, literal,
+};
 
 pub fn plan(cx: &OpCx, action: &str, column: &str, ty: &SqlType) -> Result<OpPlan, String> {
     let table = cx.table;
@@ -82,14 +84,12 @@ pub fn plan(cx: &OpCx, action: &str, column: &str, ty: &SqlType) -> Result<OpPla
     let shadow_name = generated_name(&[&table.name, column, "new"]);
     let shadow = Ident(&shadow_name);
     let expr = using_expr(action).unwrap_or_else(|| format!("{col}::{}", ty.written));
-    let sync = generated_name(&[&table.name, column, "convert"]);
-    let function = Name::in_schema_of(table, &sync);
-    let drop_trigger = format!(
-        "DROP TRIGGER IF EXISTS {} ON {};\nDROP FUNCTION IF EXISTS {}()",
-        Ident(&sync),
-        Qualified(table),
-        Qualified(&function)
-    );
+    let trigger = RowTrigger {
+        table,
+        name: generated_name(&[&table.name, column, "convert"]),
+        events: "INSERT OR UPDATE",
+    };
+    let drop_trigger = trigger.drop();
     let mut plan = OpPlan::default();
     plan.expand.push(Step::tx(
         format!(
@@ -102,13 +102,10 @@ pub fn plan(cx: &OpCx, action: &str, column: &str, ty: &SqlType) -> Result<OpPla
     ));
     plan.expand.push(Step::tx(
         format!("convert every value written to {column} into the shadow"),
-        format!(
-            "CREATE FUNCTION {f}() RETURNS trigger LANGUAGE plpgsql AS $zdm$\nBEGIN\n  IF current_setting('zdm.backfill', true) = 'on' THEN\n    RETURN NEW;\n  END IF;\n  IF TG_OP = 'INSERT' OR NEW.{col} IS DISTINCT FROM OLD.{col} THEN\n    NEW.{shadow} := (SELECT {expr} FROM (SELECT NEW.*) AS {alias});\n  END IF;\n  RETURN NEW;\nEND\n$zdm$;\nCREATE TRIGGER {t} BEFORE INSERT OR UPDATE ON {tbl} FOR EACH ROW EXECUTE FUNCTION {f}()",
-            f = Qualified(&function),
+        trigger.create(&format!(
+            "{SKIP_DURING_BACKFILL}  IF TG_OP = 'INSERT' OR NEW.{col} IS DISTINCT FROM OLD.{col} THEN\n    NEW.{shadow} := (SELECT {expr} FROM (SELECT NEW.*) AS {alias});\n  END IF;\n",
             alias = Ident(&table.name),
-            t = Ident(&sync),
-            tbl = Qualified(table),
-        ),
+        )),
         LockMode::ShareRowExclusive,
         table,
     ));

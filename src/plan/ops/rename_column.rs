@@ -18,8 +18,7 @@
 
 use super::{Assignment, Backfill, OpCx, OpPlan, Step, alter};
 use crate::classify::LockMode;
-use crate::parse::Name;
-use crate::sql::{Ident, Qualified, generated_name};
+use crate::sql::{Ident, RowTrigger, SKIP_DURING_BACKFILL, generated_name};
 
 pub fn plan(cx: &OpCx, from: &str, to: &str) -> Result<OpPlan, String> {
     let table = cx.table;
@@ -32,14 +31,12 @@ pub fn plan(cx: &OpCx, from: &str, to: &str) -> Result<OpPlan, String> {
         format!("zdm does not know the primary key of {table}, which the backfill walks: declare it in an earlier migration")
     })?;
     let (old, new) = (Ident(from), Ident(to));
-    let sync = generated_name(&[&table.name, from, to, "sync"]);
-    let function = Name::in_schema_of(table, &sync);
-    let drop_trigger = format!(
-        "DROP TRIGGER IF EXISTS {} ON {};\nDROP FUNCTION IF EXISTS {}()",
-        Ident(&sync),
-        Qualified(table),
-        Qualified(&function)
-    );
+    let trigger = RowTrigger {
+        table,
+        name: generated_name(&[&table.name, from, to, "sync"]),
+        events: "INSERT OR UPDATE",
+    };
+    let drop_trigger = trigger.drop();
     let mut plan = OpPlan::default();
     plan.expand.push(Step::tx(
         format!("add {to} beside {from} on {table} (catalog only)"),
@@ -49,12 +46,9 @@ pub fn plan(cx: &OpCx, from: &str, to: &str) -> Result<OpPlan, String> {
     ));
     plan.expand.push(Step::tx(
         format!("keep {from} and {to} equal whichever application writes"),
-        format!(
-            "CREATE FUNCTION {f}() RETURNS trigger LANGUAGE plpgsql AS $zdm$\nBEGIN\n  -- The backfill copies {from} to {to} itself.\n  IF current_setting('zdm.backfill', true) = 'on' THEN\n    RETURN NEW;\n  END IF;\n  IF TG_OP = 'INSERT' THEN\n    IF NEW.{new} IS NULL THEN\n      NEW.{new} := NEW.{old};\n    ELSE\n      NEW.{old} := NEW.{new};\n    END IF;\n  ELSIF NEW.{old} IS DISTINCT FROM OLD.{old} THEN\n    NEW.{new} := NEW.{old};\n  ELSIF NEW.{new} IS DISTINCT FROM OLD.{new} THEN\n    NEW.{old} := NEW.{new};\n  END IF;\n  RETURN NEW;\nEND\n$zdm$;\nCREATE TRIGGER {t} BEFORE INSERT OR UPDATE ON {tbl} FOR EACH ROW EXECUTE FUNCTION {f}()",
-            f = Qualified(&function),
-            t = Ident(&sync),
-            tbl = Qualified(table),
-        ),
+        trigger.create(&format!(
+            "{SKIP_DURING_BACKFILL}  IF TG_OP = 'INSERT' THEN\n    IF NEW.{new} IS NULL THEN\n      NEW.{new} := NEW.{old};\n    ELSE\n      NEW.{old} := NEW.{new};\n    END IF;\n  ELSIF NEW.{old} IS DISTINCT FROM OLD.{old} THEN\n    NEW.{new} := NEW.{old};\n  ELSIF NEW.{new} IS DISTINCT FROM OLD.{new} THEN\n    NEW.{old} := NEW.{new};\n  END IF;\n"
+        )),
         LockMode::ShareRowExclusive,
         table,
     ));
