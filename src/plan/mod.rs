@@ -300,20 +300,39 @@ fn combine_add_update_not_null(
     out
 }
 
-/// Several statements updating one table with the same condition share one pass.
+/// Every statement that backfills a table shares one pass over it (pgroll makes one per
+/// operation). Assignments under different conditions become `CASE WHEN cond THEN expr ELSE
+/// col END`, and the pass visits rows matching any of the conditions.
 fn merge_backfills(all: &mut Vec<Backfill>, new: Vec<Backfill>) {
-    for b in new {
-        match all
-            .iter_mut()
-            .find(|a| a.table.key() == b.table.key() && a.filter == b.filter)
-        {
-            Some(existing) => {
-                for s in b.set {
-                    existing.set.retain(|e| e.column != s.column);
-                    existing.set.push(s);
-                }
-            }
-            None => all.push(b),
+    for mut b in new {
+        let Some(existing) = all.iter_mut().find(|a| a.table.key() == b.table.key()) else {
+            all.push(b);
+            continue;
+        };
+        if existing.filter != b.filter {
+            conditional(existing);
+            conditional(&mut b);
+            existing.filter = match (existing.filter.take(), b.filter.take()) {
+                (Some(x), Some(y)) => Some(format!("({x}) OR ({y})")),
+                _ => None,
+            };
+        }
+        for s in b.set {
+            existing.set.retain(|e| e.column != s.column);
+            existing.set.push(s);
+        }
+    }
+}
+
+/// Folds a backfill's condition into its assignments, leaving the rows it visits unchanged.
+fn conditional(b: &mut Backfill) {
+    if let Some(filter) = &b.filter {
+        for a in &mut b.set {
+            a.expr = format!(
+                "CASE WHEN {filter} THEN {} ELSE {} END",
+                a.expr,
+                crate::sql::Ident(&a.column)
+            );
         }
     }
 }

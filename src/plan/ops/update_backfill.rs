@@ -82,6 +82,19 @@ mod tests {
     }
 
     #[test]
+    fn different_conditions_still_share_one_pass() {
+        let setup = "CREATE TABLE users (id int PRIMARY KEY, plan text, email text);";
+        let sql = "UPDATE users SET plan = 'free' WHERE plan IS NULL;\nALTER TABLE users RENAME COLUMN email TO contact;";
+        let p = plan(setup, sql, 14).unwrap();
+        assert_eq!(p.backfill.len(), 1, "{:?}", p.backfill);
+        assert_eq!(p.backfill[0].filter, None);
+        assert_eq!(
+            p.backfill[0].set[0].expr,
+            "CASE WHEN plan IS NULL THEN 'free' ELSE \"plan\" END"
+        );
+    }
+
+    #[test]
     fn needs_a_known_key_and_a_plain_update() {
         assert!(
             human("CREATE TABLE t (a int);", "UPDATE t SET a = 1;").contains("primary key of t")
