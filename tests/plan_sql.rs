@@ -237,7 +237,9 @@ const SCENARIOS: &[Scenario] = &[
         setup: "",
         migration: "UPDATE users SET plan = 'free' WHERE plan IS NULL;\nALTER TABLE users RENAME COLUMN email TO contact;",
         old_app: &["INSERT INTO users (id, email, legacy) VALUES (nextid('users'), 'o@x', 1)"],
-        new_app: &["INSERT INTO users (id, contact, legacy, plan) VALUES (nextid('users'), 'n@x', 1, 'pro')"],
+        new_app: &[
+            "INSERT INTO users (id, contact, legacy, plan) VALUES (nextid('users'), 'n@x', 1, 'pro')",
+        ],
         checks: &[
             "SELECT bool_and(plan = 'free') FROM users WHERE id <= 2500",
             "SELECT bool_and(contact = 'user' || id || '@example.com') FROM users WHERE id <= 2500",
