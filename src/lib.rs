@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod classify;
 pub mod cli;
 pub mod config;
+pub mod db;
 pub mod lint;
 pub mod parse;
 pub mod plan;

@@ -340,3 +340,20 @@ fn plan_refuses_what_cannot_run_online() {
             .and(predicate::str::contains("zdm:allow-locking")),
     );
 }
+
+#[test]
+fn plan_database_url_errors_name_the_target_without_the_password() {
+    zdm()
+        .args([
+            "plan",
+            "--database-url",
+            "postgres://app:hunter2@127.0.0.1:1/prod",
+        ])
+        .arg("tests/fixtures/plan/0002_fk_and_index.sql")
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("cannot connect to postgres://app:***@127.0.0.1:1/prod")
+                .and(predicate::str::contains("hunter2").not()),
+        );
+}

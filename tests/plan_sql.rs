@@ -1,7 +1,8 @@
 //! Runs the `zdm plan --format sql` files of each operation against a real PostgreSQL, the way
 //! psql does (one statement at a time, autocommit), and checks both application versions:
 //! expand → old and new app work → down-expand → old app works and nothing of zdm remains →
-//! expand → backfill → old and new app work → contract → new app works, data intact.
+//! expand → backfill → old and new app work → contract → new app works, data intact →
+//! down-contract (where the plan has one) → old app works again.
 //! Needs DATABASE_URL (scripts/test provides it); skipped without it.
 
 use std::path::Path;
@@ -367,6 +368,15 @@ fn sql_files_keep_both_application_versions_working() {
         for check in s.checks {
             let ok: bool = c.query_one(*check, &[]).unwrap().get(0);
             assert!(ok, "{}: after contract, `{check}` is false", s.name);
+        }
+        // Undoing the contract, where the plan can, brings the old application back.
+        if f.contains_key("down-contract") {
+            phase(&mut c, "down-contract");
+            app(
+                &mut c,
+                s.old_app,
+                &format!("{}: old app after down-contract", s.name),
+            );
         }
         if s.name != "drop table" {
             assert!(

@@ -120,6 +120,16 @@ impl Catalog {
         self.indexes.get(&name.key())
     }
 
+    /// The table of that name, created empty if it is not known yet (for introspection).
+    pub fn table_entry(&mut self, name: &Name) -> &mut Table {
+        self.tables.entry(name.key()).or_default()
+    }
+
+    /// Records an index (for introspection).
+    pub fn add_index(&mut self, name: Name, index: Index) {
+        self.indexes.insert(name.key(), index);
+    }
+
     /// Every table with its name.
     pub fn tables(&self) -> impl Iterator<Item = (&Name, &Table)> {
         self.tables.iter()

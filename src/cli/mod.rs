@@ -34,7 +34,8 @@ Exit codes: 0 no error-level finding, 1 at least one, 2 usage or I/O error.";
     version,
     about = "Zero-downtime schema migrations for PostgreSQL",
     long_about = "zdm reads plain SQL migrations, says what each statement would do to a live \
-                  table, and rejects table-locking or breaking DDL in pull requests.",
+                  table, rejects table-locking or breaking DDL in pull requests, and plans the \
+                  unsafe ones as expand, batched backfill and contract.",
     after_help = AFTER_HELP
 )]
 struct Cli {

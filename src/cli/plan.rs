@@ -15,6 +15,7 @@ Examples:
   zdm plan migrations/0042_rename_full_name.sql
   zdm plan --format markdown migrations/ > plan.md        a pull-request comment
   zdm plan --format json migrations/
+  zdm plan --database-url postgres://app@db/prod migrations/0043_x.sql   schema from the database
   zdm plan --format sql --out plan/ migrations/           <id>.expand.sql, <id>.backfill.sql, …
   psql -v ON_ERROR_STOP=1 -f plan/0042_rename_full_name.expand.sql
 
@@ -40,10 +41,43 @@ pub struct PlanArgs {
     /// PostgreSQL major version the migrations run on [default: pg_version from zdm.toml, else 14]
     #[arg(long, value_name = "N")]
     pg_version: Option<u32>,
+    /// Read the current schema (and the server version) from this database instead of
+    /// replaying earlier migrations; only catalog queries are run
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
+}
+
+/// Connects, reads the catalog and the server's major version, and disconnects.
+fn read_live_catalog(url: &str) -> anyhow::Result<(crate::catalog::Catalog, u32)> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let client = crate::db::connect(url).await?;
+        let target = crate::db::redact(url);
+        let version = crate::db::server_major_version(&client)
+            .await
+            .map_err(|e| crate::db::DbError::Query {
+                target: target.clone(),
+                message: crate::db::message(&e),
+            })?;
+        let catalog = crate::db::introspect(&client, &target).await?;
+        Ok((catalog, version))
+    })
 }
 
 pub fn run(args: &PlanArgs, config_path: Option<&Path>) -> anyhow::Result<u8> {
-    let config = Config::load(config_path, args.pg_version)?;
+    let mut config = Config::load(config_path, args.pg_version)?;
+    let live = match &args.database_url {
+        Some(url) => {
+            let (catalog, version) = read_live_catalog(url)?;
+            // The server's version wins over --pg-version and zdm.toml.
+            config.lint.pg_version = version;
+            Some(catalog)
+        }
+        None => None,
+    };
     let paths = if args.paths.is_empty() {
         vec![
             config
@@ -57,7 +91,7 @@ pub fn run(args: &PlanArgs, config_path: Option<&Path>) -> anyhow::Result<u8> {
     let mut plans = Vec::new();
     for path in &paths {
         let set = MigrationSet::load(path)?;
-        match plan_set(&set, &config.lint) {
+        match plan_set(&set, &config.lint, live.clone()) {
             Ok(p) => plans.extend(p),
             Err(e) => {
                 eprintln!("error: {e}");

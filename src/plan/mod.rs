@@ -47,15 +47,21 @@ pub enum PlanError {
     },
 }
 
-/// Plans every forward migration of a set (earlier siblings of a single file are context).
+/// Plans every forward migration of a set. The schema comes from `live` (a database's catalog)
+/// when given; otherwise earlier siblings of a single file are replayed for it.
 pub fn plan_set(
     set: &MigrationSet,
     options: &LintOptions,
+    live: Option<Catalog>,
 ) -> Result<Vec<MigrationPlan>, PlanError> {
-    let mut catalog = Catalog::default();
+    let from_database = live.is_some();
+    let mut catalog = live.unwrap_or_default();
     let mut plans = Vec::new();
     for (i, file) in set.forward.iter().enumerate() {
         if i < set.context_only {
+            if from_database {
+                continue; // the database already reflects them
+            }
             for stmt in split_statements(&file.text).statements {
                 catalog.apply(&parse_statement(&stmt));
             }

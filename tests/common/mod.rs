@@ -1,6 +1,9 @@
 //! Shared by the integration tests that need PostgreSQL: each test gets its own database, so
 //! the suites run in parallel.
 
+// Each test crate compiles this module on its own and uses only part of it.
+#![allow(dead_code)]
+
 use postgres::{Client, NoTls};
 
 /// A fresh database for one test, dropped again by [`TestDatabase::drop`]; `None` (after
@@ -26,6 +29,20 @@ impl TestDatabase {
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .unwrap();
         Some(TestDatabase { admin, name, url })
+    }
+
+    /// DATABASE_URL with the database name replaced by this test's database.
+    pub fn url_of_database(&self) -> String {
+        let (base, query) = match self.url.split_once('?') {
+            Some((b, q)) => (b, format!("?{q}")),
+            None => (self.url.as_str(), String::new()),
+        };
+        let host_end = base.find("://").map_or(0, |i| i + 3);
+        let base = match base[host_end..].find('/') {
+            Some(slash) => &base[..host_end + slash],
+            None => base,
+        };
+        format!("{base}/{}{query}", self.name)
     }
 
     pub fn connect(&self) -> Client {

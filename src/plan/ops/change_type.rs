@@ -11,7 +11,7 @@
 //! | contract | for a NOT NULL column, CHECK (shadow IS NOT NULL) NOT VALID, then VALIDATE | brief; SHARE UPDATE EXCLUSIVE |
 //! | contract | one transaction: drop the trigger, SET NOT NULL, move the sequence of a serial, drop the old column, rename the shadow and its indexes, re-attach the primary key, restore the default | ACCESS EXCLUSIVE, brief |
 //! | down expand | drop the trigger and the shadow | ACCESS EXCLUSIVE, brief |
-//! | down contract | impossible as one step: the old column is gone; change the type back in a new migration |
+//! | down contract | `ALTER COLUMN … TYPE <old> USING <reverse>` (a cast, or `-- zdm:down <expr>`): rewrites the table under ACCESS EXCLUSIVE |
 //!
 //! Refused: identity columns, primary keys that foreign keys reference, columns with foreign
 //! keys, and tables with CHECK constraints (zdm does not yet carry them to the shadow).
@@ -261,8 +261,36 @@ pub fn plan(cx: &OpCx, action: &str, column: &str, ty: &SqlType) -> Result<OpPla
         LockMode::AccessExclusive,
         table,
     ));
+    // Undoing the contract changes the type back in place: the reverse expression is a cast
+    // to the old type unless `-- zdm:down <expr>` says otherwise.
+    let old_type = match old.ty.name.as_str() {
+        "serial" => "integer".to_owned(),
+        "bigserial" => "bigint".to_owned(),
+        "smallserial" => "smallint".to_owned(),
+        _ => old.ty.written.clone(),
+    };
+    let reverse = cx
+        .stmt
+        .directives
+        .iter()
+        .find_map(|d| match &d.kind {
+            crate::source::DirectiveKind::Down(expr) => Some(expr.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| format!("{col}::{old_type}"));
+    plan.down_contract = Some(vec![Step::tx(
+        format!(
+            "change {table}.{column} back to {old_type} (rewrites the table under ACCESS EXCLUSIVE)"
+        ),
+        alter(
+            table,
+            &format!("ALTER COLUMN {col} TYPE {old_type} USING {reverse}"),
+        ),
+        LockMode::AccessExclusive,
+        table,
+    )]);
     plan.notes.push(format!(
-        "both application versions keep using {table}.{column} as {} until contract, when it becomes {}; code must accept both types. Undoing the contract takes a new migration that changes the type back",
+        "both application versions keep using {table}.{column} as {} until contract, when it becomes {}; code must accept both types. Undoing the contract rewrites the table under a lock",
         if old.ty.is_serial() { "its integer type" } else { old.ty.written.as_str() },
         ty.written
     ));
@@ -284,7 +312,7 @@ mod tests {
             "using",
             human(
                 setup,
-                "ALTER TABLE events ALTER COLUMN n TYPE text USING n::text || '!';"
+                "-- zdm:down rtrim(n, '!')::int\nALTER TABLE events ALTER COLUMN n TYPE text USING n::text || '!';"
             )
         );
     }
