@@ -18,6 +18,7 @@ CREATE UNIQUE INDEX orders_note_lower ON orders (lower(note));
 ALTER TABLE orders ADD CONSTRAINT note_short CHECK (length(note) < 100) NOT VALID;
 ALTER TABLE orders ADD CONSTRAINT note_present CHECK (note IS NOT NULL) NOT VALID;
 ALTER TABLE orders VALIDATE CONSTRAINT note_present;
+CREATE VIEW user_emails AS SELECT \"E-mail\" FROM app.\"User\";
 ";
 
 const MIGRATION: &str = "ALTER TABLE app.\"User\" ALTER COLUMN score TYPE numeric(12,2);
@@ -75,6 +76,18 @@ fn live_catalog_matches_the_replayed_one() {
             .columns
             .is_empty(),
         "expression index"
+    );
+
+    // The database knows which columns a view uses; replayed migrations only the table.
+    let user = Name::new(Some("app"), "User");
+    assert_eq!(
+        live.views_using(&user, "E-mail"),
+        vec![Name::new(None, "user_emails")]
+    );
+    assert!(live.views_using(&user, "score").is_empty());
+    assert_eq!(
+        Catalog::from_sql(SCHEMA).views_using(&user, "score").len(),
+        1
     );
 
     // The same migration planned from either catalog.

@@ -10,6 +10,16 @@ use crate::parse::{AlterAction, Change, ColumnSpec, ConstraintKind, Name, SqlTyp
 pub struct Catalog {
     tables: HashMap<Name, Table>,
     indexes: HashMap<Name, Index>,
+    /// Views and the relations they read; a view keeps the columns it uses from being dropped
+    /// or changed in type.
+    views: HashMap<Name, Vec<ViewSource>>,
+}
+
+/// A relation a view reads: a column of it when known (introspection), else the whole table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewSource {
+    pub table: Name,
+    pub column: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -130,6 +140,28 @@ impl Catalog {
         self.indexes.insert(name.key(), index);
     }
 
+    /// Records that a view reads a table (or one of its columns).
+    pub fn add_view_source(&mut self, view: Name, source: ViewSource) {
+        self.views.entry(view.key()).or_default().push(source);
+    }
+
+    /// The views that may use `table.column`: those reading that column, or reading the table
+    /// when zdm does not know which columns.
+    pub fn views_using(&self, table: &Name, column: &str) -> Vec<Name> {
+        let mut out: Vec<Name> = self
+            .views
+            .iter()
+            .filter(|(_, sources)| {
+                sources.iter().any(|s| {
+                    s.table.key() == table.key() && s.column.as_deref().is_none_or(|c| c == column)
+                })
+            })
+            .map(|(v, _)| v.clone())
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Every table with its name.
     pub fn tables(&self) -> impl Iterator<Item = (&Name, &Table)> {
         self.tables.iter()
@@ -213,6 +245,18 @@ impl Catalog {
                     },
                 );
             }
+            Change::CreateView { name, reads, .. } => {
+                self.views.insert(
+                    name.key(),
+                    reads
+                        .iter()
+                        .map(|t| ViewSource {
+                            table: t.key(),
+                            column: None,
+                        })
+                        .collect(),
+                );
+            }
             Change::DropIndex { names, .. } => {
                 for n in names {
                     self.indexes.remove(&n.key());
@@ -221,6 +265,7 @@ impl Catalog {
             Change::Drop { names, .. } => {
                 for n in names {
                     self.tables.remove(&n.key());
+                    self.views.remove(&n.key());
                 }
             }
             Change::AlterTable { table, actions } => {

@@ -147,6 +147,34 @@ pub async fn introspect(client: &Client, target: &str) -> Result<Catalog, DbErro
             },
         );
     }
+    // Which columns each view reads, from the dependencies of its rewrite rule.
+    let views = client
+        .query(
+            &format!(
+                "SELECT DISTINCT vn.nspname::text, v.relname::text, n.nspname::text, t.relname::text, a.attname::text
+                 FROM pg_depend d
+                 JOIN pg_rewrite r ON r.oid = d.objid
+                 JOIN pg_class v ON v.oid = r.ev_class
+                 JOIN pg_namespace vn ON vn.oid = v.relnamespace
+                 JOIN pg_class t ON t.oid = d.refobjid
+                 JOIN pg_namespace n ON n.oid = t.relnamespace
+                 LEFT JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid AND d.refobjsubid > 0
+                 WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
+                   AND v.oid <> t.oid AND {SYSTEM_SCHEMAS}"
+            ),
+            &[],
+        )
+        .await
+        .map_err(query)?;
+    for row in views {
+        catalog.add_view_source(
+            name(row.get(0), row.get(1)),
+            crate::catalog::ViewSource {
+                table: name(row.get(2), row.get(3)),
+                column: row.get(4),
+            },
+        );
+    }
     Ok(catalog)
 }
 

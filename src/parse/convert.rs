@@ -96,10 +96,21 @@ pub fn convert(stmt: &ast::Statement) -> Change {
                 }
             }),
         },
-        S::CreateView(v) => Change::CreateView {
-            name: name(&v.name),
-            materialized: v.materialized,
-        },
+        S::CreateView(v) => {
+            let mut reads = Vec::new();
+            let _ = sqlparser::ast::visit_relations(&v.query, |relation| {
+                let n = name(relation);
+                if !reads.contains(&n) {
+                    reads.push(n);
+                }
+                std::ops::ControlFlow::<()>::Continue(())
+            });
+            Change::CreateView {
+                name: name(&v.name),
+                materialized: v.materialized,
+                reads,
+            }
+        }
         S::AlterType(at) => match &at.operation {
             ast::AlterTypeOperation::AddValue(add) => Change::AlterTypeAddValue {
                 type_name: name(&at.name),

@@ -209,6 +209,8 @@ pub enum Change {
     CreateView {
         name: Name,
         materialized: bool,
+        /// The relations its query reads.
+        reads: Vec<Name>,
     },
     AlterTypeAddValue {
         type_name: Name,

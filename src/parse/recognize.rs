@@ -397,6 +397,7 @@ fn create(c: &mut Cursor) -> Option<Change> {
         return Some(Change::CreateView {
             name: c.name()?,
             materialized,
+            reads: Vec::new(),
         });
     }
     if c.eat("SEQUENCE") {

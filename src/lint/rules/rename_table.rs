@@ -25,7 +25,7 @@ fn check(cx: &Cx) -> Vec<Violation> {
         return vec![];
     };
     let view_follows = cx.later.iter().any(|c| {
-        matches!(c, Change::CreateView { name, materialized: false } if name.key() == table.key())
+        matches!(c, Change::CreateView { name, materialized: false, .. } if name.key() == table.key())
     });
     if view_follows {
         return vec![];

@@ -76,6 +76,17 @@ pub fn plan(cx: &OpCx, action: &str, column: &str, ty: &SqlType) -> Result<OpPla
             _ => {}
         }
     }
+    let views = cx.catalog.views_using(table, column);
+    if !views.is_empty() {
+        return Err(format!(
+            "{} may use {table}.{column}, and PostgreSQL cannot drop or retype a column a view uses; drop the views in an earlier migration and recreate them after this one",
+            views
+                .iter()
+                .map(|v| format!("view {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     let key = super::update_backfill::primary_key(cx.catalog, table).ok_or_else(|| {
         format!("zdm does not know the primary key of {table}, which the backfill walks: declare it in an earlier migration")
     })?;
@@ -327,5 +338,10 @@ mod tests {
             "ALTER TABLE t ALTER COLUMN id TYPE bigint;",
         );
         assert!(out.contains("identity column"), "{out}");
+        let out = human(
+            "CREATE TABLE t (id int PRIMARY KEY, n int); CREATE VIEW v AS SELECT n FROM t;",
+            "ALTER TABLE t ALTER COLUMN n TYPE bigint;",
+        );
+        assert!(out.contains("view v may use t.n"), "{out}");
     }
 }

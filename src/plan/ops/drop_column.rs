@@ -46,6 +46,14 @@ pub fn plan(cx: &OpCx, action: &str, column: &str) -> OpPlan {
         LockMode::AccessExclusive,
         cx.table,
     ));
+    let views = cx.catalog.views_using(cx.table, column);
+    if !views.is_empty() {
+        plan.notes.push(format!(
+            "{} may use {}.{column}: drop or redefine them before contract, or the DROP COLUMN fails",
+            views.iter().map(|v| format!("view {v}")).collect::<Vec<_>>().join(", "),
+            cx.table
+        ));
+    }
     plan.notes.push(format!(
         "deploy code that no longer reads or writes {}.{column} before contract; the contract cannot be undone (the data is dropped)",
         cx.table

@@ -61,10 +61,12 @@ fn inverse(change: &Change) -> Option<Step> {
         Change::CreateView {
             name,
             materialized: false,
+            ..
         } => drop("view", name, LockMode::AccessExclusive),
         Change::CreateView {
             name,
             materialized: true,
+            ..
         } => drop("materialized view", name, LockMode::AccessExclusive),
         Change::CreateIndex {
             name: Some(name),
