@@ -50,12 +50,7 @@ pub fn plan(
             column.name
         )
     })?;
-    let key = super::update_backfill::primary_key(cx.catalog, cx.table).ok_or_else(|| {
-        format!(
-            "zdm does not know the primary key of {}, which the backfill walks: declare it in an earlier migration",
-            cx.table
-        )
-    })?;
+    let key = super::update_backfill::batch_key(cx.catalog, cx.table)?;
     let table = cx.table;
     let col = Ident(&column.name);
     let mut plan = OpPlan::undoable();

@@ -87,9 +87,7 @@ pub fn plan(cx: &OpCx, action: &str, column: &str, ty: &SqlType) -> Result<OpPla
                 .join(", ")
         ));
     }
-    let key = super::update_backfill::primary_key(cx.catalog, table).ok_or_else(|| {
-        format!("zdm does not know the primary key of {table}, which the backfill walks: declare it in an earlier migration")
-    })?;
+    let key = super::update_backfill::batch_key(cx.catalog, table)?;
 
     let col = Ident(column);
     let shadow_name = generated_name(&[&table.name, column, "new"]);

@@ -27,9 +27,7 @@ pub fn plan(cx: &OpCx, from: &str, to: &str) -> Result<OpPlan, String> {
             "zdm does not know the type of {table}.{from}, which the new column {to} must copy: declare the column in an earlier migration"
         )
     })?;
-    let key = super::update_backfill::primary_key(cx.catalog, table).ok_or_else(|| {
-        format!("zdm does not know the primary key of {table}, which the backfill walks: declare it in an earlier migration")
-    })?;
+    let key = super::update_backfill::batch_key(cx.catalog, table)?;
     let (old, new) = (Ident(from), Ident(to));
     let trigger = RowTrigger {
         table,

@@ -15,12 +15,7 @@ pub fn plan(cx: &OpCx) -> Result<OpPlan, String> {
     let UpdateParts { set, filter } = update_parts(cx.stmt).ok_or(
         "zdm batches `UPDATE t SET … [WHERE …]`; UPDATE … FROM, RETURNING and WHERE CURRENT OF are not batched: rewrite it as a plain UPDATE, or mark it `-- zdm:allow-locking -- reason`",
     )?;
-    let key = primary_key(cx.catalog, cx.table).ok_or_else(|| {
-        format!(
-            "zdm does not know the primary key of {}, which the batches walk: declare it in an earlier migration (or plan with --database-url once available)",
-            cx.table
-        )
-    })?;
+    let key = batch_key(cx.catalog, cx.table)?;
     let mut plan = OpPlan::undoable();
     // `SET n = n * 100` is not idempotent: batches already done would be done again if the
     // whole backfill were rerun from the start.
@@ -53,18 +48,43 @@ pub fn plan(cx: &OpCx) -> Result<OpPlan, String> {
     Ok(plan)
 }
 
-/// The primary key columns of a table, if known.
+/// The key a backfill's batches walk, or the message saying none is known.
+pub fn batch_key(catalog: &Catalog, table: &Name) -> Result<Vec<String>, String> {
+    primary_key(catalog, table).ok_or_else(|| {
+        format!(
+            "zdm does not know a primary key (or a unique key over NOT NULL columns) of {table}, which the backfill batches walk: declare one in an earlier migration, or plan with --database-url"
+        )
+    })
+}
+
+/// The key the batches walk: the primary key, else a unique key whose columns are all NOT
+/// NULL (a UNIQUE constraint or a unique index on plain columns), if one is known.
 pub fn primary_key(catalog: &Catalog, table: &Name) -> Option<Vec<String>> {
-    catalog
-        .table(table)?
-        .constraints
-        .iter()
-        .find_map(|c| match &c.kind {
-            ConstraintKind::PrimaryKey { columns, .. } if !columns.is_empty() => {
+    let t = catalog.table(table)?;
+    let not_null = |cols: &[String]| {
+        !cols.is_empty()
+            && cols
+                .iter()
+                .all(|c| t.column(c).is_some_and(|col| col.not_null))
+    };
+    let constraint = |primary: bool| {
+        t.constraints.iter().find_map(|c| match &c.kind {
+            ConstraintKind::PrimaryKey { columns, .. } if primary && !columns.is_empty() => {
+                Some(columns.clone())
+            }
+            ConstraintKind::Unique { columns, .. } if !primary && not_null(columns) => {
                 Some(columns.clone())
             }
             _ => None,
         })
+    };
+    constraint(true).or_else(|| constraint(false)).or_else(|| {
+        catalog
+            .indexes_of(table)
+            .into_iter()
+            .find(|(_, i)| i.unique && not_null(&i.columns))
+            .map(|(_, i)| i.columns.clone())
+    })
 }
 
 #[cfg(test)]
@@ -95,9 +115,18 @@ mod tests {
     }
 
     #[test]
+    fn a_unique_not_null_key_serves_when_there_is_no_primary_key() {
+        let setup =
+            "CREATE TABLE t (code text NOT NULL, a int); CREATE UNIQUE INDEX t_code ON t (code);";
+        let p = plan(setup, "UPDATE t SET a = 1;", 14).unwrap();
+        assert_eq!(p.backfill[0].key, vec!["code"]);
+    }
+
+    #[test]
     fn needs_a_known_key_and_a_plain_update() {
         assert!(
-            human("CREATE TABLE t (a int);", "UPDATE t SET a = 1;").contains("primary key of t")
+            human("CREATE TABLE t (a int);", "UPDATE t SET a = 1;")
+                .contains("NOT NULL columns) of t")
         );
         assert!(
             human(
