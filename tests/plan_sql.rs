@@ -60,6 +60,18 @@ const SCENARIOS: &[Scenario] = &[
         checks: &["SELECT convalidated FROM pg_constraint WHERE conname = 'orders_user_fk'"],
     },
     Scenario {
+        name: "add column with an inline foreign key",
+        setup: "",
+        migration: "ALTER TABLE orders ADD COLUMN referrer_id bigint REFERENCES users (id) ON DELETE SET NULL;",
+        old_app: &["INSERT INTO orders (id, user_id, amount) VALUES (nextid('orders'), 3, 1)"],
+        new_app: &[
+            "INSERT INTO orders (id, user_id, amount, referrer_id) VALUES (nextid('orders'), 4, 1, 2)",
+        ],
+        checks: &[
+            "SELECT convalidated FROM pg_constraint WHERE conname = 'orders_referrer_id_fkey'",
+        ],
+    },
+    Scenario {
         name: "add check",
         setup: "",
         migration: "ALTER TABLE orders ADD CHECK (amount > 0);",

@@ -217,9 +217,11 @@ fn action_effects(table: &Name, action: &AlterAction, env: &Env) -> Vec<RawEffec
         AlterAction::AddColumn(col) => {
             let mut effects = ae(
                 add_column_rewrites(col, env.pg_version).is_some(),
+                // An inline REFERENCES validates every row, like any foreign key added valid.
                 col.check
                     || col.unique
                     || col.primary_key
+                    || col.references.is_some()
                     || (col.not_null && col.default.is_none()),
                 (col.not_null && col.default.is_none() && col.generated.is_none()).then(|| {
                     format!(

@@ -512,6 +512,15 @@ fn plan_alter(
                 "drop-column",
                 Ok(ops::drop_column::plan(&cx, action_text, column)),
             )),
+            AlterAction::AddColumn(col) if col.references.is_some() => Some((
+                "add-foreign-key",
+                ops::add_foreign_key::plan_inline(
+                    &cx,
+                    action_text,
+                    &col.name,
+                    col.references.as_ref().expect("checked"),
+                ),
+            )),
             AlterAction::AddColumn(col)
                 if risky || (col.not_null && col.default.is_none()) || backfill.is_some() =>
             {

@@ -165,6 +165,68 @@ pub fn using_expr(action: &str) -> Option<String> {
     Some(slice(&stmt, at + 1, stmt.tokens.len()))
 }
 
+/// A column definition with an inline foreign key, taken apart: the definition without it,
+/// the `REFERENCES …` clause (with its ON DELETE/ON UPDATE/MATCH/DEFERRABLE parts), and the
+/// name from a `CONSTRAINT name` before it.
+pub struct InlineReference {
+    pub definition: String,
+    pub references: String,
+    pub name: Option<String>,
+}
+
+/// Splits `email text REFERENCES users (email) ON DELETE SET NULL NOT NULL` into its parts.
+pub fn split_inline_references(definition: &str) -> Option<InlineReference> {
+    let stmt = crate::source::split_statements(definition)
+        .statements
+        .into_iter()
+        .next()?;
+    let t = &stmt.tokens;
+    let at = t.iter().position(|x| is_word(x, "REFERENCES"))?;
+    let named = at >= 2 && is_word(&t[at - 2], "CONSTRAINT");
+    let start = if named { at - 2 } else { at };
+    let stops = [
+        "NOT",
+        "NULL",
+        "DEFAULT",
+        "CONSTRAINT",
+        "CHECK",
+        "UNIQUE",
+        "PRIMARY",
+        "GENERATED",
+        "COLLATE",
+    ];
+    let mut depth = 0i32;
+    let mut end = t.len();
+    for (i, tok) in t.iter().enumerate().skip(at + 1) {
+        match tok.token {
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            _ if depth == 0 && stops.iter().any(|s| is_word(tok, s)) => {
+                // `ON DELETE SET NULL` and `NOT DEFERRABLE` belong to the clause.
+                let after_set = is_word(&t[i - 1], "SET");
+                let not_deferrable =
+                    is_word(tok, "NOT") && t.get(i + 1).is_some_and(|n| is_word(n, "DEFERRABLE"));
+                if !after_set && !not_deferrable {
+                    end = i;
+                    break;
+                }
+            }
+            _ => {}
+        }
+    }
+    let before = slice(&stmt, 0, start);
+    let after = slice(&stmt, end, t.len());
+    Some(InlineReference {
+        definition: format!("{before} {after}").trim().to_owned(),
+        references: slice(&stmt, at, end),
+        name: named.then(|| match &t[at - 1].token {
+            Token::Word(w) if w.quote_style.is_some() => w.value.clone(),
+            Token::Word(w) => w.value.to_lowercase(),
+            _ => String::new(),
+        }),
+    })
+}
+
 /// Inserts `text` after token `index` of the statement (e.g. `CONCURRENTLY` after `INDEX`).
 pub fn insert_after(stmt: &Statement, index: usize, text: &str) -> String {
     let at = stmt.tokens[index].range.end;
@@ -207,6 +269,19 @@ mod tests {
         assert_eq!(set[1].0, "n");
         assert_eq!(filter.as_deref(), Some("id > 5"));
         assert!(update_parts(&stmt("UPDATE a SET x = b.x FROM b WHERE a.id = b.id")).is_none());
+    }
+
+    #[test]
+    fn takes_inline_references_apart() {
+        let r = split_inline_references(
+            "user_id bigint CONSTRAINT o_fk REFERENCES users (id) ON DELETE SET NULL NOT NULL",
+        )
+        .unwrap();
+        assert_eq!(r.definition, "user_id bigint NOT NULL");
+        assert_eq!(r.references, "REFERENCES users (id) ON DELETE SET NULL");
+        assert_eq!(r.name.as_deref(), Some("o_fk"));
+        let r = split_inline_references("user_id bigint REFERENCES users").unwrap();
+        assert_eq!((r.definition.as_str(), r.name), ("user_id bigint", None));
     }
 
     #[test]

@@ -33,6 +33,82 @@ pub fn plan(
     Ok(plan)
 }
 
+/// `ADD COLUMN c … REFERENCES t` cannot be added NOT VALID: the column is added on its own,
+/// then the foreign key NOT VALID and validated like any other.
+pub fn plan_inline(
+    cx: &OpCx,
+    action: &str,
+    column: &str,
+    references: &Name,
+) -> Result<OpPlan, String> {
+    let definition = action
+        .trim_start()
+        .get(3..)
+        .map(str::trim_start)
+        .map(|rest| {
+            if rest.to_uppercase().starts_with("COLUMN") {
+                rest[6..].trim_start()
+            } else {
+                rest
+            }
+        })
+        .unwrap_or_default();
+    let parts = crate::plan::text::split_inline_references(definition)
+        .ok_or("no REFERENCES clause found")?;
+    let upper = parts.definition.to_uppercase();
+    if [
+        "DEFAULT",
+        "NOT NULL",
+        "UNIQUE",
+        "PRIMARY",
+        "CHECK",
+        "GENERATED",
+    ]
+    .iter()
+    .any(|w| upper.contains(w))
+    {
+        return Err(format!(
+            "zdm splits ADD COLUMN {column} … REFERENCES only for a plain nullable column: write ADD COLUMN, then ADD CONSTRAINT … FOREIGN KEY … NOT VALID, as separate statements"
+        ));
+    }
+    let mut plan = OpPlan::undoable();
+    plan.expand.push(Step::tx(
+        format!(
+            "add {}.{column} without its foreign key (catalog only)",
+            cx.table
+        ),
+        alter(cx.table, &format!("ADD COLUMN {}", parts.definition)),
+        LockMode::AccessExclusive,
+        cx.table,
+    ));
+    let name = parts
+        .name
+        .unwrap_or_else(|| crate::sql::fit_name(&format!("{}_{column}_fkey", cx.table.name)));
+    let fk = format!(
+        "ADD CONSTRAINT {} FOREIGN KEY ({}) {}",
+        Ident(&name),
+        Ident(column),
+        parts.references
+    );
+    let rest = not_valid_then_validate(cx, &fk, &name, LockMode::ShareRowExclusive);
+    plan.expand.extend(rest.expand);
+    plan.down_expand.extend(rest.down_expand);
+    plan.down_expand.push(Step::tx(
+        format!("drop {}.{column}", cx.table),
+        alter(
+            cx.table,
+            &format!("DROP COLUMN IF EXISTS {}", Ident(column)),
+        ),
+        LockMode::AccessExclusive,
+        cx.table,
+    ));
+    plan.notes.push(format!(
+        "from expand on, every {column} written to {} must exist in {references}",
+        cx.table
+    ));
+    Ok(plan)
+}
+
 /// Gives an unnamed `ADD FOREIGN KEY/CHECK …` action the name PostgreSQL would, so the
 /// VALIDATE step can name it.
 pub fn named(action: &str, name: Option<&str>, default: &str) -> (String, String) {
@@ -90,6 +166,16 @@ pub fn not_valid_then_validate(cx: &OpCx, action: &str, name: &str, add_lock: Lo
 #[cfg(test)]
 mod tests {
     use crate::plan::testing::human;
+
+    #[test]
+    fn inline_references_are_split() {
+        let setup =
+            "CREATE TABLE users (id int PRIMARY KEY); CREATE TABLE orders (id int PRIMARY KEY);";
+        insta::assert_snapshot!(human(
+            setup,
+            "ALTER TABLE orders ADD COLUMN user_id int REFERENCES users (id) ON DELETE CASCADE;"
+        ));
+    }
 
     #[test]
     fn not_valid_then_validate() {
