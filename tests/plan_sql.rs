@@ -259,6 +259,17 @@ const SCENARIOS: &[Scenario] = &[
         ],
     },
     Scenario {
+        name: "update from another table, with an alias",
+        setup: "",
+        migration: "UPDATE users AS u SET plan = o.amount::text FROM orders o WHERE o.user_id = u.id AND u.id <= 1500;",
+        old_app: &["SELECT plan FROM users WHERE id = 1"],
+        new_app: &["SELECT plan FROM users WHERE id = 2"],
+        checks: &[
+            "SELECT bool_and(plan = id::text) FROM users WHERE id <= 1500",
+            "SELECT bool_and(plan IS NULL) FROM users WHERE id > 1500 AND id <= 2500",
+        ],
+    },
+    Scenario {
         name: "update backfill",
         setup: "",
         migration: "UPDATE users SET plan = 'free' WHERE plan IS NULL;",

@@ -311,7 +311,11 @@ fn combine_add_update_not_null(
 /// col END`, and the pass visits rows matching any of the conditions.
 fn merge_backfills(all: &mut Vec<Backfill>, new: Vec<Backfill>) {
     for mut b in new {
-        let Some(existing) = all.iter_mut().find(|a| a.table.key() == b.table.key()) else {
+        // An alias or a FROM list belongs to its own statement's expressions.
+        let Some(existing) = all
+            .iter_mut()
+            .find(|a| a.table.key() == b.table.key() && a.alias == b.alias && a.from == b.from)
+        else {
             all.push(b);
             continue;
         };

@@ -73,6 +73,10 @@ pub struct Backfill {
     pub set: Vec<Assignment>,
     /// Only rows matching this condition (an UPDATE's WHERE).
     pub filter: Option<String>,
+    /// The UPDATE's alias for the table and its FROM list, which the condition and the
+    /// expressions may use.
+    pub alias: Option<String>,
+    pub from: Option<String>,
 }
 
 /// A statement of the migration, as planned.

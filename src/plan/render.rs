@@ -104,13 +104,18 @@ fn backfill_summary(b: &Backfill) -> String {
         .map(|a| format!("{} = {}", a.column, a.expr))
         .collect::<Vec<_>>()
         .join(", ");
+    let from = b
+        .from
+        .as_deref()
+        .map(|f| format!(" from {f}"))
+        .unwrap_or_default();
     let filter = b
         .filter
         .as_deref()
         .map(|f| format!(" where {f}"))
         .unwrap_or_default();
     format!(
-        "{}: set {set}{filter}; in batches over ({})",
+        "{}: set {set}{from}{filter}; in batches over ({})",
         b.table,
         b.key.join(", ")
     )
@@ -256,12 +261,31 @@ fn backfill_sql(b: &Backfill) -> String {
             n = i + 1
         );
     }
+    // Columns of the updated table, qualified: a FROM list may have columns of the same name.
+    let qualifier = match &b.alias {
+        Some(alias) => alias.clone(),
+        None => Ident(&b.table.name).to_string(),
+    };
     let columns = b
         .set
         .iter()
-        .map(|a| Ident(&a.column).to_string())
+        .map(|a| format!("{qualifier}.{}", Ident(&a.column)))
         .collect::<Vec<_>>()
         .join(", ");
+    let qualified_keys = keys
+        .iter()
+        .map(|k| format!("{qualifier}.{k}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let target = match &b.alias {
+        Some(alias) => format!("{t} AS {alias}"),
+        None => t.clone(),
+    };
+    let from = b
+        .from
+        .as_deref()
+        .map(|f| format!("\n      FROM {f}"))
+        .unwrap_or_default();
     let values = b
         .set
         .iter()
@@ -280,7 +304,7 @@ fn backfill_sql(b: &Backfill) -> String {
         .map(|f| format!("\n        AND ({f})"))
         .unwrap_or_default();
     format!(
-        "-- backfill {summary}\nDO $zdm$\nDECLARE\n{declare}BEGIN\n  SELECT {key_list} INTO {max} FROM {t} ORDER BY {desc} LIMIT 1;\n  SELECT {key_list} INTO {next} FROM {t} ORDER BY {key_list} LIMIT 1;\n  WHILE next_1 IS NOT NULL LOOP\n    -- The sync triggers see this setting and do not copy the values back.\n    PERFORM set_config('zdm.backfill', 'on', true);\n    WITH keys AS (\n      SELECT {key_list} FROM {t}\n      WHERE ({key_list}) >= ({next}) AND ({key_list}) <= ({max})\n      ORDER BY {key_list} LIMIT {limit}\n    ), batch AS (\n      SELECT {key_list} FROM keys ORDER BY {key_list} LIMIT {batch}\n    ), updated AS (\n      UPDATE {t} SET {assignments}\n      WHERE ({key_list}) IN (SELECT {key_list} FROM batch){filter}\n        AND ({columns}) IS DISTINCT FROM ({values})\n    )\n    SELECT {key_list} INTO {next} FROM keys ORDER BY {key_list} OFFSET {batch} LIMIT 1;\n    COMMIT;\n  END LOOP;\nEND\n$zdm$;\n",
+        "-- backfill {summary}\nDO $zdm$\nDECLARE\n{declare}BEGIN\n  SELECT {key_list} INTO {max} FROM {t} ORDER BY {desc} LIMIT 1;\n  SELECT {key_list} INTO {next} FROM {t} ORDER BY {key_list} LIMIT 1;\n  WHILE next_1 IS NOT NULL LOOP\n    -- The sync triggers see this setting and do not copy the values back.\n    PERFORM set_config('zdm.backfill', 'on', true);\n    WITH keys AS (\n      SELECT {key_list} FROM {t}\n      WHERE ({key_list}) >= ({next}) AND ({key_list}) <= ({max})\n      ORDER BY {key_list} LIMIT {limit}\n    ), batch AS (\n      SELECT {key_list} FROM keys ORDER BY {key_list} LIMIT {batch}\n    ), updated AS (\n      UPDATE {target} SET {assignments}{from}\n      WHERE ({qualified_keys}) IN (SELECT {key_list} FROM batch){filter}\n        AND ({columns}) IS DISTINCT FROM ({values})\n    )\n    SELECT {key_list} INTO {next} FROM keys ORDER BY {key_list} OFFSET {batch} LIMIT 1;\n    COMMIT;\n  END LOOP;\nEND\n$zdm$;\n",
         summary = backfill_summary(b),
         limit = BATCH_SIZE + 1,
         batch = BATCH_SIZE,

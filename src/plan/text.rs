@@ -62,24 +62,42 @@ pub fn slice(stmt: &Statement, from: usize, to: usize) -> String {
     stmt.text[stmt.tokens[from].range.start..stmt.tokens[to - 1].range.end].to_owned()
 }
 
-/// An UPDATE's `column = expression` pairs and its WHERE condition, as written.
+/// An UPDATE's `column = expression` pairs, its WHERE condition, its alias and its FROM list,
+/// as written.
 pub struct UpdateParts {
     pub set: Vec<(String, String)>,
     pub filter: Option<String>,
+    pub alias: Option<String>,
+    pub from: Option<String>,
 }
 
-/// `UPDATE t SET a = x, b = y [WHERE cond]`: the assignments and the condition, as written.
-/// `None` for forms zdm does not batch (FROM, RETURNING, WHERE CURRENT OF).
+/// `UPDATE t [AS] [alias] SET a = x, b = y [FROM …] [WHERE cond]`: its parts, as written.
+/// `None` for forms zdm does not batch (WITH, RETURNING, WHERE CURRENT OF, `(a, b) = …`).
 pub fn update_parts(stmt: &Statement) -> Option<UpdateParts> {
     let t = &stmt.tokens;
+    if !is_word(t.first()?, "UPDATE") {
+        return None; // WITH … UPDATE
+    }
     let set = t.iter().position(|x| is_word(x, "SET"))?;
+    // UPDATE [ONLY] name [[AS] alias] SET
+    let mut i = if is_word(t.get(1)?, "ONLY") { 2 } else { 1 };
+    i += 1;
+    while i + 1 < set && matches!(t[i].token, Token::Period) {
+        i += 2;
+    }
+    if i < set && is_word(&t[i], "AS") {
+        i += 1;
+    }
+    let alias = (i < set).then(|| slice(stmt, i, set));
     let mut depth = 0i32;
+    let mut from_at = None;
     let mut where_at = None;
     for (i, tok) in t.iter().enumerate().skip(set + 1) {
         match tok.token {
             Token::LParen => depth += 1,
             Token::RParen => depth -= 1,
-            _ if depth == 0 && (is_word(tok, "FROM") || is_word(tok, "RETURNING")) => return None,
+            _ if depth == 0 && is_word(tok, "RETURNING") => return None,
+            _ if depth == 0 && is_word(tok, "FROM") && from_at.is_none() => from_at = Some(i),
             _ if depth == 0 && is_word(tok, "WHERE") => {
                 where_at = Some(i);
                 break;
@@ -88,10 +106,15 @@ pub fn update_parts(stmt: &Statement) -> Option<UpdateParts> {
         }
     }
     let end = where_at.unwrap_or(t.len());
+    let set_end = from_at.unwrap_or(end);
+    let from = from_at.map(|f| slice(stmt, f + 1, end));
     let mut assignments = Vec::new();
-    for part in split_top_level(stmt, set + 1, end) {
+    for part in split_top_level(stmt, set + 1, set_end) {
         let (column, expr) = part.split_once('=')?;
         let column = column.trim();
+        if column.starts_with('(') {
+            return None;
+        }
         // A quoted column keeps its case; a bare one folds to lower case.
         let column = match column.strip_prefix('"').and_then(|c| c.strip_suffix('"')) {
             Some(quoted) => quoted.replace("\"\"", "\""),
@@ -109,6 +132,8 @@ pub fn update_parts(stmt: &Statement) -> Option<UpdateParts> {
     Some(UpdateParts {
         set: assignments,
         filter,
+        alias,
+        from,
     })
 }
 
@@ -264,11 +289,19 @@ mod tests {
     #[test]
     fn reads_update_assignments_and_condition() {
         let s = stmt("UPDATE users SET \"Plan\" = coalesce(plan, 'free'), n = (a, b) WHERE id > 5");
-        let UpdateParts { set, filter } = update_parts(&s).unwrap();
+        let UpdateParts { set, filter, .. } = update_parts(&s).unwrap();
         assert_eq!(set[0], ("Plan".into(), "coalesce(plan, 'free')".into()));
         assert_eq!(set[1].0, "n");
         assert_eq!(filter.as_deref(), Some("id > 5"));
-        assert!(update_parts(&stmt("UPDATE a SET x = b.x FROM b WHERE a.id = b.id")).is_none());
+        let joined = update_parts(&stmt(
+            "UPDATE ONLY s.a AS x SET n = b.n FROM b WHERE x.id = b.id",
+        ))
+        .unwrap();
+        assert_eq!(joined.alias.as_deref(), Some("x"));
+        assert_eq!(joined.from.as_deref(), Some("b"));
+        assert_eq!(joined.filter.as_deref(), Some("x.id = b.id"));
+        assert!(update_parts(&stmt("UPDATE a SET x = 1 RETURNING id")).is_none());
+        assert!(update_parts(&stmt("UPDATE a SET (x, y) = (1, 2)")).is_none());
     }
 
     #[test]

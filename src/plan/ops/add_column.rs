@@ -103,6 +103,8 @@ pub fn plan(
             expr: value,
         }],
         filter: Some(format!("{col} IS NULL")),
+        alias: None,
+        from: None,
     });
     if column.not_null {
         let nn = super::set_not_null::steps(table, &column.name, cx.pg_version)?;

@@ -126,6 +126,8 @@ pub fn plan(cx: &OpCx, action: &str, column: &str, ty: &SqlType) -> Result<OpPla
             expr: expr.clone(),
         }],
         filter: None,
+        alias: None,
+        from: None,
     });
 
     // Indexes on the column, rebuilt on the shadow; renamed to the old names in the swap.

@@ -58,6 +58,8 @@ pub fn plan(cx: &OpCx, from: &str, to: &str) -> Result<OpPlan, String> {
             expr: old.to_string(),
         }],
         filter: None,
+        alias: None,
+        from: None,
     });
     plan.contract.push(Step::tx(
         format!(

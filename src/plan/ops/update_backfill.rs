@@ -12,8 +12,13 @@ use crate::parse::{ConstraintKind, Name};
 use crate::plan::text::{UpdateParts, update_parts};
 
 pub fn plan(cx: &OpCx) -> Result<OpPlan, String> {
-    let UpdateParts { set, filter } = update_parts(cx.stmt).ok_or(
-        "zdm batches `UPDATE t SET … [WHERE …]`; UPDATE … FROM, RETURNING and WHERE CURRENT OF are not batched: rewrite it as a plain UPDATE, or mark it `-- zdm:allow-locking -- reason`",
+    let UpdateParts {
+        set,
+        filter,
+        alias,
+        from,
+    } = update_parts(cx.stmt).ok_or(
+        "zdm batches `UPDATE t [AS a] SET … [FROM …] [WHERE …]`; WITH, RETURNING, WHERE CURRENT OF and `(a, b) = …` are not batched: rewrite it, or mark it `-- zdm:allow-locking -- reason`",
     )?;
     let key = batch_key(cx.catalog, cx.table)?;
     let mut plan = OpPlan::undoable();
@@ -40,6 +45,8 @@ pub fn plan(cx: &OpCx) -> Result<OpPlan, String> {
             .map(|(column, expr)| Assignment { column, expr })
             .collect(),
         filter,
+        alias,
+        from,
     });
     plan.notes.push(format!(
         "the backfill of {} is not undone by down; rows the old application writes during the rollout are not updated by it",
@@ -130,10 +137,10 @@ mod tests {
         );
         assert!(
             human(
-                "CREATE TABLE t (id int PRIMARY KEY, a int); CREATE TABLE u (id int, a int);",
-                "UPDATE t SET a = u.a FROM u WHERE t.id = u.id;"
+                "CREATE TABLE t (id int PRIMARY KEY, a int);",
+                "UPDATE t SET a = 1 RETURNING id;"
             )
-            .contains("UPDATE … FROM")
+            .contains("RETURNING")
         );
     }
 }
