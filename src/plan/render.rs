@@ -114,11 +114,13 @@ fn backfill_summary(b: &Backfill) -> String {
         .as_deref()
         .map(|f| format!(" where {f}"))
         .unwrap_or_default();
-    format!(
+    let summary = format!(
         "{}: set {set}{from}{filter}; in batches over ({})",
         b.table,
         b.key.join(", ")
-    )
+    );
+    // One line: it also heads the backfill in the SQL files as a `--` comment.
+    summary.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn markdown(plan: &MigrationPlan) -> String {
@@ -216,7 +218,12 @@ fn json_plan(p: &MigrationPlan) -> Value {
 fn steps_sql(steps: &[Step]) -> String {
     let mut out = String::new();
     for s in steps {
-        let _ = writeln!(out, "-- {}: {}", s.id, s.description);
+        let one_line = s
+            .description
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let _ = writeln!(out, "-- {}: {one_line}", s.id);
         if s.transaction {
             let _ = writeln!(
                 out,
