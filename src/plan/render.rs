@@ -240,80 +240,119 @@ fn steps_sql(steps: &[Step]) -> String {
     out
 }
 
+/// The parts of one backfill batch, shared by the SQL files and `zdm expand`.
+pub(crate) struct BatchParts {
+    pub table: String,
+    pub keys: Vec<String>,
+    pub key_list: String,
+    target: String,
+    assignments: String,
+    from: String,
+    qualified_keys: String,
+    filter: String,
+    columns: String,
+    values: String,
+}
+
+impl BatchParts {
+    pub fn new(b: &Backfill) -> BatchParts {
+        let table = Qualified(&b.table).to_string();
+        let keys: Vec<String> = b.key.iter().map(|k| Ident(k).to_string()).collect();
+        // Columns of the updated table, qualified: a FROM list may have columns of the same name.
+        let qualifier = match &b.alias {
+            Some(alias) => alias.clone(),
+            None => Ident(&b.table.name).to_string(),
+        };
+        let list = |items: Vec<String>| items.join(", ");
+        BatchParts {
+            key_list: keys.join(", "),
+            target: match &b.alias {
+                Some(alias) => format!("{table} AS {alias}"),
+                None => table.clone(),
+            },
+            assignments: list(
+                b.set
+                    .iter()
+                    .map(|a| format!("{} = {}", Ident(&a.column), a.expr))
+                    .collect(),
+            ),
+            from: b
+                .from
+                .as_deref()
+                .map(|f| format!("\n      FROM {f}"))
+                .unwrap_or_default(),
+            qualified_keys: list(keys.iter().map(|k| format!("{qualifier}.{k}")).collect()),
+            filter: b
+                .filter
+                .as_deref()
+                .map(|f| format!("\n        AND ({f})"))
+                .unwrap_or_default(),
+            columns: list(
+                b.set
+                    .iter()
+                    .map(|a| format!("{qualifier}.{}", Ident(&a.column)))
+                    .collect(),
+            ),
+            values: list(b.set.iter().map(|a| format!("({})", a.expr)).collect()),
+            table,
+            keys,
+        }
+    }
+
+    /// The CTEs of one batch: up to `batch + 1` keys from `lower` to `upper` (SQL row
+    /// expressions) read from the index, the first `batch` of them, and the UPDATE of those rows
+    /// that still differ. The extra key is where the next batch starts.
+    pub fn ctes(&self, lower: &str, upper: &str, batch: usize) -> String {
+        let BatchParts {
+            table: t,
+            key_list,
+            target,
+            assignments,
+            from,
+            qualified_keys,
+            filter,
+            columns,
+            values,
+            ..
+        } = self;
+        format!(
+            "WITH keys AS (\n      SELECT {key_list} FROM {t}\n      WHERE ({key_list}) >= ({lower}) AND ({key_list}) <= ({upper})\n      ORDER BY {key_list} LIMIT {limit}\n    ), batch AS (\n      SELECT {key_list} FROM keys ORDER BY {key_list} LIMIT {batch}\n    ), updated AS (\n      UPDATE {target} SET {assignments}{from}\n      WHERE ({qualified_keys}) IN (SELECT {key_list} FROM batch){filter}\n        AND ({columns}) IS DISTINCT FROM ({values})\n      RETURNING 1\n    )",
+            limit = batch + 1,
+        )
+    }
+}
+
 /// A backfill as a DO block that commits after each batch (PostgreSQL 11+ allows COMMIT in a
-/// DO block run outside a transaction). Keyset batches: each batch reads up to BATCH_SIZE + 1
-/// keys from the index, updates the first BATCH_SIZE where they still differ, and starts the
-/// next batch at the extra key; rows past the maximum key at start are the trigger's job.
+/// DO block run outside a transaction). Rows past the maximum key at start are the trigger's
+/// job.
 fn backfill_sql(b: &Backfill) -> String {
-    let t = Qualified(&b.table).to_string();
-    let keys: Vec<String> = b.key.iter().map(|k| Ident(k).to_string()).collect();
-    let key_list = keys.join(", ");
-    let desc = keys
+    let parts = BatchParts::new(b);
+    let (t, key_list) = (&parts.table, &parts.key_list);
+    let desc = parts
+        .keys
         .iter()
         .map(|k| format!("{k} DESC"))
         .collect::<Vec<_>>()
         .join(", ");
     let var = |prefix: &str| {
-        (1..=keys.len())
+        (1..=parts.keys.len())
             .map(|i| format!("{prefix}{i}"))
             .collect::<Vec<_>>()
             .join(", ")
     };
     let (next, max) = (var("next_"), var("max_"));
     let mut declare = String::new();
-    for (i, k) in keys.iter().enumerate() {
+    for (i, k) in parts.keys.iter().enumerate() {
         let _ = writeln!(
             declare,
             "  next_{n} {t}.{k}%TYPE;\n  max_{n} {t}.{k}%TYPE;",
             n = i + 1
         );
     }
-    // Columns of the updated table, qualified: a FROM list may have columns of the same name.
-    let qualifier = match &b.alias {
-        Some(alias) => alias.clone(),
-        None => Ident(&b.table.name).to_string(),
-    };
-    let columns = b
-        .set
-        .iter()
-        .map(|a| format!("{qualifier}.{}", Ident(&a.column)))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let qualified_keys = keys
-        .iter()
-        .map(|k| format!("{qualifier}.{k}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let target = match &b.alias {
-        Some(alias) => format!("{t} AS {alias}"),
-        None => t.clone(),
-    };
-    let from = b
-        .from
-        .as_deref()
-        .map(|f| format!("\n      FROM {f}"))
-        .unwrap_or_default();
-    let values = b
-        .set
-        .iter()
-        .map(|a| format!("({})", a.expr))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let assignments = b
-        .set
-        .iter()
-        .map(|a| format!("{} = {}", Ident(&a.column), a.expr))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let filter = b
-        .filter
-        .as_deref()
-        .map(|f| format!("\n        AND ({f})"))
-        .unwrap_or_default();
     format!(
-        "-- backfill {summary}\nDO $zdm$\nDECLARE\n{declare}BEGIN\n  SELECT {key_list} INTO {max} FROM {t} ORDER BY {desc} LIMIT 1;\n  SELECT {key_list} INTO {next} FROM {t} ORDER BY {key_list} LIMIT 1;\n  WHILE next_1 IS NOT NULL LOOP\n    -- The sync triggers see this setting and do not copy the values back.\n    PERFORM set_config('zdm.backfill', 'on', true);\n    WITH keys AS (\n      SELECT {key_list} FROM {t}\n      WHERE ({key_list}) >= ({next}) AND ({key_list}) <= ({max})\n      ORDER BY {key_list} LIMIT {limit}\n    ), batch AS (\n      SELECT {key_list} FROM keys ORDER BY {key_list} LIMIT {batch}\n    ), updated AS (\n      UPDATE {target} SET {assignments}{from}\n      WHERE ({qualified_keys}) IN (SELECT {key_list} FROM batch){filter}\n        AND ({columns}) IS DISTINCT FROM ({values})\n    )\n    SELECT {key_list} INTO {next} FROM keys ORDER BY {key_list} OFFSET {batch} LIMIT 1;\n    COMMIT;\n  END LOOP;\nEND\n$zdm$;\n",
+        "-- backfill {summary}\nDO $zdm$\nDECLARE\n{declare}BEGIN\n  SELECT {key_list} INTO {max} FROM {t} ORDER BY {desc} LIMIT 1;\n  SELECT {key_list} INTO {next} FROM {t} ORDER BY {key_list} LIMIT 1;\n  WHILE next_1 IS NOT NULL LOOP\n    -- The sync triggers see this setting and do not copy the values back.\n    PERFORM set_config('zdm.backfill', 'on', true);\n    {ctes}\n    SELECT {key_list} INTO {next} FROM keys ORDER BY {key_list} OFFSET {batch} LIMIT 1;\n    COMMIT;\n  END LOOP;\nEND\n$zdm$;\n",
         summary = backfill_summary(b),
-        limit = BATCH_SIZE + 1,
+        ctes = parts.ctes(&next, &max, BATCH_SIZE),
         batch = BATCH_SIZE,
     )
 }
