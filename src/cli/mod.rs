@@ -4,6 +4,7 @@
 mod lint;
 mod plan;
 mod rules;
+mod run;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,6 +54,14 @@ struct Cli {
 enum Command {
     Lint(lint::LintArgs),
     Plan(plan::PlanArgs),
+    /// Run the expand phase and the backfills of pending migrations
+    Expand(run::ExpandArgs),
+    /// Run the contract phase of expanded migrations
+    Contract(run::ContractArgs),
+    /// Show where each migration stands
+    Status(run::StatusArgs),
+    /// Undo the expand of migrations not yet contracted
+    Abort(run::AbortArgs),
     Rules(rules::RulesArgs),
     Explain(rules::ExplainArgs),
 }
@@ -66,10 +75,19 @@ pub fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { EXIT_ERROR } else { EXIT_OK });
         }
     };
-    init_logging(cli.verbose);
+    // Commands that change a database report each step they run.
+    let runs = matches!(
+        cli.command,
+        Command::Expand(_) | Command::Contract(_) | Command::Abort(_)
+    );
+    init_logging(cli.verbose, if runs { "info" } else { "warn" });
     let result = match &cli.command {
         Command::Lint(args) => lint::run(args, cli.config.as_deref()),
         Command::Plan(args) => plan::run(args, cli.config.as_deref()),
+        Command::Expand(args) => run::expand(args, cli.config.as_deref()),
+        Command::Contract(args) => run::contract(args, cli.config.as_deref()),
+        Command::Status(args) => run::status(args, cli.config.as_deref()),
+        Command::Abort(args) => run::abort(args, cli.config.as_deref()),
         Command::Rules(args) => rules::list(args),
         Command::Explain(args) => rules::explain(args),
     };
@@ -82,9 +100,9 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging(verbose: u8) {
+fn init_logging(verbose: u8, default: &str) {
     let level = match verbose {
-        0 => "warn",
+        0 => default,
         1 => "debug",
         _ => "trace",
     };
@@ -93,6 +111,7 @@ fn init_logging(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .without_time()
         .try_init();
 }

@@ -1,8 +1,11 @@
 //! Everything that talks to PostgreSQL. The rest of zdm is pure; this module turns a live
 //! database into the same types the offline pipeline uses.
 
+mod executor;
 mod introspect;
+mod state;
 
+pub use executor::{RunError, RunOptions, Runner, Status, status};
 pub use introspect::introspect;
 
 use tokio_postgres::{Client, NoTls};

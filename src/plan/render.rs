@@ -192,7 +192,7 @@ fn json_step(s: &Step) -> Value {
     })
 }
 
-fn json_plan(p: &MigrationPlan) -> Value {
+pub(crate) fn json_plan(p: &MigrationPlan) -> Value {
     json!({
         "id": p.id,
         "path": p.path,

@@ -1,0 +1,183 @@
+//! zdm's own bookkeeping in the `zdm` schema: one row per migration (checksum, the plan it was
+//! expanded with, status) and one per step (done or started, attempts, backfill cursor).
+//! Invariants are constraints, so a bug in zdm cannot record an impossible state.
+
+use tokio_postgres::{Client, GenericClient};
+
+/// The schema, created idempotently before any runner work.
+pub const SCHEMA: &str = "
+CREATE SCHEMA IF NOT EXISTS zdm;
+CREATE TABLE IF NOT EXISTS zdm.migrations (
+    id text PRIMARY KEY,
+    checksum text NOT NULL CHECK (checksum ~ '^[0-9a-f]{64}$'),
+    plan jsonb NOT NULL,
+    status text NOT NULL CHECK (status IN ('expanding', 'expanded', 'contracting', 'done', 'aborting', 'aborted', 'failed')),
+    phase text NOT NULL CHECK (phase IN ('expand', 'contract', 'abort')),
+    last_error text,
+    zdm_version text NOT NULL,
+    started_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    CHECK (status <> 'failed' OR last_error IS NOT NULL)
+);
+CREATE TABLE IF NOT EXISTS zdm.steps (
+    migration_id text NOT NULL REFERENCES zdm.migrations (id) ON DELETE CASCADE,
+    step_id text NOT NULL,
+    status text NOT NULL CHECK (status IN ('started', 'done')),
+    attempts integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    cursor jsonb,
+    rows_done bigint NOT NULL DEFAULT 0 CHECK (rows_done >= 0),
+    last_error text,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (migration_id, step_id)
+);
+";
+
+/// A migration's recorded state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationState {
+    pub id: String,
+    pub checksum: String,
+    pub status: String,
+    pub phase: String,
+    pub last_error: Option<String>,
+    pub plan: serde_json::Value,
+}
+
+pub async fn ensure_schema(client: &Client) -> Result<(), tokio_postgres::Error> {
+    client.batch_execute(SCHEMA).await
+}
+
+pub async fn load(client: &Client) -> Result<Vec<MigrationState>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT id, checksum, status, phase, last_error, plan FROM zdm.migrations ORDER BY id",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| MigrationState {
+            id: r.get(0),
+            checksum: r.get(1),
+            status: r.get(2),
+            phase: r.get(3),
+            last_error: r.get(4),
+            plan: r.get(5),
+        })
+        .collect())
+}
+
+/// Records a migration's status (inserting it the first time).
+pub async fn set_status(
+    client: &impl GenericClient,
+    id: &str,
+    checksum: &str,
+    plan: &serde_json::Value,
+    status: &str,
+    phase: &str,
+    error: Option<&str>,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "INSERT INTO zdm.migrations (id, checksum, plan, status, phase, last_error, zdm_version)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (id) DO UPDATE SET checksum = $2, plan = $3, status = $4, phase = $5,
+                 last_error = $6, zdm_version = $7, updated_at = now()",
+            &[&id, &checksum, plan, &status, &phase, &error, &env!("CARGO_PKG_VERSION")],
+        )
+        .await?;
+    Ok(())
+}
+
+/// The status of a step, if it was recorded.
+pub async fn step_status(
+    client: &Client,
+    migration: &str,
+    step: &str,
+) -> Result<Option<String>, tokio_postgres::Error> {
+    Ok(client
+        .query_opt(
+            "SELECT status FROM zdm.steps WHERE migration_id = $1 AND step_id = $2",
+            &[&migration, &step],
+        )
+        .await?
+        .map(|r| r.get(0)))
+}
+
+/// Records a step's status; inside a step's own transaction for transactional steps.
+pub async fn set_step(
+    client: &impl GenericClient,
+    migration: &str,
+    step: &str,
+    status: &str,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "INSERT INTO zdm.steps (migration_id, step_id, status) VALUES ($1, $2, $3)
+             ON CONFLICT (migration_id, step_id) DO UPDATE SET status = $3, updated_at = now()",
+            &[&migration, &step, &status],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Counts a failed attempt and keeps its error.
+pub async fn record_attempt(
+    client: &Client,
+    migration: &str,
+    step: &str,
+    error: &str,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "INSERT INTO zdm.steps (migration_id, step_id, status, attempts, last_error) VALUES ($1, $2, 'started', 1, $3)
+             ON CONFLICT (migration_id, step_id) DO UPDATE SET attempts = zdm.steps.attempts + 1, last_error = $3, updated_at = now()",
+            &[&migration, &step, &error],
+        )
+        .await?;
+    Ok(())
+}
+
+/// The saved cursor of a backfill step.
+pub async fn cursor(
+    client: &Client,
+    migration: &str,
+    step: &str,
+) -> Result<Option<serde_json::Value>, tokio_postgres::Error> {
+    Ok(client
+        .query_opt(
+            "SELECT cursor FROM zdm.steps WHERE migration_id = $1 AND step_id = $2",
+            &[&migration, &step],
+        )
+        .await?
+        .and_then(|r| r.get(0)))
+}
+
+/// Saves a backfill's cursor; called in the same transaction as the batch it follows.
+pub async fn save_cursor(
+    client: &impl GenericClient,
+    migration: &str,
+    step: &str,
+    cursor: &serde_json::Value,
+    rows: i64,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "INSERT INTO zdm.steps (migration_id, step_id, status, cursor, rows_done) VALUES ($1, $2, 'started', $3, $4)
+             ON CONFLICT (migration_id, step_id) DO UPDATE SET cursor = $3, rows_done = zdm.steps.rows_done + $4, updated_at = now()",
+            &[&migration, &step, cursor, &rows],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Forgets the steps of a phase (after abort, so a new expand starts afresh).
+pub async fn clear_steps(client: &Client, migration: &str) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "DELETE FROM zdm.steps WHERE migration_id = $1",
+            &[&migration],
+        )
+        .await?;
+    Ok(())
+}
