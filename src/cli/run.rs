@@ -69,11 +69,19 @@ pub struct StatusArgs {
 }
 
 /// Plans the directory (offline, as `zdm plan` shows it) and connects.
-fn prepare(
-    target: &Target,
-    config_path: Option<&std::path::Path>,
-) -> anyhow::Result<(Vec<MigrationPlan>, tokio::runtime::Runtime, RunOptions)> {
-    let config = Config::load(config_path, None)?;
+fn prepare(target: &Target, config_path: Option<&std::path::Path>) -> anyhow::Result<Prepared> {
+    let mut config = Config::load(config_path, None)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    // The server's version decides the lock facts the plans rely on.
+    config.lint.pg_version = runtime.block_on(async {
+        let client = db::connect(&target.database_url).await?;
+        db::server_major_version(&client)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot read the server version: {}", db::message(&e)))
+    })?;
     let dir = target
         .dir
         .clone()
@@ -82,15 +90,26 @@ fn prepare(
     let set = MigrationSet::load(&dir)?;
     // Every migration is planned in full before anything runs.
     let plans = plan_set(&set, &config.lint, None)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
     let options = RunOptions {
         lock_timeout: Duration::from_millis(target.lock_timeout),
         ..RunOptions::default()
     };
     Ok((plans, runtime, options))
+}
+
+type Prepared = (Vec<MigrationPlan>, tokio::runtime::Runtime, RunOptions);
+
+/// A migration that cannot be planned is reported like `zdm plan` does (exit 1), not as a
+/// runtime error.
+fn prepared(result: anyhow::Result<Prepared>) -> anyhow::Result<Option<Prepared>> {
+    match result {
+        Ok(p) => Ok(Some(p)),
+        Err(e) if e.downcast_ref::<crate::plan::PlanError>().is_some() => {
+            eprintln!("error: {e}");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 pub fn expand(args: &ExpandArgs, config: Option<&std::path::Path>) -> anyhow::Result<u8> {
@@ -106,7 +125,9 @@ pub fn abort(args: &AbortArgs, config: Option<&std::path::Path>) -> anyhow::Resu
 }
 
 fn run(target: &Target, config: Option<&std::path::Path>, what: &str) -> anyhow::Result<u8> {
-    let (plans, runtime, options) = prepare(target, config)?;
+    let Some((plans, runtime, options)) = prepared(prepare(target, config))? else {
+        return Ok(EXIT_FINDINGS);
+    };
     runtime.block_on(async {
         let mut client = db::connect(&target.database_url).await?;
         let mut runner = Runner::start(&mut client, options).await?;
@@ -136,7 +157,9 @@ fn run(target: &Target, config: Option<&std::path::Path>, what: &str) -> anyhow:
 }
 
 pub fn status(args: &StatusArgs, config: Option<&std::path::Path>) -> anyhow::Result<u8> {
-    let (plans, runtime, _) = prepare(&args.target, config)?;
+    let Some((plans, runtime, _)) = prepared(prepare(&args.target, config))? else {
+        return Ok(EXIT_FINDINGS);
+    };
     let statuses = runtime.block_on(async {
         let client = db::connect(&args.target.database_url).await?;
         anyhow::Ok(db::status(&client, &plans).await?)
