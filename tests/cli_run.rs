@@ -41,7 +41,7 @@ fn expand_gate_contract_on_the_example() {
     zdm(&url).args(["status", "--check", dir]).assert().code(1);
     zdm(&url).args(["contract", dir]).assert().code(0);
     let out = zdm(&url)
-        .args(["status", "--json", "--check", dir])
+        .args(["status", "--format", "json", "--check", dir])
         .assert()
         .code(0)
         .get_output()

@@ -60,7 +60,7 @@ fn lifecycle_abort_resume_and_refusals() {
         // A second runner is refused at once.
         let mut other = zdm::db::connect(&url).await.unwrap();
         match Runner::start(&mut other, RunOptions::default()).await {
-            Err(RunError::Busy { pid }) => assert!(pid.is_some()),
+            Err(RunError::Busy { pid, .. }) => assert!(pid.is_some()),
             Err(e) => panic!("expected Busy, got {e}"),
             Ok(_) => panic!("expected Busy, got a second runner"),
         }

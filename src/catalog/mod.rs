@@ -27,6 +27,9 @@ pub struct Table {
     pub columns: Vec<Column>,
     pub constraints: Vec<Constraint>,
     pub partitioned: bool,
+    /// Every column and constraint is known: the table was created by a replayed migration or
+    /// read from a database, not only seen in later ALTERs.
+    pub complete: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -208,6 +211,7 @@ impl Catalog {
             } => {
                 let mut table = Table {
                     partitioned: *partitioned,
+                    complete: true,
                     ..Table::default()
                 };
                 for c in columns {

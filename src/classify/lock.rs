@@ -111,9 +111,28 @@ impl fmt::Display for LockMode {
     }
 }
 
+impl std::str::FromStr for LockMode {
+    type Err = ();
+
+    /// Reads back what `Display` writes (plans recorded as JSON carry it).
+    fn from_str(s: &str) -> Result<LockMode, ()> {
+        LockMode::ALL
+            .into_iter()
+            .find(|m| m.to_string() == s)
+            .ok_or(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn display_reads_back() {
+        for mode in LockMode::ALL {
+            assert_eq!(mode.to_string().parse::<LockMode>(), Ok(mode));
+        }
+    }
 
     #[test]
     fn conflict_table_is_symmetric() {

@@ -4,13 +4,21 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 use super::{EXIT_FINDINGS, EXIT_OK};
 use crate::config::Config;
-use crate::db::{self, RunOptions, Runner};
+use crate::db::{self, BackfillOptions, ConnectOptions, ProcessEnv, RunError, RunOptions, Runner};
 use crate::plan::{MigrationPlan, plan_set};
 use crate::source::MigrationSet;
+
+/// Exit code of a run stopped by SIGINT or SIGTERM (128 + SIGINT, as shells report it).
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+const CONNECTION_HELP: &str = "\
+Connection: --database-url or DATABASE_URL (a libpq URL or key=value string), completed by
+PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, PGSSLMODE, PGSSLROOTCERT and ~/.pgpass
+(PGPASSFILE); sslmode disable, allow, prefer (the default), require, verify-ca or verify-full.";
 
 /// Where the migrations are and which database to run them on
 #[derive(Debug, Args)]
@@ -18,135 +26,261 @@ pub struct Target {
     /// The migrations directory [default: `migrations` from zdm.toml, else ./migrations]
     #[arg(value_name = "DIR")]
     dir: Option<PathBuf>,
-    /// The database (libpq URL or key=value string)
+    /// The database (libpq URL or key=value string); PG* variables fill in what it leaves out
     #[arg(long, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
-    database_url: String,
-    /// The longest a step may wait for a lock, in milliseconds
+    database_url: Option<String>,
+}
+
+/// How a run treats the live database
+#[derive(Debug, Args)]
+pub struct Pace {
+    /// The longest a step may wait for a lock, in milliseconds; application queries queued
+    /// behind zdm's lock request wait at most this long
     #[arg(long, value_name = "MS", default_value_t = 1000)]
     lock_timeout: u64,
+    /// The lock wait of CONCURRENTLY steps [default: --lock-timeout]; their lock blocks no
+    /// application query, so it can be raised where long transactions keep index builds waiting
+    #[arg(long, value_name = "MS")]
+    concurrent_lock_timeout: Option<u64>,
+    /// The longest one statement may run, in milliseconds (0: no limit)
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    statement_timeout: u64,
+    /// Attempts of a step that times out on a lock or deadlocks before it fails
+    #[arg(long, value_name = "N", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..))]
+    max_attempts: u32,
+    /// Rows in the first backfill batch
+    #[arg(long, value_name = "ROWS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    batch_size: u64,
+    /// Adapt the batch size so a batch takes about this long (0: keep --batch-size); a batch
+    /// holds its rows' locks until it commits
+    #[arg(long, value_name = "MS", default_value_t = 200)]
+    batch_time: u64,
+    /// The largest batch the adaptation may reach
+    #[arg(long, value_name = "ROWS", default_value_t = 50_000)]
+    max_batch_size: u64,
+    /// Backfill at most this many rows per second
+    #[arg(long, value_name = "ROWS")]
+    max_rows_per_second: Option<u64>,
+    /// Pause after each backfill batch, in milliseconds
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    batch_pause: u64,
+    /// Hold the backfill while a standby's replay lag exceeds this, in milliseconds
+    #[arg(long, value_name = "MS")]
+    max_replication_lag: Option<u64>,
+}
+
+impl Pace {
+    fn options(&self) -> RunOptions {
+        let ms = Duration::from_millis;
+        RunOptions {
+            lock_timeout: ms(self.lock_timeout),
+            concurrent_lock_timeout: self.concurrent_lock_timeout.map(ms),
+            statement_timeout: ms(self.statement_timeout),
+            max_attempts: self.max_attempts,
+            backfill: BackfillOptions {
+                batch_size: self.batch_size,
+                target_batch_time: ms(self.batch_time),
+                max_batch_size: self.max_batch_size.max(self.batch_size),
+                max_rows_per_second: self.max_rows_per_second,
+                pause: ms(self.batch_pause),
+                max_replication_lag: self.max_replication_lag.map(ms),
+            },
+            stop: db::Stop::default(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
-#[command(
-    after_help = "Example:\n  DATABASE_URL=postgres://app@db/prod zdm expand migrations/\n\nRuns the expand steps and the backfills of every migration not yet expanded; the old\napplication keeps working. Resumes where a failed or killed run stopped.\nExit codes: 0 done, 1 a step failed (the migration is marked failed), 2 usage or connection error."
-)]
+#[command(after_help = format!("Examples:
+  DATABASE_URL=postgres://app@db/prod zdm expand migrations/
+  zdm expand --max-rows-per-second 5000 --batch-pause 50 migrations/   gentler backfills
+
+Runs the expand steps and the backfills of every migration not yet expanded, in order; the
+old application keeps working and the new one can start. Resumes where a failed, stopped or
+killed run ended. Stops before a migration that needs an earlier one's contract.
+SIGINT/SIGTERM stop after the current batch or step (a second one stops at once).
+
+{CONNECTION_HELP}
+
+Exit codes: 0 done, 1 a step failed (the migration is marked failed: run expand again to
+resume, or abort) or a migration cannot be planned, 2 usage, connection or state error,
+130 stopped on request."))]
 pub struct ExpandArgs {
     #[command(flatten)]
     target: Target,
+    #[command(flatten)]
+    pace: Pace,
 }
 
 #[derive(Debug, Args)]
-#[command(
-    after_help = "Example:\n  zdm contract migrations/      after every instance runs the new application"
-)]
+#[command(after_help = format!("Example:
+  zdm contract migrations/      after every instance runs the new application
+
+Runs the contract steps of every expanded migration, in order, exactly as planned when it was
+expanded.
+
+{CONNECTION_HELP}
+
+Exit codes: 0 done, 1 a step failed, 2 usage, connection or state error, 130 stopped."))]
 pub struct ContractArgs {
     #[command(flatten)]
     target: Target,
+    #[command(flatten)]
+    pace: Pace,
 }
 
 #[derive(Debug, Args)]
-#[command(
-    after_help = "Example:\n  zdm abort migrations/         undo the expand of migrations not yet contracted"
-)]
+#[command(after_help = format!("Example:
+  zdm abort migrations/         undo the expand of migrations not yet contracted
+
+Undoes, newest first, the expand of every migration that is expanding, expanded or failed in
+expand, leaving the schema the old application expects.
+
+{CONNECTION_HELP}
+
+Exit codes: 0 done, 1 a step failed, 2 usage, connection or state error, 130 stopped."))]
 pub struct AbortArgs {
     #[command(flatten)]
     target: Target,
+    #[command(flatten)]
+    pace: Pace,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusFormat {
+    Human,
+    Json,
 }
 
 #[derive(Debug, Args)]
-#[command(
-    after_help = "Examples:\n  zdm status migrations/\n  zdm status --check migrations/     exit 1 unless every migration is done (deploy gates)"
-)]
+#[command(after_help = format!("Examples:
+  zdm status migrations/
+  zdm status --check migrations/              exit 1 unless every migration is done
+  zdm status --format json migrations/ | jq .
+
+{CONNECTION_HELP}
+
+Exit codes: 0 (with --check: everything is done), 1 with --check: something is not done or a
+file changed after it was applied, 2 usage or connection error."))]
 pub struct StatusArgs {
     #[command(flatten)]
     target: Target,
-    /// Print JSON
-    #[arg(long)]
-    json: bool,
-    /// Exit 1 unless every migration in DIR is done
+    #[arg(long, value_enum, default_value_t = StatusFormat::Human)]
+    format: StatusFormat,
+    /// Exit 1 unless every migration in DIR is done (deploy gates, readiness probes)
     #[arg(long)]
     check: bool,
 }
 
-/// Plans the directory (offline, as `zdm plan` shows it) and connects.
-fn prepare(target: &Target, config_path: Option<&std::path::Path>) -> anyhow::Result<Prepared> {
+/// Everything a command needs before it touches the database: the plans of every migration
+/// (read and planned in full first) and a runtime with a connection.
+struct Prepared {
+    plans: Vec<MigrationPlan>,
+    runtime: tokio::runtime::Runtime,
+    connection: ConnectOptions,
+}
+
+/// Plans the directory offline, as `zdm plan` shows it, for the server's version.
+/// `Ok(None)`: a migration cannot be planned, already reported like `zdm plan` does (exit 1).
+fn prepare(
+    target: &Target,
+    config_path: Option<&std::path::Path>,
+) -> anyhow::Result<Option<Prepared>> {
     let mut config = Config::load(config_path, None)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    // The server's version decides the lock facts the plans rely on.
-    config.lint.pg_version = runtime.block_on(async {
-        let client = db::connect(&target.database_url).await?;
-        db::server_major_version(&client)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot read the server version: {}", db::message(&e)))
-    })?;
     let dir = target
         .dir
         .clone()
         .or(config.migrations.clone())
         .unwrap_or_else(|| PathBuf::from("migrations"));
     let set = MigrationSet::load(&dir)?;
+    let connection = ConnectOptions::resolve(target.database_url.as_deref(), &ProcessEnv)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    // The server's version decides the lock facts the plans rely on.
+    config.lint.pg_version = runtime.block_on(async {
+        let client = connection.connect().await?;
+        db::server_major_version(&client).await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot read the server version of {}: {}",
+                connection.target,
+                db::message(&e)
+            )
+        })
+    })?;
     // Every migration is planned in full before anything runs.
-    let plans = plan_set(&set, &config.lint, None)?;
-    let options = RunOptions {
-        lock_timeout: Duration::from_millis(target.lock_timeout),
-        ..RunOptions::default()
-    };
-    Ok((plans, runtime, options))
-}
-
-type Prepared = (Vec<MigrationPlan>, tokio::runtime::Runtime, RunOptions);
-
-/// A migration that cannot be planned is reported like `zdm plan` does (exit 1), not as a
-/// runtime error.
-fn prepared(result: anyhow::Result<Prepared>) -> anyhow::Result<Option<Prepared>> {
-    match result {
-        Ok(p) => Ok(Some(p)),
-        Err(e) if e.downcast_ref::<crate::plan::PlanError>().is_some() => {
+    match plan_set(&set, &config.lint, None) {
+        Ok(plans) => Ok(Some(Prepared {
+            plans,
+            runtime,
+            connection,
+        })),
+        Err(e) => {
             eprintln!("error: {e}");
             Ok(None)
         }
-        Err(e) => Err(e),
     }
 }
 
+#[derive(Debug, Clone, Copy)]
+enum Command {
+    Expand,
+    Contract,
+    Abort,
+}
+
 pub fn expand(args: &ExpandArgs, config: Option<&std::path::Path>) -> anyhow::Result<u8> {
-    run(&args.target, config, "expand")
+    run(&args.target, &args.pace, config, Command::Expand)
 }
 
 pub fn contract(args: &ContractArgs, config: Option<&std::path::Path>) -> anyhow::Result<u8> {
-    run(&args.target, config, "contract")
+    run(&args.target, &args.pace, config, Command::Contract)
 }
 
 pub fn abort(args: &AbortArgs, config: Option<&std::path::Path>) -> anyhow::Result<u8> {
-    run(&args.target, config, "abort")
+    run(&args.target, &args.pace, config, Command::Abort)
 }
 
-fn run(target: &Target, config: Option<&std::path::Path>, what: &str) -> anyhow::Result<u8> {
-    let Some((plans, runtime, options)) = prepared(prepare(target, config))? else {
+fn run(
+    target: &Target,
+    pace: &Pace,
+    config: Option<&std::path::Path>,
+    command: Command,
+) -> anyhow::Result<u8> {
+    let Some(prepared) = prepare(target, config)? else {
         return Ok(EXIT_FINDINGS);
     };
-    runtime.block_on(async {
-        let mut client = db::connect(&target.database_url).await?;
+    let options = pace.options();
+    let stop = options.stop.clone();
+    prepared.runtime.block_on(async {
+        stop_on_signals(stop);
+        let mut client = prepared.connection.connect().await?;
         let mut runner = Runner::start(&mut client, options).await?;
-        let result = match what {
-            "expand" => runner.expand(&plans).await,
-            "contract" => runner.contract(&plans).await,
-            _ => runner.abort(&plans).await,
+        let plans = &prepared.plans;
+        let (result, verb) = match command {
+            Command::Expand => (runner.expand(plans).await, "expand"),
+            Command::Contract => (runner.contract(plans).await, "contract"),
+            Command::Abort => (runner.abort(plans).await, "abort"),
         };
         match result {
             Ok(done) => {
                 if done.is_empty() {
-                    println!("nothing to {what}");
+                    println!("nothing to {verb}");
+                }
+                for id in done {
+                    println!("{id}: {}", past(verb));
                 }
                 Ok(EXIT_OK)
             }
+            Err(e @ RunError::Interrupted { .. }) => {
+                eprintln!("error: {e}");
+                Ok(EXIT_INTERRUPTED)
+            }
             Err(
-                e @ (db::RunError::Step { .. }
-                | db::RunError::NeedsContract { .. }
-                | db::RunError::WrongState { .. }),
+                e @ (RunError::Step { .. }
+                | RunError::NeedsContract { .. }
+                | RunError::WrongState { .. }),
             ) => {
                 eprintln!("error: {e}");
                 Ok(EXIT_FINDINGS)
@@ -156,38 +290,98 @@ fn run(target: &Target, config: Option<&std::path::Path>, what: &str) -> anyhow:
     })
 }
 
+fn past(verb: &str) -> &'static str {
+    match verb {
+        "expand" => "expanded",
+        "contract" => "contracted",
+        _ => "aborted",
+    }
+}
+
+/// SIGINT and SIGTERM ask the runner to stop after its current batch or step; a second one
+/// ends the process at once, which is safe too: every step and batch commits with its state.
+fn stop_on_signals(stop: db::Stop) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut int), Ok(mut term)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
+                return;
+            };
+            for n in 0.. {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+                if n > 0 {
+                    eprintln!("stopping now; the next run resumes");
+                    std::process::exit(EXIT_INTERRUPTED.into());
+                }
+                tracing::warn!("stopping after the current batch or step (again to stop at once)");
+                stop.request();
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                stop.request();
+            }
+        }
+    });
+}
+
 pub fn status(args: &StatusArgs, config: Option<&std::path::Path>) -> anyhow::Result<u8> {
-    let Some((plans, runtime, _)) = prepared(prepare(&args.target, config))? else {
+    let Some(prepared) = prepare(&args.target, config)? else {
         return Ok(EXIT_FINDINGS);
     };
-    let statuses = runtime.block_on(async {
-        let client = db::connect(&args.target.database_url).await?;
-        anyhow::Ok(db::status(&client, &plans).await?)
+    let statuses = prepared.runtime.block_on(async {
+        let client = prepared.connection.connect().await?;
+        anyhow::Ok(db::status(&client, &prepared.plans).await?)
     })?;
-    if args.json {
-        let v: Vec<_> = statuses
-            .iter()
-            .map(|s| {
-                serde_json::json!({"id": s.id, "status": s.status, "phase": s.phase,
-                    "last_error": s.last_error, "backfilled_rows": s.backfilled_rows})
-            })
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
-    } else {
-        for s in &statuses {
-            let error = s
-                .last_error
-                .as_deref()
-                .map(|e| format!("  ({e})"))
-                .unwrap_or_default();
-            println!(
-                "{:<40} {:<12} {:>10} rows backfilled{error}",
-                s.id, s.status, s.backfilled_rows
-            );
+    match args.format {
+        StatusFormat::Json => {
+            let v: Vec<_> = statuses
+                .iter()
+                .map(|s| {
+                    serde_json::json!({"id": s.id, "status": s.status, "phase": s.phase,
+                        "edited": s.edited, "last_error": s.last_error,
+                        "backfilled_rows": s.backfilled_rows,
+                        "current_step": s.current_step.as_ref().map(|c| serde_json::json!({
+                            "id": c.id, "description": c.description, "status": c.status,
+                            "attempts": c.attempts, "last_error": c.last_error})),
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        StatusFormat::Human => {
+            for s in &statuses {
+                let edited = if s.edited {
+                    "  (file changed after it was applied)"
+                } else {
+                    ""
+                };
+                println!(
+                    "{:<40} {:<12} {:>10} rows backfilled{edited}",
+                    s.id, s.status, s.backfilled_rows
+                );
+                if let Some(step) = &s.current_step {
+                    println!(
+                        "    {} {}: {} ({} attempt(s))",
+                        step.status, step.id, step.description, step.attempts
+                    );
+                }
+                if let Some(e) = s.last_error.as_deref() {
+                    println!("    error: {e}");
+                }
+            }
         }
     }
-    let all_done = statuses.iter().all(|s| s.status == "done");
-    Ok(if args.check && !all_done {
+    let ready = statuses.iter().all(|s| s.status == "done" && !s.edited);
+    Ok(if args.check && !ready {
         EXIT_FINDINGS
     } else {
         EXIT_OK

@@ -8,49 +8,102 @@
 //! serialization failures are retried with jittered exponential backoff.
 
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
+use super::backfill::{BackfillOptions, BackfillRun};
 use super::{message, state};
 use crate::parse::{Change, parse_statement};
-use crate::plan::render::BatchParts;
 use crate::plan::{Backfill, MigrationPlan, Step};
 use crate::source::split_statements;
 
 /// The key of zdm's advisory lock: one runner per database.
 const RUNNER_LOCK: i64 = 0x7a64_6d5f_6c6f_636b; // "zdm_lock"
 
+/// The `application_name` of a runner's session. A session of that name still running after
+/// a new runner took the lock was left by a killed runner, and is ended.
+pub const RUNNER_APPLICATION: &str = "zdm runner";
+
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     /// The longest any step waits for a lock; a queued ACCESS EXCLUSIVE request blocks every
     /// later query on its table, so this is also the longest the application can be held up.
     pub lock_timeout: Duration,
-    /// The longest one transactional statement may run (0: no limit).
+    /// The lock wait of CONCURRENTLY steps, which also wait for every older transaction to
+    /// end. Their SHARE UPDATE EXCLUSIVE lock blocks no application query, so this may be
+    /// raised on databases with long transactions; by default it is `lock_timeout`.
+    pub concurrent_lock_timeout: Option<Duration>,
+    /// The longest one statement may run (zero: no limit).
     pub statement_timeout: Duration,
     /// Attempts of a step whose lock is not granted (or that deadlocks) before giving up.
     pub max_attempts: u32,
-    pub batch_size: usize,
+    pub backfill: BackfillOptions,
+    pub stop: Stop,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
             lock_timeout: Duration::from_secs(1),
+            concurrent_lock_timeout: None,
             statement_timeout: Duration::ZERO,
             max_attempts: 6,
-            batch_size: 1000,
+            backfill: BackfillOptions::default(),
+            stop: Stop::default(),
         }
+    }
+}
+
+/// The phase a runner is in, for what a failure message advises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Expand,
+    Contract,
+    Abort,
+}
+
+impl Phase {
+    fn advice(self) -> &'static str {
+        match self {
+            Phase::Expand => "fix the cause, then `zdm expand` resumes it; `zdm abort` undoes it",
+            Phase::Contract => "fix the cause, then `zdm contract` resumes it",
+            Phase::Abort => {
+                "fix the cause (an undo may need data the new application did not write), then run `zdm abort` again; `zdm expand` goes forward instead"
+            }
+        }
+    }
+}
+
+/// A request to stop after the current batch or step (SIGINT, SIGTERM).
+#[derive(Debug, Clone, Default)]
+pub struct Stop(Arc<AtomicBool>);
+
+impl Stop {
+    pub fn request(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn requested(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
     }
 }
 
 /// Why a run stopped. Each variant says what the user does next.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("another zdm runner is working on this database{}; wait for it to finish", .pid.map(|p| format!(" (backend pid {p})")).unwrap_or_default())]
-    Busy { pid: Option<i32> },
+    #[error(
+        "another zdm runner is working on this database{}; wait for it to finish (a session left by a killed runner ends when its statement does, or with `SELECT pg_terminate_backend(pid)`)",
+        .holder.as_deref().map(|h| format!(" ({h})")).unwrap_or_default()
+    )]
+    Busy {
+        pid: Option<i32>,
+        holder: Option<String>,
+    },
     #[error(
         "{path}: the migration changed after it was applied (checksum {recorded}, now {current}); restore the file or write a new migration; nothing was run"
     )]
@@ -60,13 +113,15 @@ pub enum RunError {
         current: String,
     },
     #[error(
-        "{migration}: {step} failed after {attempts} attempt(s): {message}; the migration is marked failed: `zdm expand` resumes it, `zdm abort` undoes it"
+        "{migration}: {step} failed after {attempts} attempt(s): {message}; the migration is marked failed: {}",
+        .phase.advice()
     )]
     Step {
         migration: String,
         step: String,
         attempts: u32,
         message: String,
+        phase: Phase,
     },
     #[error(
         "{migration}: expanding it needs the contract of {earlier} first (both change {table}); run `zdm contract`, then `zdm expand` again"
@@ -82,6 +137,13 @@ pub enum RunError {
         status: String,
         what: String,
     },
+    #[error(
+        "{migration}: stopped on request; its state is saved: run the same command again to resume, or `zdm abort` to undo"
+    )]
+    Interrupted { migration: String },
+    /// A backfill batch failed; the runner retries it or reports it as a failed `Step`.
+    #[error("backfill batch failed: {}", message(.0))]
+    Batch(tokio_postgres::Error),
     #[error("database error: {0}")]
     Db(String),
 }
@@ -101,12 +163,27 @@ pub struct Status {
     pub phase: Option<String>,
     pub last_error: Option<String>,
     pub backfilled_rows: i64,
+    /// The step in progress (or that failed), with its description, attempts and last error.
+    pub current_step: Option<StepState>,
+    /// The file changed after the migration was applied.
+    pub edited: bool,
+}
+
+/// A recorded step, as `zdm status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepState {
+    pub id: String,
+    pub description: String,
+    pub status: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
 }
 
 /// Runs plans against one database, holding zdm's advisory lock for the runner's lifetime.
 pub struct Runner<'a> {
     client: &'a mut Client,
     options: RunOptions,
+    phase: Phase,
 }
 
 impl<'a> Runner<'a> {
@@ -120,22 +197,46 @@ impl<'a> Runner<'a> {
             .await?
             .get(0);
         if !got {
-            let pid = client
+            let row = client
                 .query_opt(
-                    "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted \
-                     AND ((classid::bigint << 32) | objid::bigint) = $1 LIMIT 1",
+                    "SELECT l.pid, format('backend pid %s, %s, %s', l.pid, a.state, \
+                            coalesce('since ' || date_trunc('second', a.query_start)::text, 'no query')) \
+                     FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid \
+                     WHERE l.locktype = 'advisory' AND l.granted \
+                       AND ((l.classid::bigint << 32) | l.objid::bigint) = $1 LIMIT 1",
                     &[&RUNNER_LOCK],
                 )
-                .await?
-                .map(|r| r.get(0));
-            return Err(RunError::Busy { pid });
+                .await?;
+            return Err(RunError::Busy {
+                pid: row.as_ref().map(|r| r.get(0)),
+                holder: row.map(|r| r.get(1)),
+            });
+        }
+        // Name the session, and on PostgreSQL 14+ have the server check that zdm is still
+        // there during long statements: a killed runner's CREATE INDEX CONCURRENTLY is then
+        // cancelled within a second instead of holding the runner lock until it finishes.
+        client
+            .batch_execute(&format!(
+                "SET application_name = {}",
+                crate::sql::literal(RUNNER_APPLICATION)
+            ))
+            .await?;
+        if super::server_major_version(client).await? >= 14 {
+            client
+                .batch_execute("SET client_connection_check_interval = '1s'")
+                .await?;
         }
         state::ensure_schema(client).await?;
-        Ok(Runner { client, options })
+        Ok(Runner {
+            client,
+            options,
+            phase: Phase::Expand,
+        })
     }
 
     /// Expands every migration not yet expanded, in order: expand steps, then backfills.
     pub async fn expand(&mut self, plans: &[MigrationPlan]) -> Result<Vec<String>, RunError> {
+        self.phase = Phase::Expand;
         let recorded = state::load(self.client).await?;
         check_checksums(plans, &recorded)?;
         // Expanded migrations whose contract is still to run, with the tables they change.
@@ -196,17 +297,9 @@ impl<'a> Runner<'a> {
             }
             .await;
             if let Err(e) = result {
-                state::set_status(
-                    self.client,
-                    &plan.id,
-                    &plan.checksum,
-                    &plan_json,
-                    "failed",
-                    "expand",
-                    Some(&e.to_string()),
-                )
-                .await?;
-                return Err(e);
+                return Err(self
+                    .record_failure(&plan.id, &plan.checksum, &plan_json, "expand", e)
+                    .await);
             }
             state::set_status(
                 self.client,
@@ -229,6 +322,7 @@ impl<'a> Runner<'a> {
 
     /// Contracts every expanded migration, in order, with the steps planned when it was expanded.
     pub async fn contract(&mut self, plans: &[MigrationPlan]) -> Result<Vec<String>, RunError> {
+        self.phase = Phase::Contract;
         let recorded = state::load(self.client).await?;
         check_checksums(plans, &recorded)?;
         let mut done = Vec::new();
@@ -263,17 +357,9 @@ impl<'a> Runner<'a> {
             }
             .await;
             if let Err(e) = result {
-                state::set_status(
-                    self.client,
-                    &row.id,
-                    &row.checksum,
-                    &row.plan,
-                    "failed",
-                    "contract",
-                    Some(&e.to_string()),
-                )
-                .await?;
-                return Err(e);
+                return Err(self
+                    .record_failure(&row.id, &row.checksum, &row.plan, "contract", e)
+                    .await);
             }
             state::set_status(
                 self.client,
@@ -293,6 +379,7 @@ impl<'a> Runner<'a> {
 
     /// Undoes the expand of every migration not yet contracted, newest first.
     pub async fn abort(&mut self, plans: &[MigrationPlan]) -> Result<Vec<String>, RunError> {
+        self.phase = Phase::Abort;
         let recorded = state::load(self.client).await?;
         let mut done = Vec::new();
         for plan in plans.iter().rev() {
@@ -322,21 +409,16 @@ impl<'a> Runner<'a> {
             }
             .await;
             if let Err(e) = result {
-                state::set_status(
-                    self.client,
-                    &row.id,
-                    &row.checksum,
-                    &row.plan,
-                    "failed",
-                    "abort",
-                    Some(&e.to_string()),
-                )
-                .await?;
-                return Err(e);
+                return Err(self
+                    .record_failure(&row.id, &row.checksum, &row.plan, "abort", e)
+                    .await);
             }
-            state::clear_steps(self.client, &row.id).await?;
+            // Forgetting the steps and recording `aborted` commit together: a crash between
+            // them would otherwise leave an aborting migration with no record of its steps.
+            let tx = self.client.transaction().await?;
+            state::clear_steps(&tx, &row.id).await?;
             state::set_status(
-                self.client,
+                &tx,
                 &row.id,
                 &row.checksum,
                 &row.plan,
@@ -345,14 +427,53 @@ impl<'a> Runner<'a> {
                 None,
             )
             .await?;
+            tx.commit().await?;
             tracing::info!("aborted {}", row.id);
             done.push(row.id.clone());
         }
         Ok(done)
     }
 
-    /// Runs one step unless it is recorded done.
+    /// Records a migration as failed with the error that stopped it. A stop on request is not a
+    /// failure: the migration keeps its status and resumes. When the connection itself is gone
+    /// the record cannot be written; the next run finds the migration in its running status and
+    /// resumes it all the same.
+    async fn record_failure(
+        &mut self,
+        id: &str,
+        checksum: &str,
+        plan: &Value,
+        phase: &str,
+        e: RunError,
+    ) -> RunError {
+        if matches!(e, RunError::Interrupted { .. }) {
+            return e;
+        }
+        let text = e.to_string();
+        if let Err(db) = state::set_status(
+            self.client,
+            id,
+            checksum,
+            plan,
+            "failed",
+            phase,
+            Some(&text),
+        )
+        .await
+        {
+            tracing::warn!("cannot record that {id} failed: {}", message(&db));
+        }
+        e
+    }
+
+    /// Runs one step unless it is recorded done, retrying lock timeouts, deadlocks and
+    /// serialization failures with jittered exponential backoff.
     async fn run_step(&mut self, migration: &str, step: &Step) -> Result<(), RunError> {
+        if self.options.stop.requested() {
+            return Err(RunError::Interrupted {
+                migration: migration.to_owned(),
+            });
+        }
         let previous = state::step_status(self.client, migration, &step.id).await?;
         if previous.as_deref() == Some("done") {
             return Ok(());
@@ -363,30 +484,54 @@ impl<'a> Runner<'a> {
             let result = if step.transaction {
                 self.run_transactional(migration, step).await
             } else {
-                self.run_concurrently(migration, step, previous.is_some())
+                self.run_concurrently(migration, step, previous.is_some() || attempt > 1)
                     .await
             };
             let Err(e) = result else {
                 tracing::info!(migration, step = %step.id, "{}", step.description);
                 return Ok(());
             };
-            let retryable = e.code().is_some_and(|c| {
-                *c == SqlState::LOCK_NOT_AVAILABLE
-                    || *c == SqlState::T_R_DEADLOCK_DETECTED
-                    || *c == SqlState::T_R_SERIALIZATION_FAILURE
-            });
-            let text = message(&e);
+            let code = e.code().cloned();
+            let lock_wait = code == Some(SqlState::LOCK_NOT_AVAILABLE);
+            let retryable = is_retryable(&e);
+            let mut text = message(&e);
+            if e.as_db_error().is_none() && self.client.is_closed() {
+                // The connection is gone: nothing more can run or be recorded now.
+                return Err(RunError::Db(format!(
+                    "{migration}: the connection was lost during {} ({text}); run the command again to resume",
+                    step.id
+                )));
+            }
+            if lock_wait && let Some(relation) = step.lock.as_ref().map(|l| l.relation.to_string())
+            {
+                let holders = lock_holders(self.client, &relation).await;
+                if !holders.is_empty() {
+                    text = format!("{text} on {relation}, held by {}", holders.join("; "));
+                }
+            }
             state::record_attempt(self.client, migration, &step.id, &text).await?;
             if !retryable || attempt >= self.options.max_attempts {
+                if lock_wait {
+                    text.push_str(
+                        ": end or wait out the blocking session, then run the command again (a longer --lock-timeout makes the application wait as long)",
+                    );
+                }
                 return Err(RunError::Step {
                     migration: migration.to_owned(),
                     step: format!("{} ({})", step.id, step.description),
                     attempts: attempt,
                     message: text,
+                    phase: self.phase,
                 });
             }
             let wait = backoff(attempt);
-            tracing::warn!(migration, step = %step.id, attempt, "{text}; retrying in {} ms", wait.as_millis());
+            tracing::warn!(
+                migration,
+                step = %step.id,
+                "attempt {attempt} of {}: {text}; retrying in {} ms",
+                self.options.max_attempts,
+                wait.as_millis()
+            );
             tokio::time::sleep(wait).await;
         }
     }
@@ -405,7 +550,8 @@ impl<'a> Runner<'a> {
     }
 
     /// A CONCURRENTLY step: recorded as started, run outside a transaction, recorded done.
-    /// A build a crash or failure left INVALID is dropped first, so it is rebuilt.
+    /// A build a crash or failure left INVALID is dropped first, so it is rebuilt; a valid one
+    /// a crashed run finished is kept.
     async fn run_concurrently(
         &mut self,
         migration: &str,
@@ -413,29 +559,48 @@ impl<'a> Runner<'a> {
         resumed: bool,
     ) -> Result<(), tokio_postgres::Error> {
         state::set_step(&*self.client, migration, &step.id, "started").await?;
-        if let Some(index) = created_index(&step.sql) {
-            let valid: Option<bool> = self
-                .client
-                .query_opt(
-                    "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)",
-                    &[&index],
-                )
-                .await?
-                .map(|r| r.get(0));
-            match valid {
-                Some(false) => {
-                    tracing::warn!(migration, step = %step.id, "dropping the INVALID index {index} a failed build left");
-                    self.client
-                        .batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {index}"))
-                        .await?;
+        let lock_timeout = self
+            .options
+            .concurrent_lock_timeout
+            .unwrap_or(self.options.lock_timeout);
+        self.client
+            .batch_execute(&format!(
+                "SET lock_timeout = '{}ms'; SET statement_timeout = '{}ms'",
+                lock_timeout.as_millis(),
+                self.options.statement_timeout.as_millis()
+            ))
+            .await?;
+        let result = async {
+            if let Some(index) = created_index(&step.sql) {
+                let valid: Option<bool> = self
+                    .client
+                    .query_opt(
+                        "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)",
+                        &[&index],
+                    )
+                    .await?
+                    .map(|r| r.get(0));
+                match valid {
+                    Some(false) => {
+                        tracing::warn!(migration, step = %step.id, "dropping the INVALID index {index} a failed build left");
+                        self.client
+                            .batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {index}"))
+                            .await?;
+                    }
+                    Some(true) if resumed => return Ok(()),
+                    _ => {}
                 }
-                Some(true) if resumed => {
-                    return state::set_step(&*self.client, migration, &step.id, "done").await;
-                }
-                _ => {}
             }
+            self.client.batch_execute(&step.sql).await
         }
-        self.client.batch_execute(&step.sql).await?;
+        .await;
+        // Back to no limits for zdm's own bookkeeping, whatever happened.
+        let reset = self
+            .client
+            .batch_execute("RESET lock_timeout; RESET statement_timeout")
+            .await;
+        result?;
+        reset?;
         state::set_step(&*self.client, migration, &step.id, "done").await
     }
 
@@ -447,8 +612,7 @@ impl<'a> Runner<'a> {
         )
     }
 
-    /// Runs a backfill in keyset batches from its saved cursor; each batch and its cursor
-    /// commit together.
+    /// Runs a backfill unless it is recorded done; see `backfill.rs`.
     async fn backfill(
         &mut self,
         migration: &str,
@@ -462,101 +626,63 @@ impl<'a> Runner<'a> {
         {
             return Ok(());
         }
-        let parts = BatchParts::new(b);
-        let mut types = Vec::new();
-        for key in &b.key {
-            let row = self
-                .client
-                .query_one(
-                    "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = $1::text::regclass AND attname = $2::text",
-                    &[&parts.table, key],
-                )
-                .await?;
-            types.push(row.get::<_, String>(0));
-        }
-        let as_text = parts
-            .keys
-            .iter()
-            .map(|k| format!("{k}::text"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let bound = |param: usize| {
-            types
-                .iter()
-                .enumerate()
-                .map(|(i, t)| format!("(${param}::text[])[{}]::{t}", i + 1))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let edge = |order: &str| {
-            format!(
-                "SELECT ARRAY[{as_text}] FROM {} ORDER BY {} LIMIT 1",
-                parts.table,
-                parts
-                    .keys
-                    .iter()
-                    .map(|k| format!("{k} {order}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        };
-        let (mut next, max): (Option<Vec<String>>, Option<Vec<String>>) =
-            match state::cursor(self.client, migration, step_id).await? {
-                Some(c) => (json_keys(&c["next"]), json_keys(&c["max"])),
-                None => {
-                    let max = self
-                        .client
-                        .query_opt(&edge("DESC"), &[])
-                        .await?
-                        .map(|r| r.get(0));
-                    let min = self
-                        .client
-                        .query_opt(&edge("ASC"), &[])
-                        .await?
-                        .map(|r| r.get(0));
-                    (min, max)
-                }
-            };
-        let batch_sql = format!(
-            "{}\nSELECT (SELECT ARRAY[{as_text}] FROM keys ORDER BY {} OFFSET {n} LIMIT 1), (SELECT count(*) FROM updated)",
-            parts.ctes(&bound(1), &bound(2), self.options.batch_size),
-            parts.key_list,
-            n = self.options.batch_size
-        );
-        let statement = self.client.prepare(&batch_sql).await?;
-        let mut total = 0i64;
-        while let (Some(lower), Some(upper)) = (&next, &max) {
-            let timeouts = self.timeouts();
-            let tx = self.client.transaction().await?;
-            tx.batch_execute(&timeouts).await?;
-            // The sync triggers see this and leave the rows the backfill writes alone.
-            tx.batch_execute("SELECT set_config('zdm.backfill', 'on', true)")
-                .await?;
-            let row = tx.query_one(&statement, &[lower, upper]).await?;
-            let following: Option<Vec<String>> = row.get(0);
-            let updated: i64 = row.get(1);
-            state::save_cursor(
-                &tx,
-                migration,
-                step_id,
-                &json!({"next": following, "max": upper}),
-                updated,
-            )
-            .await?;
-            tx.commit().await?;
-            total += updated;
-            next = following;
-        }
-        state::set_step(&*self.client, migration, step_id, "done").await?;
-        tracing::info!(
+        let timeouts = self.timeouts();
+        let run = BackfillRun {
+            client: &mut *self.client,
+            options: &self.options.backfill,
+            timeouts,
+            stop: &self.options.stop,
+            max_attempts: self.options.max_attempts,
             migration,
-            step = step_id,
-            rows = total,
-            "backfilled {}",
-            b.table
-        );
-        Ok(())
+            step_id,
+        };
+        match run.run(b).await {
+            Err(RunError::Batch(e)) => {
+                let text = message(&e);
+                if self.client.is_closed() {
+                    return Err(RunError::Db(format!(
+                        "{migration}: the connection was lost during the backfill of {} ({text}); its cursor is saved: run the command again to resume",
+                        b.table
+                    )));
+                }
+                state::record_attempt(self.client, migration, step_id, &text).await?;
+                Err(RunError::Step {
+                    migration: migration.to_owned(),
+                    step: format!("{step_id} (backfill {})", b.table),
+                    attempts: 1,
+                    message: text,
+                    phase: self.phase,
+                })
+            }
+            other => other,
+        }
     }
+}
+
+pub(crate) fn is_retryable(e: &tokio_postgres::Error) -> bool {
+    e.code().is_some_and(|c| {
+        *c == SqlState::LOCK_NOT_AVAILABLE
+            || *c == SqlState::T_R_DEADLOCK_DETECTED
+            || *c == SqlState::T_R_SERIALIZATION_FAILURE
+    })
+}
+
+/// Who holds locks on a relation now, for messages: `pid 123 (idle in transaction for 4 s:
+/// SELECT …)`. Best effort: an error here only leaves the message shorter.
+async fn lock_holders(client: &Client, relation: &str) -> Vec<String> {
+    let rows = client
+        .query(
+            "SELECT format('pid %s (%s, %s for %s s: %s)', a.pid, l.mode, a.state,
+                           coalesce(extract(epoch FROM now() - a.xact_start)::int, 0),
+                           left(regexp_replace(a.query, '\\s+', ' ', 'g'), 80))
+             FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+             WHERE l.relation = to_regclass($1) AND l.granted AND a.pid <> pg_backend_pid()
+             ORDER BY a.xact_start LIMIT 3",
+            &[&relation],
+        )
+        .await;
+    rows.map(|rows| rows.iter().map(|r| r.get(0)).collect())
+        .unwrap_or_default()
 }
 
 /// Each migration's state, for every migration of the plans (pending when never run).
@@ -584,15 +710,53 @@ pub async fn status(client: &Client, plans: &[MigrationPlan]) -> Result<Vec<Stat
         } else {
             0
         };
+        let current_step = match row {
+            Some(m) if m.status != "done" && m.status != "aborted" => {
+                state::latest_step(client, &plan.id)
+                    .await?
+                    .map(|step| StepState {
+                        description: step_description(&m.plan, &step.id),
+                        id: step.id,
+                        status: step.status,
+                        attempts: step.attempts,
+                        last_error: step.last_error,
+                    })
+            }
+            _ => None,
+        };
         out.push(Status {
             id: plan.id.clone(),
             status: row.map_or_else(|| "pending".to_owned(), |m| m.status.clone()),
             phase: row.map(|m| m.phase.clone()),
             last_error: row.and_then(|m| m.last_error.clone()),
             backfilled_rows,
+            current_step,
+            edited: row.is_some_and(|m| m.checksum != plan.checksum && m.status != "aborted"),
         });
     }
     Ok(out)
+}
+
+/// A step's description from a recorded plan (`expand-2`, `backfill-1`, `down-expand-1`…).
+fn step_description(plan: &Value, id: &str) -> String {
+    if let Some(n) = id
+        .strip_prefix("backfill-")
+        .and_then(|n| n.parse::<usize>().ok())
+    {
+        return format!(
+            "backfill {}",
+            plan["backfill"][n - 1]["table"].as_str().unwrap_or("?")
+        );
+    }
+    let phases = [&plan["expand"], &plan["contract"], &plan["down"]["expand"]];
+    phases
+        .iter()
+        .filter_map(|p| p.as_array())
+        .flatten()
+        .find(|s| s["id"] == id)
+        .and_then(|s| s["description"].as_str())
+        .unwrap_or_default()
+        .to_owned()
 }
 
 fn check_checksums(
@@ -615,7 +779,7 @@ fn check_checksums(
 }
 
 /// Jittered exponential backoff: about 100 ms, 200 ms, 400 ms… up to 5 s.
-fn backoff(attempt: u32) -> Duration {
+pub(crate) fn backoff(attempt: u32) -> Duration {
     let base = 100u64.saturating_mul(1 << attempt.min(6)).min(5000);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -680,15 +844,15 @@ fn steps_from_json(steps: &Value) -> Vec<Step> {
             description: s["description"].as_str().unwrap_or_default().to_owned(),
             sql: s["sql"].as_str().unwrap_or_default().to_owned(),
             transaction: s["transaction"].as_bool().unwrap_or(true),
-            lock: None,
+            lock: s["lock"]["relation"]
+                .as_str()
+                .zip(s["lock"]["mode"].as_str())
+                .and_then(|(relation, mode)| {
+                    Some(crate::plan::StepLock {
+                        mode: mode.parse().ok()?,
+                        relation: crate::parse::Name::parse_display(relation)?,
+                    })
+                }),
         })
         .collect()
-}
-
-fn json_keys(v: &Value) -> Option<Vec<String>> {
-    v.as_array().map(|a| {
-        a.iter()
-            .map(|x| x.as_str().unwrap_or_default().to_owned())
-            .collect()
-    })
 }

@@ -47,6 +47,7 @@ pub async fn introspect(client: &Client, target: &str) -> Result<Catalog, DbErro
         let identity: bool = row.get(7);
         let t = catalog.table_entry(&table);
         t.partitioned = row.get(2);
+        t.complete = true;
         t.columns.push(Column {
             name: row.get(3),
             ty: SqlType::parse(&row.get::<_, String>(4)),

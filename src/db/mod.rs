@@ -1,14 +1,20 @@
 //! Everything that talks to PostgreSQL. The rest of zdm is pure; this module turns a live
 //! database into the same types the offline pipeline uses.
 
+mod backfill;
+mod connect;
 mod executor;
 mod introspect;
 mod state;
 
-pub use executor::{RunError, RunOptions, Runner, Status, status};
+pub use backfill::BackfillOptions;
+pub use connect::{ConnectOptions, Environment, ProcessEnv, SslMode};
+pub use executor::{
+    RUNNER_APPLICATION, RunError, RunOptions, Runner, Status, StepState, Stop, status,
+};
 pub use introspect::introspect;
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 /// Why zdm could not use the database. Each variant names what the user checks.
 #[derive(Debug, thiserror::Error)]
@@ -33,23 +39,13 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// Connects to `url` (libpq-style URL or key=value string). The connection task runs on the
-/// current runtime until the client is dropped.
+/// Connects to `url` (libpq-style URL or key=value string), completed from the `PG*`
+/// environment and the password file. The connection task runs on the current runtime until
+/// the client is dropped.
 pub async fn connect(url: &str) -> Result<Client, DbError> {
-    let target = redact(url);
-    let (client, connection) =
-        tokio_postgres::connect(url, NoTls)
-            .await
-            .map_err(|e| DbError::Connect {
-                target: target.clone(),
-                message: message(&e),
-            })?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::warn!("connection closed: {e}");
-        }
-    });
-    Ok(client)
+    ConnectOptions::resolve(Some(url), &ProcessEnv)?
+        .connect()
+        .await
 }
 
 /// The server's own message when there is one, else the error with its causes

@@ -172,7 +172,10 @@ pub async fn save_cursor(
 }
 
 /// Forgets the steps of a phase (after abort, so a new expand starts afresh).
-pub async fn clear_steps(client: &Client, migration: &str) -> Result<(), tokio_postgres::Error> {
+pub async fn clear_steps(
+    client: &impl GenericClient,
+    migration: &str,
+) -> Result<(), tokio_postgres::Error> {
     client
         .execute(
             "DELETE FROM zdm.steps WHERE migration_id = $1",
@@ -180,4 +183,48 @@ pub async fn clear_steps(client: &Client, migration: &str) -> Result<(), tokio_p
         )
         .await?;
     Ok(())
+}
+
+/// Rows a backfill step has updated so far, over all its runs.
+pub async fn rows_done(
+    client: &Client,
+    migration: &str,
+    step: &str,
+) -> Result<u64, tokio_postgres::Error> {
+    Ok(client
+        .query_opt(
+            "SELECT rows_done FROM zdm.steps WHERE migration_id = $1 AND step_id = $2",
+            &[&migration, &step],
+        )
+        .await?
+        .map_or(0, |r| r.get::<_, i64>(0) as u64))
+}
+
+/// A recorded step.
+#[derive(Debug, Clone)]
+pub struct StepRow {
+    pub id: String,
+    pub status: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+}
+
+/// The most recently updated step of a migration.
+pub async fn latest_step(
+    client: &Client,
+    migration: &str,
+) -> Result<Option<StepRow>, tokio_postgres::Error> {
+    Ok(client
+        .query_opt(
+            "SELECT step_id, status, attempts, last_error FROM zdm.steps WHERE migration_id = $1
+             ORDER BY updated_at DESC, step_id DESC LIMIT 1",
+            &[&migration],
+        )
+        .await?
+        .map(|r| StepRow {
+            id: r.get(0),
+            status: r.get(1),
+            attempts: r.get(2),
+            last_error: r.get(3),
+        }))
 }

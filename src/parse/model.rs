@@ -29,6 +29,29 @@ impl Name {
         }
     }
 
+    /// Reads back what `Display` writes: `schema.name`, each part bare or `"quoted"`.
+    pub fn parse_display(text: &str) -> Option<Name> {
+        let mut parts = vec![String::new()];
+        let mut chars = text.chars().peekable();
+        let mut quoted = false;
+        while let Some(c) = chars.next() {
+            match c {
+                '"' if quoted && chars.peek() == Some(&'"') => {
+                    chars.next();
+                    parts.last_mut()?.push('"');
+                }
+                '"' => quoted = !quoted,
+                '.' if !quoted => parts.push(String::new()),
+                c => parts.last_mut()?.push(c),
+            }
+        }
+        match parts.as_slice() {
+            [name] => Some(Name::new(None, name)),
+            [schema, name] => Some(Name::new(Some(schema), name)),
+            _ => None,
+        }
+    }
+
     /// The name without `public.`, so `public.users` and `users` compare equal.
     pub fn key(&self) -> Name {
         match self.schema.as_deref() {
@@ -44,6 +67,22 @@ impl fmt::Display for Name {
             write!(f, "{}.", display_ident(schema))?;
         }
         write!(f, "{}", display_ident(&self.name))
+    }
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::Name;
+
+    #[test]
+    fn display_reads_back() {
+        for name in [
+            Name::new(None, "users"),
+            Name::new(Some("My Schema"), "a\"b.c"),
+            Name::new(Some("app"), "名前"),
+        ] {
+            assert_eq!(Name::parse_display(&name.to_string()), Some(name));
+        }
     }
 }
 

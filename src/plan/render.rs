@@ -22,6 +22,8 @@ pub enum PlanFormat {
 const LOCK_TIMEOUT: &str = "1s";
 /// Rows per backfill batch in the SQL files.
 const BATCH_SIZE: usize = 1000;
+/// Heap pages per batch when a table has no key (8 kB pages: a few hundred rows each).
+const CTID_PAGES: usize = 10;
 
 /// Renders plans as text (every format but `sql`, which writes files).
 pub fn render(plans: &[MigrationPlan], format: PlanFormat) -> String {
@@ -114,10 +116,14 @@ fn backfill_summary(b: &Backfill) -> String {
         .as_deref()
         .map(|f| format!(" where {f}"))
         .unwrap_or_default();
+    let walk = if b.key.is_empty() {
+        "ctid page ranges (the table has no key)".to_owned()
+    } else {
+        format!("({})", b.key.join(", "))
+    };
     let summary = format!(
-        "{}: set {set}{from}{filter}; in batches over ({})",
-        b.table,
-        b.key.join(", ")
+        "{}: set {set}{from}{filter}; in batches over {walk}",
+        b.table
     );
     // One line: it also heads the backfill in the SQL files as a `--` comment.
     summary.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -243,8 +249,12 @@ fn steps_sql(steps: &[Step]) -> String {
 /// The parts of one backfill batch, shared by the SQL files and `zdm expand`.
 pub(crate) struct BatchParts {
     pub table: String,
+    /// The key columns, quoted; empty when the table has no usable key and batches walk `ctid`.
     pub keys: Vec<String>,
+    pub key_names: Vec<String>,
     pub key_list: String,
+    /// How the UPDATE's own columns are qualified: its alias, or the table's name.
+    qualifier: String,
     target: String,
     assignments: String,
     from: String,
@@ -296,13 +306,34 @@ impl BatchParts {
             values: list(b.set.iter().map(|a| format!("({})", a.expr)).collect()),
             table,
             keys,
+            key_names: b.key.clone(),
+            qualifier,
         }
+    }
+
+    /// The UPDATE of one `ctid` range `lower <= ctid < upper` (SQL tid expressions), for
+    /// tables without a key: PostgreSQL 14+ reads the range with a TID Range Scan.
+    pub fn ctid_cte(&self, lower: &str, upper: &str) -> String {
+        let BatchParts {
+            target,
+            assignments,
+            from,
+            filter,
+            columns,
+            values,
+            qualifier,
+            ..
+        } = self;
+        format!(
+            "updated AS (\n      UPDATE {target} SET {assignments}{from}\n      WHERE {qualifier}.ctid >= {lower} AND {qualifier}.ctid < {upper}{filter}\n        AND ({columns}) IS DISTINCT FROM ({values})\n      RETURNING 1\n    )"
+        )
     }
 
     /// The CTEs of one batch: up to `batch + 1` keys from `lower` to `upper` (SQL row
     /// expressions) read from the index, the first `batch` of them, and the UPDATE of those rows
-    /// that still differ. The extra key is where the next batch starts.
-    pub fn ctes(&self, lower: &str, upper: &str, batch: usize) -> String {
+    /// that still differ. The extra key is where the next batch starts. `batch` is SQL too (a
+    /// number, or the executor's parameter, so one prepared statement serves every size).
+    pub fn ctes(&self, lower: &str, upper: &str, batch: &str) -> String {
         let BatchParts {
             table: t,
             key_list,
@@ -316,8 +347,7 @@ impl BatchParts {
             ..
         } = self;
         format!(
-            "WITH keys AS (\n      SELECT {key_list} FROM {t}\n      WHERE ({key_list}) >= ({lower}) AND ({key_list}) <= ({upper})\n      ORDER BY {key_list} LIMIT {limit}\n    ), batch AS (\n      SELECT {key_list} FROM keys ORDER BY {key_list} LIMIT {batch}\n    ), updated AS (\n      UPDATE {target} SET {assignments}{from}\n      WHERE ({qualified_keys}) IN (SELECT {key_list} FROM batch){filter}\n        AND ({columns}) IS DISTINCT FROM ({values})\n      RETURNING 1\n    )",
-            limit = batch + 1,
+            "WITH keys AS (\n      SELECT {key_list} FROM {t}\n      WHERE ({key_list}) >= ({lower}) AND ({key_list}) <= ({upper})\n      ORDER BY {key_list} LIMIT {batch} + 1\n    ), batch AS (\n      SELECT {key_list} FROM keys ORDER BY {key_list} LIMIT {batch}\n    ), updated AS (\n      UPDATE {target} SET {assignments}{from}\n      WHERE ({qualified_keys}) IN (SELECT {key_list} FROM batch){filter}\n        AND ({columns}) IS DISTINCT FROM ({values})\n      RETURNING 1\n    )",
         )
     }
 }
@@ -327,6 +357,9 @@ impl BatchParts {
 /// job.
 fn backfill_sql(b: &Backfill) -> String {
     let parts = BatchParts::new(b);
+    if parts.keys.is_empty() {
+        return ctid_backfill_sql(b, &parts);
+    }
     let (t, key_list) = (&parts.table, &parts.key_list);
     let desc = parts
         .keys
@@ -352,8 +385,23 @@ fn backfill_sql(b: &Backfill) -> String {
     format!(
         "-- backfill {summary}\nDO $zdm$\nDECLARE\n{declare}BEGIN\n  SELECT {key_list} INTO {max} FROM {t} ORDER BY {desc} LIMIT 1;\n  SELECT {key_list} INTO {next} FROM {t} ORDER BY {key_list} LIMIT 1;\n  WHILE next_1 IS NOT NULL LOOP\n    -- The sync triggers see this setting and do not copy the values back.\n    PERFORM set_config('zdm.backfill', 'on', true);\n    {ctes}\n    SELECT {key_list} INTO {next} FROM keys ORDER BY {key_list} OFFSET {batch} LIMIT 1;\n    COMMIT;\n  END LOOP;\nEND\n$zdm$;\n",
         summary = backfill_summary(b),
-        ctes = parts.ctes(&next, &max, BATCH_SIZE),
+        ctes = parts.ctes(&next, &max, &BATCH_SIZE.to_string()),
         batch = BATCH_SIZE,
+    )
+}
+
+/// A backfill of a table without a key: page ranges of `ctid`, bounded by the table's size at
+/// start.
+fn ctid_backfill_sql(b: &Backfill, parts: &BatchParts) -> String {
+    format!(
+        "-- backfill {summary} (no key: walks ctid page ranges)\nDO $zdm$\nDECLARE\n  next_page bigint := 0;\n  end_page bigint := pg_relation_size({table}::regclass) / current_setting('block_size')::int;\n  updated_rows bigint;\nBEGIN\n  WHILE next_page < end_page LOOP\n    -- The sync triggers see this setting and do not copy the values back.\n    PERFORM set_config('zdm.backfill', 'on', true);\n    WITH {cte}\n    SELECT count(*) INTO updated_rows FROM updated;\n    next_page := next_page + {pages};\n    COMMIT;\n  END LOOP;\nEND\n$zdm$;\n",
+        summary = backfill_summary(b),
+        table = literal(&parts.table),
+        cte = parts.ctid_cte(
+            "format('(%s,0)', next_page)::tid",
+            &format!("format('(%s,0)', next_page + {CTID_PAGES})::tid")
+        ),
+        pages = CTID_PAGES,
     )
 }
 

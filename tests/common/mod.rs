@@ -4,10 +4,13 @@
 // Each test crate compiles this module on its own and uses only part of it.
 #![allow(dead_code)]
 
+pub mod scenarios;
+
 use postgres::{Client, NoTls};
 
-/// A fresh database for one test, dropped again by [`TestDatabase::drop`]; `None` (after
-/// saying so) when DATABASE_URL is not set.
+/// A fresh database for one test, dropped again by [`TestDatabase::drop`]. Without
+/// DATABASE_URL the test fails rather than passing without having run: `scripts/test` finds or
+/// starts a server and sets it. (The `Option` lets a suite opt out with ZDM_SKIP_DB_TESTS=1.)
 pub struct TestDatabase {
     admin: Client,
     pub name: String,
@@ -17,8 +20,13 @@ pub struct TestDatabase {
 impl TestDatabase {
     pub fn create(label: &str) -> Option<TestDatabase> {
         let Ok(url) = std::env::var("DATABASE_URL") else {
-            eprintln!("skipped: DATABASE_URL is not set (scripts/test sets it)");
-            return None;
+            if std::env::var_os("ZDM_SKIP_DB_TESTS").is_some() {
+                eprintln!("skipped: ZDM_SKIP_DB_TESTS is set");
+                return None;
+            }
+            panic!(
+                "DATABASE_URL is not set: run scripts/test, which finds or starts PostgreSQL (or set ZDM_SKIP_DB_TESTS=1 to skip the database tests)"
+            );
         };
         let mut admin = Client::connect(&url, NoTls).expect("connect to DATABASE_URL");
         let name = format!("zdm_{label}_{}", std::process::id());

@@ -56,8 +56,16 @@ pub fn plan(cx: &OpCx) -> Result<OpPlan, String> {
 }
 
 /// The key a backfill's batches walk, or the message saying none is known.
+/// A table zdm knows to have no such key is walked by `ctid` (an empty key); one it does not
+/// know at all is refused, since its key may exist.
 pub fn batch_key(catalog: &Catalog, table: &Name) -> Result<Vec<String>, String> {
-    primary_key(catalog, table).ok_or_else(|| {
+    if let Some(key) = primary_key(catalog, table) {
+        return Ok(key);
+    }
+    if catalog.table(table).is_some_and(|t| t.complete) {
+        return Ok(Vec::new());
+    }
+    None.ok_or_else(|| {
         format!(
             "zdm does not know a primary key (or a unique key over NOT NULL columns) of {table}, which the backfill batches walk: declare one in an earlier migration, or plan with --database-url"
         )
@@ -131,8 +139,15 @@ mod tests {
 
     #[test]
     fn needs_a_known_key_and_a_plain_update() {
+        // A table whose columns zdm knows and that has no key: batches walk ctid ranges.
+        let p = plan("CREATE TABLE t (a int);", "UPDATE t SET a = 1;", 14).unwrap();
+        assert!(p.backfill[0].key.is_empty());
         assert!(
-            human("CREATE TABLE t (a int);", "UPDATE t SET a = 1;")
+            human("CREATE TABLE t (a int);", "UPDATE t SET a = 1;").contains("ctid page ranges")
+        );
+        // A table only seen in ALTERs may have a key zdm does not know of.
+        assert!(
+            human("ALTER TABLE t ADD COLUMN b int;", "UPDATE t SET a = 1;")
                 .contains("NOT NULL columns) of t")
         );
         assert!(
