@@ -122,8 +122,18 @@ zdm_start_server() {
     if ! zdm_as_owner "$bindir/initdb" -D "$ZDM_PG_DATA/data" -U zdm --auth=trust -E UTF8 --locale=C >"$ZDM_PG_DATA/initdb.log" 2>&1; then
         zdm_log "initdb failed:"; cat "$ZDM_PG_DATA/initdb.log" >&2; return 1
     fi
+    # TLS with a throw-away self-signed certificate, so the sslmode tests have a server that
+    # speaks it (skipped when openssl is missing: those tests then check the refusal instead).
+    local ssl=""
+    if command -v openssl >/dev/null 2>&1 &&
+        openssl req -new -x509 -days 2 -nodes -subj /CN=localhost \
+            -keyout "$ZDM_PG_DATA/data/server.key" -out "$ZDM_PG_DATA/data/server.crt" >/dev/null 2>&1; then
+        chmod 600 "$ZDM_PG_DATA/data/server.key"
+        [ "$(id -u)" = 0 ] && chown "$ZDM_PG_OWNER" "$ZDM_PG_DATA/data/server.key" "$ZDM_PG_DATA/data/server.crt"
+        ssl="-c ssl=on"
+    fi
     if ! zdm_as_owner "$bindir/pg_ctl" -D "$ZDM_PG_DATA/data" -l "$ZDM_PG_DATA/server.log" -w -t 60 \
-        -o "-p $port -c listen_addresses=127.0.0.1 -k $ZDM_PG_DATA -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
+        -o "-p $port -c listen_addresses=127.0.0.1 -k $ZDM_PG_DATA -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 $ssl" \
         start >/dev/null; then
         zdm_log "the server did not start:"; cat "$ZDM_PG_DATA/server.log" >&2; return 1
     fi
