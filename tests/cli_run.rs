@@ -56,3 +56,102 @@ fn expand_gate_contract_on_the_example() {
         .code(0)
         .stdout(predicate::str::contains("nothing to expand"));
 }
+
+/// A database whose tables no migration created (zdm adopted on an existing schema): pending
+/// migrations are planned against the live catalog, so the backfill finds the primary key.
+#[test]
+fn pending_migrations_are_planned_against_the_live_schema() {
+    let Some(db) = common::TestDatabase::create("cli_run_live") else {
+        return;
+    };
+    let url = db.url_of_database();
+    db.connect()
+        .batch_execute(
+            "CREATE TABLE people (pid bigint PRIMARY KEY, full_name text);
+             INSERT INTO people SELECT g, 'p' || g FROM generate_series(1, 500) g;",
+        )
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("0001_rename.sql"),
+        "ALTER TABLE people RENAME COLUMN full_name TO display_name;",
+    )
+    .unwrap();
+    // Offline, zdm cannot know the key.
+    zdm(&url)
+        .arg("plan")
+        .arg(dir.path())
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("zdm does not know"));
+    zdm(&url).arg("expand").arg(dir.path()).assert().code(0);
+    zdm(&url).arg("contract").arg(dir.path()).assert().code(0);
+    let n: i64 = db
+        .connect()
+        .query_one(
+            "SELECT count(*) FROM people WHERE display_name = 'p' || pid",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 500);
+}
+
+/// Nothing of a migration runs when any statement of it cannot be planned, and an applied
+/// migration whose file changed stops every command before it runs anything.
+#[test]
+fn unplannable_and_edited_migrations_run_nothing() {
+    let Some(db) = common::TestDatabase::create("cli_run_refusals") else {
+        return;
+    };
+    let url = db.url_of_database();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("0001_t.sql"),
+        "CREATE TABLE t (id int PRIMARY KEY, a int);",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("0002_bad.sql"),
+        "ALTER TABLE t ADD COLUMN b int;\nALTER TABLE t ADD COLUMN c int;\nALTER TABLE t SET TABLESPACE somewhere_else;",
+    )
+    .unwrap();
+    zdm(&url)
+        .arg("expand")
+        .arg(dir.path())
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("0002_bad.sql:3"));
+    let mut c = db.connect();
+    let tables: i64 = c
+        .query_one("SELECT count(*) FROM pg_tables WHERE tablename = 't'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 0, "nothing ran, not even the plannable 0001");
+
+    std::fs::remove_file(dir.path().join("0002_bad.sql")).unwrap();
+    zdm(&url).arg("expand").arg(dir.path()).assert().code(0);
+    std::fs::write(
+        dir.path().join("0001_t.sql"),
+        "CREATE TABLE t (id int PRIMARY KEY, a int, z int);",
+    )
+    .unwrap();
+    for command in ["expand", "contract", "status"] {
+        let code = if command == "status" { 0 } else { 2 };
+        let assert = zdm(&url).arg(command).arg(dir.path()).assert().code(code);
+        if command == "status" {
+            assert.stdout(predicate::str::contains(
+                "file changed after it was applied",
+            ));
+        } else {
+            assert.stderr(predicate::str::contains(
+                "0001_t.sql: the migration changed",
+            ));
+        }
+    }
+    zdm(&url)
+        .args(["status", "--check"])
+        .arg(dir.path())
+        .assert()
+        .code(1);
+}

@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 use super::{EXIT_FINDINGS, EXIT_OK};
 use crate::config::Config;
 use crate::db::{self, BackfillOptions, ConnectOptions, ProcessEnv, RunError, RunOptions, Runner};
-use crate::plan::{MigrationPlan, plan_set};
+use crate::plan::{MigrationPlan, plan_file};
 use crate::source::MigrationSet;
 
 /// Exit code of a run stopped by SIGINT or SIGTERM (128 + SIGINT, as shells report it).
@@ -192,25 +192,47 @@ fn prepare(
         .clone()
         .or(config.migrations.clone())
         .unwrap_or_else(|| PathBuf::from("migrations"));
+    if !dir.is_dir() {
+        anyhow::bail!(
+            "{}: not a directory; zdm runs a migrations directory in order, so give the directory",
+            dir.display()
+        );
+    }
     let set = MigrationSet::load(&dir)?;
     let connection = ConnectOptions::resolve(target.database_url.as_deref(), &ProcessEnv)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    // The server's version decides the lock facts the plans rely on.
-    config.lint.pg_version = runtime.block_on(async {
+    // Every migration is planned in full before anything runs. Started migrations keep the
+    // plan they were started with; pending ones are planned against the live schema (the
+    // server's version and catalog), replaying the pending ones before them, as
+    // `zdm plan --database-url` does.
+    let planned = runtime.block_on(async {
         let client = connection.connect().await?;
-        db::server_major_version(&client).await.map_err(|e| {
+        config.lint.pg_version = db::server_major_version(&client).await.map_err(|e| {
             anyhow::anyhow!(
                 "cannot read the server version of {}: {}",
                 connection.target,
                 db::message(&e)
             )
-        })
+        })?;
+        let recorded = db::recorded_plans(&client).await?;
+        let mut catalog = db::introspect(&client, &connection.target).await?;
+        let mut plans = Vec::new();
+        for file in &set.forward {
+            let id = crate::plan::migration_id(&file.path);
+            match recorded.get(&id) {
+                Some(plan) => plans.push(db::plan_from_record(file, plan)),
+                None => match plan_file(file, &mut catalog, &config.lint) {
+                    Ok(plan) => plans.push(plan),
+                    Err(e) => return anyhow::Ok(Err(e)),
+                },
+            }
+        }
+        anyhow::Ok(Ok(plans))
     })?;
-    // Every migration is planned in full before anything runs.
-    match plan_set(&set, &config.lint, None) {
+    match planned {
         Ok(plans) => Ok(Some(Prepared {
             plans,
             runtime,

@@ -7,7 +7,7 @@
 //! A backfill saves its cursor in the transaction of each batch. Lock timeouts, deadlocks and
 //! serialization failures are retried with jittered exponential backoff.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -18,9 +18,9 @@ use tokio_postgres::error::SqlState;
 
 use super::backfill::{BackfillOptions, BackfillRun};
 use super::{message, state};
-use crate::parse::{Change, parse_statement};
-use crate::plan::{Backfill, MigrationPlan, Step};
-use crate::source::split_statements;
+use crate::parse::{Change, Name, parse_statement};
+use crate::plan::{Assignment, Backfill, Down, MigrationPlan, Step};
+use crate::source::{SourceFile, split_statements};
 
 /// The key of zdm's advisory lock: one runner per database.
 const RUNNER_LOCK: i64 = 0x7a64_6d5f_6c6f_636b; // "zdm_lock"
@@ -833,6 +833,75 @@ fn tables_in_json(plan: &Value) -> HashSet<String> {
     out
 }
 
+/// The plans recorded for migrations zdm has started (any status but aborted), by id: these,
+/// not a new plan of the file, are what resuming, contracting or aborting them runs.
+pub async fn recorded_plans(client: &Client) -> Result<HashMap<String, Value>, RunError> {
+    let schema: Option<String> = client
+        .query_one("SELECT to_regclass('zdm.migrations')::text", &[])
+        .await?
+        .get(0);
+    if schema.is_none() {
+        return Ok(HashMap::new());
+    }
+    Ok(state::load(client)
+        .await?
+        .into_iter()
+        .filter(|m| m.status != "aborted")
+        .map(|m| (m.id, m.plan))
+        .collect())
+}
+
+/// A started migration's plan as recorded, with the checksum of its file as it is now (so an
+/// edited file is still caught).
+pub fn plan_from_record(file: &SourceFile, recorded: &Value) -> MigrationPlan {
+    MigrationPlan {
+        id: crate::plan::migration_id(&file.path),
+        path: file.path.display().to_string(),
+        checksum: crate::plan::checksum(&file.text),
+        operations: Vec::new(),
+        expand: steps_from_json(&recorded["expand"]),
+        backfill: recorded["backfill"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(backfill_from_json)
+            .collect(),
+        contract: steps_from_json(&recorded["contract"]),
+        down: Down {
+            expand: steps_from_json(&recorded["down"]["expand"]),
+            contract: recorded["down"]["contract"]
+                .as_array()
+                .map(|_| steps_from_json(&recorded["down"]["contract"])),
+        },
+        notes: Vec::new(),
+    }
+}
+
+fn backfill_from_json(b: &Value) -> Option<Backfill> {
+    let text = |v: &Value| v.as_str().map(str::to_owned);
+    Some(Backfill {
+        table: Name::parse_display(b["table"].as_str()?)?,
+        key: b["key"]
+            .as_array()?
+            .iter()
+            .filter_map(|k| k.as_str().map(str::to_owned))
+            .collect(),
+        set: b["set"]
+            .as_array()?
+            .iter()
+            .filter_map(|a| {
+                Some(Assignment {
+                    column: text(&a["column"])?,
+                    expr: text(&a["expr"])?,
+                })
+            })
+            .collect(),
+        filter: text(&b["where"]),
+        alias: text(&b["alias"]),
+        from: text(&b["from"]),
+    })
+}
+
 /// The steps of a phase, from the plan recorded at expand.
 fn steps_from_json(steps: &Value) -> Vec<Step> {
     steps
@@ -850,7 +919,7 @@ fn steps_from_json(steps: &Value) -> Vec<Step> {
                 .and_then(|(relation, mode)| {
                     Some(crate::plan::StepLock {
                         mode: mode.parse().ok()?,
-                        relation: crate::parse::Name::parse_display(relation)?,
+                        relation: Name::parse_display(relation)?,
                     })
                 }),
         })

@@ -10,7 +10,8 @@ mod state;
 pub use backfill::BackfillOptions;
 pub use connect::{ConnectOptions, Environment, ProcessEnv, SslMode};
 pub use executor::{
-    RUNNER_APPLICATION, RunError, RunOptions, Runner, Status, StepState, Stop, status,
+    RUNNER_APPLICATION, RunError, RunOptions, Runner, Status, StepState, Stop, plan_from_record,
+    recorded_plans, status,
 };
 pub use introspect::introspect;
 

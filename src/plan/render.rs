@@ -210,6 +210,8 @@ pub(crate) fn json_plan(p: &MigrationPlan) -> Value {
             "key": b.key,
             "set": b.set.iter().map(|a| json!({"column": a.column, "expr": a.expr})).collect::<Vec<_>>(),
             "where": b.filter,
+            "alias": b.alias,
+            "from": b.from,
         })).collect::<Vec<_>>(),
         "contract": p.contract.iter().map(json_step).collect::<Vec<_>>(),
         "down": {
