@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Statement};
 
 use super::executor::{RunError, Stop};
 use super::state;
@@ -112,6 +112,20 @@ impl Walk {
     }
 }
 
+/// The prepared statements of a walk.
+enum Statements {
+    Keys {
+        /// The first key of the next batch: `$3` keys past `$1`, not beyond `$2`.
+        next: Statement,
+        /// Updates keys `$1 <= k < $2`.
+        up_to_next: Statement,
+        /// Updates keys `$1 <= k <= $2`: the last batch.
+        up_to_max: Statement,
+    },
+    /// Updates pages `$1 <= page < $2`, returning the count.
+    Pages(Statement),
+}
+
 /// One backfill run on the runner's connection.
 pub(crate) struct BackfillRun<'a> {
     pub client: &'a mut Client,
@@ -131,10 +145,7 @@ impl BackfillRun<'_> {
             Some(w) => w,
             None => start(self.client, &parts).await?,
         };
-        let statement = self
-            .client
-            .prepare(&batch_sql(&parts, &walk, self.client).await?)
-            .await?;
+        let statements = prepare(self.client, &parts, &walk).await?;
         let total = estimated_rows(self.client, &parts.table).await?;
         let done_before = state::rows_done(self.client, self.migration, self.step_id).await?;
         let mut progress = Progress::new(
@@ -155,7 +166,7 @@ impl BackfillRun<'_> {
             }
             self.wait_for_replicas().await?;
             let began = Instant::now();
-            let (next, updated) = match self.batch(&statement, &walk, size as i64).await {
+            let (next, updated) = match self.batch(&statements, &walk, size as i64).await {
                 Ok(done) => {
                     failures = 0;
                     done
@@ -209,41 +220,57 @@ impl BackfillRun<'_> {
     /// One batch and its cursor, committed together.
     async fn batch(
         &mut self,
-        statement: &tokio_postgres::Statement,
+        statements: &Statements,
         walk: &Walk,
         size: i64,
     ) -> Result<(Walk, i64), tokio_postgres::Error> {
         let tx = self.client.transaction().await?;
-        tx.batch_execute(&self.timeouts).await?;
-        // The sync triggers see this and leave the rows the backfill writes alone.
-        tx.batch_execute("SELECT set_config('zdm.backfill', 'on', true)")
-            .await?;
-        let (next, updated) = match walk {
-            Walk::Keys {
-                next: Some(lower),
-                max: Some(upper),
-            } => {
-                let row = tx.query_one(statement, &[lower, upper, &size]).await?;
-                let following: Option<Vec<String>> = row.get(0);
+        // One round trip: the timeouts, and the setting the sync triggers see so that they
+        // leave the rows the backfill writes alone.
+        tx.batch_execute(&format!(
+            "{}; SELECT set_config('zdm.backfill', 'on', true)",
+            self.timeouts
+        ))
+        .await?;
+        let (next, updated) = match (walk, statements) {
+            (
+                Walk::Keys {
+                    next: Some(lower),
+                    max: Some(upper),
+                },
+                Statements::Keys {
+                    next,
+                    up_to_next,
+                    up_to_max,
+                },
+            ) => {
+                let following: Option<Vec<String>> = tx
+                    .query_opt(next, &[lower, upper, &size])
+                    .await?
+                    .map(|r| r.get(0));
+                let updated = match &following {
+                    Some(f) => tx.execute(up_to_next, &[lower, f]).await?,
+                    None => tx.execute(up_to_max, &[lower, upper]).await?,
+                };
                 let next = Walk::Keys {
                     next: following,
                     max: Some(upper.clone()),
                 };
-                (next, row.get::<_, i64>(1))
+                (next, updated as i64)
             }
-            Walk::Pages { next, end } => {
+            (Walk::Pages { next, end }, Statements::Pages(update)) => {
                 // About a hundred rows fit on a page of a narrow table.
                 let to = (*next + (size / 100).max(1)).min(*end);
-                let row = tx.query_one(statement, &[next, &to]).await?;
+                let updated: i64 = tx.query_one(update, &[next, &to]).await?.get(0);
                 (
                     Walk::Pages {
                         next: to,
                         end: *end,
                     },
-                    row.get::<_, i64>(0),
+                    updated,
                 )
             }
-            Walk::Keys { .. } => (
+            _ => (
                 Walk::Keys {
                     next: None,
                     max: None,
@@ -337,18 +364,18 @@ fn keys_as_text(parts: &BatchParts) -> String {
         .join(", ")
 }
 
-/// The statement of one batch. Keys travel as text and are cast back to the key columns' types
-/// ($1 the lower bound, $2 the upper, $3 the batch size); it returns the next batch's first
-/// key and the rows updated. A page walk takes the page range ($1..$2).
-async fn batch_sql(parts: &BatchParts, walk: &Walk, client: &Client) -> Result<String, RunError> {
+/// The statements of the walk, prepared once. Keys travel as text and are cast back to the
+/// key columns' types, so one statement serves every key type.
+async fn prepare(client: &Client, parts: &BatchParts, walk: &Walk) -> Result<Statements, RunError> {
     if let Walk::Pages { .. } = walk {
-        return Ok(format!(
+        let sql = format!(
             "WITH {}\nSELECT count(*) FROM updated",
             parts.ctid_cte(
                 "format('(%s,0)', $1::bigint)::tid",
                 "format('(%s,0)', $2::bigint)::tid"
             )
-        ));
+        );
+        return Ok(Statements::Pages(client.prepare(&sql).await?));
     }
     let mut types = Vec::new();
     for key in &parts.key_names {
@@ -368,12 +395,23 @@ async fn batch_sql(parts: &BatchParts, walk: &Walk, client: &Client) -> Result<S
             .collect::<Vec<_>>()
             .join(", ")
     };
-    Ok(format!(
-        "{}\nSELECT (SELECT ARRAY[{}] FROM keys ORDER BY {} OFFSET $3 LIMIT 1), (SELECT count(*) FROM updated)",
-        parts.ctes(&bound(1), &bound(2), "$3::bigint"),
+    let next = format!(
+        "SELECT ARRAY[{}] FROM {} WHERE ({keys}) >= ({}) AND ({keys}) <= ({}) ORDER BY {keys} OFFSET $3 LIMIT 1",
         keys_as_text(parts),
-        parts.key_list,
-    ))
+        parts.table,
+        bound(1),
+        bound(2),
+        keys = parts.key_list,
+    );
+    Ok(Statements::Keys {
+        next: client.prepare(&next).await?,
+        up_to_next: client
+            .prepare(&parts.range_update(&bound(1), "<", &bound(2)))
+            .await?,
+        up_to_max: client
+            .prepare(&parts.range_update(&bound(1), "<=", &bound(2)))
+            .await?,
+    })
 }
 
 /// The planner's estimate of the table's rows (`reltuples`; -1 or 0 when never analyzed).

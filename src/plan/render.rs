@@ -313,6 +313,25 @@ impl BatchParts {
         }
     }
 
+    /// The UPDATE of the rows whose key is from `lower` up to `upper` (`op` is `<` or `<=`),
+    /// that still differ: one index range scan, as fast per row as a bulk UPDATE, where
+    /// joining the batch's keys would look each row up on its own.
+    pub fn range_update(&self, lower: &str, op: &str, upper: &str) -> String {
+        let BatchParts {
+            target,
+            assignments,
+            from,
+            qualified_keys,
+            filter,
+            columns,
+            values,
+            ..
+        } = self;
+        format!(
+            "UPDATE {target} SET {assignments}{from}\n      WHERE ({qualified_keys}) >= ({lower}) AND ({qualified_keys}) {op} ({upper}){filter}\n        AND ({columns}) IS DISTINCT FROM ({values})"
+        )
+    }
+
     /// The UPDATE of one `ctid` range `lower <= ctid < upper` (SQL tid expressions), for
     /// tables without a key: PostgreSQL 14+ reads the range with a TID Range Scan.
     pub fn ctid_cte(&self, lower: &str, upper: &str) -> String {

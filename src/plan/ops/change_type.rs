@@ -92,7 +92,20 @@ pub fn plan(cx: &OpCx, action: &str, column: &str, ty: &SqlType) -> Result<OpPla
     let col = Ident(column);
     let shadow_name = generated_name(&[&table.name, column, "new"]);
     let shadow = Ident(&shadow_name);
-    let expr = using_expr(action).unwrap_or_else(|| format!("{col}::{}", ty.written));
+    let using = using_expr(action);
+    let expr = using
+        .clone()
+        .unwrap_or_else(|| format!("{col}::{}", ty.written));
+    // A plain cast reads only the column: a PL/pgSQL expression on NEW, evaluated in-line. A
+    // USING expression may name any column bare, so it runs as a one-row query over NEW,
+    // which costs a query per written row.
+    let conversion = match &using {
+        None => format!("NEW.{col}::{}", ty.written),
+        Some(expr) => format!(
+            "(SELECT {expr} FROM (SELECT NEW.*) AS {})",
+            Ident(&table.name)
+        ),
+    };
     let trigger = RowTrigger {
         table,
         name: generated_name(&[&table.name, column, "convert"]),
@@ -112,8 +125,7 @@ pub fn plan(cx: &OpCx, action: &str, column: &str, ty: &SqlType) -> Result<OpPla
     plan.expand.push(Step::tx(
         format!("convert every value written to {column} into the shadow"),
         trigger.create(&format!(
-            "{SKIP_DURING_BACKFILL}  IF TG_OP = 'INSERT' OR NEW.{col} IS DISTINCT FROM OLD.{col} THEN\n    NEW.{shadow} := (SELECT {expr} FROM (SELECT NEW.*) AS {alias});\n  END IF;\n",
-            alias = Ident(&table.name),
+            "{SKIP_DURING_BACKFILL}  IF TG_OP = 'INSERT' OR NEW.{col} IS DISTINCT FROM OLD.{col} THEN\n    NEW.{shadow} := {conversion};\n  END IF;\n",
         )),
         LockMode::ShareRowExclusive,
         table,
