@@ -53,7 +53,7 @@ pub struct Pace {
     batch_size: u64,
     /// Adapt the batch size so a batch takes about this long (0: keep --batch-size); a batch
     /// holds its rows' locks until it commits
-    #[arg(long, value_name = "MS", default_value_t = 200)]
+    #[arg(long, value_name = "MS", default_value_t = 50)]
     batch_time: u64,
     /// The largest batch the adaptation may reach
     #[arg(long, value_name = "ROWS", default_value_t = 50_000)]

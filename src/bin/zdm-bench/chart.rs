@@ -1,5 +1,6 @@
-//! Latency over time as SVG (plotters): one panel per run (the naive statement, then zdm), each
-//! query a dot (red when it failed), the phases shaded and named.
+//! Latency over time as SVG (plotters): one panel per run (the naive statement, then zdm), the
+//! slowest and the median query of every 100 ms as two lines, failed queries as red dots, the
+//! phases shaded and named.
 
 use std::path::Path;
 
@@ -61,20 +62,36 @@ pub fn latency_chart(path: &Path, title: &str, panels: &[Panel<'_>]) -> anyhow::
                 ("sans-serif", 12),
             )))?;
         }
-        chart.draw_series(
-            panel
-                .samples
-                .iter()
-                .filter(|s| s.ok)
-                .map(|s| Circle::new(point(s), 1, BLUE.mix(0.4).filled())),
-        )?;
-        chart.draw_series(
-            panel
-                .samples
-                .iter()
-                .filter(|s| !s.ok)
-                .map(|s| Circle::new(point(s), 2, RED.filled())),
-        )?;
+        let bins = bins(panel.samples);
+        chart
+            .draw_series(LineSeries::new(
+                bins.iter().map(|b| (b.at, b.max_ms.max(0.1))),
+                RED.mix(0.8).stroke_width(1),
+            ))?
+            .label("slowest query per 100 ms")
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], RED));
+        chart
+            .draw_series(LineSeries::new(
+                bins.iter().map(|b| (b.at, b.median_ms.max(0.1))),
+                BLUE.stroke_width(1),
+            ))?
+            .label("median per 100 ms")
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLUE));
+        chart
+            .draw_series(
+                panel
+                    .samples
+                    .iter()
+                    .filter(|s| !s.ok)
+                    .map(|s| Circle::new(point(s), 2, RED.filled())),
+            )?
+            .label("failed query")
+            .legend(|(x, y)| Circle::new((x + 10, y), 2, RED.filled()));
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
     }
     root.present()?;
     Ok(())
@@ -85,4 +102,39 @@ fn point(s: &Sample) -> (f64, f64) {
         s.at.as_secs_f64(),
         (s.latency.as_secs_f64() * 1000.0).max(0.1),
     )
+}
+
+/// The median and slowest latency of each 100 ms of the run.
+struct Bin {
+    at: f64,
+    median_ms: f64,
+    max_ms: f64,
+}
+
+fn bins(samples: &[Sample]) -> Vec<Bin> {
+    let mut out: Vec<Bin> = Vec::new();
+    let mut current: Vec<f64> = Vec::new();
+    let mut index = 0u64;
+    let mut flush = |index: u64, current: &mut Vec<f64>| {
+        if current.is_empty() {
+            return;
+        }
+        current.sort_by(f64::total_cmp);
+        out.push(Bin {
+            at: index as f64 / 10.0,
+            median_ms: current[current.len() / 2],
+            max_ms: current[current.len() - 1],
+        });
+        current.clear();
+    };
+    for s in samples {
+        let i = (s.at.as_secs_f64() * 10.0) as u64;
+        if i != index {
+            flush(index, &mut current);
+            index = i;
+        }
+        current.push(s.latency.as_secs_f64() * 1000.0);
+    }
+    flush(index, &mut current);
+    out
 }

@@ -78,6 +78,9 @@ struct Args {
     skip_backfill: bool,
     #[arg(long)]
     skip_triggers: bool,
+    /// zdm's target batch duration in milliseconds (`zdm expand --batch-time`)
+    #[arg(long, default_value_t = 50)]
+    batch_time: u64,
     /// Where results.json, results.md and the charts go
     #[arg(long, default_value = "bench-results")]
     out: PathBuf,
@@ -105,6 +108,7 @@ struct Settings {
     clients: usize,
     rate_per_client: u32,
     lock_timeout_ms: u64,
+    batch_time_ms: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -117,6 +121,8 @@ struct RunResult {
     during: Stats,
     error_examples: Vec<String>,
     phases: Vec<(String, f64, f64)>,
+    /// The latency figures of each phase, to see where slow queries cluster.
+    by_phase: Vec<(String, Stats)>,
     migration_error: Option<String>,
 }
 
@@ -220,6 +226,7 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
             clients: args.clients,
             rate_per_client: args.rate,
             lock_timeout_ms: LOCK_TIMEOUT.as_millis() as u64,
+            batch_time_ms: args.batch_time,
         },
         scenarios: Vec::new(),
         backfill: Vec::new(),
@@ -302,10 +309,12 @@ impl Bench<'_> {
     }
 
     async fn runner_options(&self) -> RunOptions {
-        RunOptions {
+        let mut options = RunOptions {
             lock_timeout: LOCK_TIMEOUT,
             ..RunOptions::default()
-        }
+        };
+        options.backfill.target_batch_time = Duration::from_millis(self.args.batch_time);
+        options
     }
 
     async fn scenario(&self, s: &Scenario) -> anyhow::Result<ScenarioResult> {
@@ -412,6 +421,10 @@ impl Bench<'_> {
             baseline: stats(&samples, 1.0, started),
             during: stats(&samples, started, finished),
             error_examples: errors.into_iter().take(3).collect(),
+            by_phase: phases
+                .iter()
+                .map(|(name, from, to)| (name.clone(), stats(&samples, *from, *to)))
+                .collect(),
             phases,
             migration_error,
         };
@@ -548,14 +561,15 @@ fn render(r: &Report) -> (String, bool) {
     let mut met = true;
     let _ = writeln!(
         out,
-        "PostgreSQL {}, {} CPUs, shared_buffers {}; {} rows per scenario table, {} clients × {} queries/s, lock_timeout {} ms.\n",
+        "PostgreSQL {}, {} CPUs, shared_buffers {}; {} rows per scenario table, {} clients × {} queries/s, lock_timeout {} ms, backfill batch target {} ms.\n",
         r.machine.server_version,
         r.machine.cpus,
         r.machine.shared_buffers,
         r.settings.rows,
         r.settings.clients,
         r.settings.rate_per_client,
-        r.settings.lock_timeout_ms
+        r.settings.lock_timeout_ms,
+        r.settings.batch_time_ms
     );
     if !r.scenarios.is_empty() {
         out.push_str("### Under load: the naive statement against zdm\n\n");
@@ -597,6 +611,16 @@ fn render(r: &Report) -> (String, bool) {
                     run.during.max_ms
                 );
             }
+        }
+        out.push_str("\nzdm's p99 (ms) by phase:\n\n| scenario | phases |\n|---|---|\n");
+        for s in &r.scenarios {
+            let phases: Vec<String> = s
+                .zdm
+                .by_phase
+                .iter()
+                .map(|(name, st)| format!("{name} {:.1} (max {:.0})", st.p99_ms, st.max_ms))
+                .collect();
+            let _ = writeln!(out, "| {} | {} |", s.name, phases.join(", "));
         }
         out.push('\n');
     }
