@@ -357,3 +357,51 @@ fn plan_database_url_errors_name_the_target_without_the_password() {
                 .and(predicate::str::contains("hunter2").not()),
         );
 }
+
+#[test]
+fn completions_and_man_page_come_from_the_command_line_definitions() {
+    for shell in ["bash", "zsh", "fish"] {
+        zdm()
+            .args(["completions", shell])
+            .assert()
+            .success()
+            .stdout(
+                predicate::str::contains("expand").and(predicate::str::contains("--lock-timeout")),
+            );
+    }
+    zdm()
+        .arg("man")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(".TH zdm").and(predicate::str::contains("contract")));
+    zdm().args(["completions", "tcsh"]).assert().code(2);
+}
+
+#[test]
+fn every_command_has_examples_in_its_help() {
+    for command in [
+        "lint",
+        "plan",
+        "expand",
+        "contract",
+        "status",
+        "abort",
+        "rules",
+        "explain",
+        "completions",
+        "man",
+    ] {
+        let out = zdm()
+            .args([command, "--help"])
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            text.contains("Example"),
+            "`zdm {command} --help` has no example:\n{text}"
+        );
+    }
+}

@@ -1,6 +1,7 @@
 //! The command line: clap definitions and the mapping of outcomes to exit codes.
 //! One file per command. Exit codes: 0 ok, 1 findings (or unsafe), 2 usage or runtime error.
 
+mod completions;
 mod lint;
 mod plan;
 mod rules;
@@ -26,8 +27,14 @@ Examples:
   zdm plan --format sql --out plan/ migrations/   SQL files for psql
   zdm rules                            list the rules
   zdm explain rename-column            why a rule exists and the safe form
+  DATABASE_URL=postgres://app@db/prod zdm expand migrations/    before the deploy
+  zdm status --check migrations/       exit 1 until every migration is done
+  zdm contract migrations/             after the deploy
+  zdm completions bash                 shell completions (also: zdm man)
 
-Exit codes: 0 no error-level finding, 1 at least one, 2 usage or I/O error.";
+Exit codes: 0 ok, 1 findings (lint), an unsafe or failed migration (plan, expand, contract,
+abort) or something not done (status --check), 2 usage, I/O, connection or state error,
+130 stopped by SIGINT/SIGTERM (expand, contract, abort).";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -64,6 +71,10 @@ enum Command {
     Abort(run::AbortArgs),
     Rules(rules::RulesArgs),
     Explain(rules::ExplainArgs),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell)
+    Completions(completions::CompletionsArgs),
+    /// Print the man page (roff)
+    Man(completions::ManArgs),
 }
 
 /// Runs the command line and returns the process exit code.
@@ -90,6 +101,8 @@ pub fn main() -> ExitCode {
         Command::Abort(args) => run::abort(args, cli.config.as_deref()),
         Command::Rules(args) => rules::list(args),
         Command::Explain(args) => rules::explain(args),
+        Command::Completions(args) => completions::completions(args),
+        Command::Man(args) => completions::man(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -8,6 +8,9 @@ use crate::lint::rules::{self, ALL};
 
 /// List every lint rule with its default severity
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Example:\n  zdm rules                  every rule, its severity and what it catches\n  zdm explain <rule>         one rule in full"
+)]
 pub struct RulesArgs {
     /// Print JSON instead of a table
     #[arg(long)]
