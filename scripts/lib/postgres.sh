@@ -119,7 +119,9 @@ zdm_start_server() {
     export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     local port
     port=$(zdm_free_port) || { zdm_log "no free port in 54320-54400"; return 1; }
-    if ! zdm_as_owner "$bindir/initdb" -D "$ZDM_PG_DATA/data" -U zdm --auth=trust -E UTF8 --locale=C >"$ZDM_PG_DATA/initdb.log" 2>&1; then
+    # Not "zdm": with the default search_path ("$user", public), a role named zdm would create
+    # unqualified tables in the zdm state schema.
+    if ! zdm_as_owner "$bindir/initdb" -D "$ZDM_PG_DATA/data" -U postgres --auth=trust -E UTF8 --locale=C >"$ZDM_PG_DATA/initdb.log" 2>&1; then
         zdm_log "initdb failed:"; cat "$ZDM_PG_DATA/initdb.log" >&2; return 1
     fi
     # TLS with a throw-away self-signed certificate, so the sslmode tests have a server that
@@ -139,7 +141,7 @@ zdm_start_server() {
     fi
     ZDM_PG_BINDIR=$bindir
     trap zdm_stop_server EXIT
-    export DATABASE_URL="postgres://zdm@127.0.0.1:$port/postgres"
+    export DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
     zdm_log "started PostgreSQL from $bindir on port $port (stopped on exit)"
 }
 

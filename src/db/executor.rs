@@ -227,6 +227,19 @@ impl<'a> Runner<'a> {
                 .await?;
         }
         state::ensure_schema(client).await?;
+        // A role named zdm with the default search_path ("$user", public) would create the
+        // migrations' unqualified tables inside zdm's own state schema.
+        let schema: Option<String> = client
+            .query_one("SELECT current_schema()::text", &[])
+            .await?
+            .get(0);
+        if schema.as_deref() == Some("zdm") {
+            return Err(RunError::WrongState {
+                migration: "the session".into(),
+                status: "resolving unqualified names to the zdm state schema".into(),
+                what: "the role is probably named zdm and search_path starts with \"$user\": connect as another role, or set search_path (e.g. options=-csearch_path=public in the URL)".into(),
+            });
+        }
         Ok(Runner {
             client,
             options,

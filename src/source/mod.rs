@@ -6,6 +6,7 @@
 //! directory name (`2024-01-01-120000_x/up.sql`, Prisma's `20240101_x/migration.sql`).
 //! Down migrations are read and linted but are not part of the forward order.
 
+mod dbmate;
 mod directive;
 mod split;
 
@@ -115,7 +116,10 @@ impl MigrationSet {
             let files = paths
                 .iter()
                 .map(|p| SourceFile::read(p))
-                .collect::<Result<Vec<_>, _>>()?;
+                .collect::<Result<Vec<_>, _>>()?
+                .into_iter()
+                .flat_map(dbmate::split_sections)
+                .collect::<Vec<_>>();
             let (mut forward, mut down): (Vec<_>, Vec<_>) = files
                 .into_iter()
                 .partition(|f| f.direction == Direction::Up);
@@ -132,11 +136,12 @@ impl MigrationSet {
                 path: path.to_owned(),
             });
         }
-        let file = SourceFile::read(path)?;
+        let mut sections = dbmate::split_sections(SourceFile::read(path)?);
+        let file = sections.remove(0);
         let earlier = earlier_siblings(&file);
         let context_only = earlier.len();
         let mut forward = earlier;
-        let mut down = Vec::new();
+        let mut down = sections;
         match file.direction {
             Direction::Up => forward.push(file),
             Direction::Down => down.push(file),
@@ -185,6 +190,7 @@ fn earlier_siblings(file: &SourceFile) -> Vec<SourceFile> {
     let mut earlier: Vec<SourceFile> = paths
         .iter()
         .filter_map(|p| SourceFile::read(p).ok())
+        .flat_map(dbmate::split_sections)
         .filter(|f| f.direction == Direction::Up)
         .filter(|f| f.path != file.path)
         .filter(|f| {
