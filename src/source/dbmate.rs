@@ -63,7 +63,7 @@ mod tests {
         let down = split_statements(&parts[1].text).statements;
         assert_eq!(down.len(), 1);
         assert_eq!(
-            down[0].line, 6,
+            down[0].start.line, 6,
             "the down statement keeps its line in the file"
         );
     }
