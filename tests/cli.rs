@@ -405,3 +405,48 @@ fn every_command_has_examples_in_its_help() {
         );
     }
 }
+
+#[test]
+fn init_writes_a_config_for_the_detected_layout() {
+    let project = tempfile::tempdir().unwrap();
+    let dir = project.path().join("migrations/2024-01-01-120000_users");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("up.sql"),
+        "CREATE TABLE users (id bigint PRIMARY KEY);",
+    )
+    .unwrap();
+    std::fs::write(dir.join("down.sql"), "DROP TABLE users;").unwrap();
+    let run = |args: &[&str]| {
+        let mut cmd = zdm();
+        cmd.current_dir(project.path()).args(args);
+        cmd.assert()
+    };
+    run(&["init"])
+        .success()
+        .stdout(predicate::str::contains("diesel migrations in migrations"));
+    let config = std::fs::read_to_string(project.path().join("zdm.toml")).unwrap();
+    assert!(config.contains("migrations = \"migrations\""), "{config}");
+    assert!(config.contains("run_in_transaction = false"), "{config}");
+    // The written file is valid: zdm lint reads it and the directory it names (and flags the
+    // down migration's DROP TABLE).
+    run(&["lint"])
+        .code(1)
+        .stdout(predicate::str::contains("2024-01-01-120000_users/down.sql"));
+    run(&["init"])
+        .code(2)
+        .stderr(predicate::str::contains("already exists"));
+    run(&["init", "--force", "--pg-version", "16"]).success();
+    assert!(
+        std::fs::read_to_string(project.path().join("zdm.toml"))
+            .unwrap()
+            .contains("pg_version = 16")
+    );
+    let empty = tempfile::tempdir().unwrap();
+    zdm()
+        .current_dir(empty.path())
+        .arg("init")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no migrations folder found"));
+}

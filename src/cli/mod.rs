@@ -2,6 +2,7 @@
 //! One file per command. Exit codes: 0 ok, 1 findings (or unsafe), 2 usage or runtime error.
 
 mod completions;
+mod init;
 mod lint;
 mod plan;
 mod rules;
@@ -71,6 +72,8 @@ enum Command {
     Abort(run::AbortArgs),
     Rules(rules::RulesArgs),
     Explain(rules::ExplainArgs),
+    /// Write a commented zdm.toml for the migrations folder found here
+    Init(init::InitArgs),
     /// Print shell completions (bash, zsh, fish, elvish, powershell)
     Completions(completions::CompletionsArgs),
     /// Print the man page (roff)
@@ -101,6 +104,7 @@ pub fn main() -> ExitCode {
         Command::Abort(args) => run::abort(args, cli.config.as_deref()),
         Command::Rules(args) => rules::list(args),
         Command::Explain(args) => rules::explain(args),
+        Command::Init(args) => init::run(args),
         Command::Completions(args) => completions::completions(args),
         Command::Man(args) => completions::man(args),
     };

@@ -8,6 +8,7 @@
 
 mod dbmate;
 mod directive;
+pub mod layout;
 mod split;
 
 use std::cmp::Ordering;

@@ -1,0 +1,79 @@
+//! `zdm init`: writes a commented `zdm.toml` for the migrations folder it finds.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+
+use super::EXIT_OK;
+use crate::source::layout::{self, Layout};
+
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  zdm init                       find the migrations folder and its tool, write ./zdm.toml
+  zdm init --migrations db/sql   name the folder yourself
+
+Looks in prisma/migrations, src/main/resources/db/migration, db/migrations, db/migrate,
+migrations and sql. Exit codes: 0 written, 2 nothing found, or zdm.toml exists (use --force).")]
+pub struct InitArgs {
+    /// The migrations directory [default: detected]
+    #[arg(long, value_name = "DIR")]
+    migrations: Option<PathBuf>,
+    /// The PostgreSQL major version the migrations run on
+    #[arg(long, value_name = "MAJOR", default_value_t = crate::config::DEFAULT_PG_VERSION)]
+    pg_version: u32,
+    /// Overwrite an existing zdm.toml
+    #[arg(long)]
+    force: bool,
+}
+
+pub fn run(args: &InitArgs) -> anyhow::Result<u8> {
+    let target = PathBuf::from("zdm.toml");
+    if target.exists() && !args.force {
+        anyhow::bail!("zdm.toml already exists; edit it, or run `zdm init --force` to replace it");
+    }
+    let (dir, layout) = match &args.migrations {
+        Some(dir) => {
+            let layout = layout::layout_of(dir).with_context(|| {
+                format!("{}: no .sql migrations found there", dir.display())
+            })?;
+            (dir.clone(), layout)
+        }
+        None => layout::detect(std::path::Path::new(".")).context(
+            "no migrations folder found (looked in prisma/migrations, src/main/resources/db/migration, db/migrations, db/migrate, migrations, sql); name it with --migrations DIR",
+        )?,
+    };
+    std::fs::write(&target, config_text(&dir, layout, args.pg_version))
+        .with_context(|| format!("cannot write {}", target.display()))?;
+    println!(
+        "wrote zdm.toml: {} migrations in {}",
+        layout.name(),
+        dir.display()
+    );
+    Ok(EXIT_OK)
+}
+
+fn config_text(dir: &std::path::Path, layout: Layout, pg_version: u32) -> String {
+    let dir = dir.display().to_string().replace('\\', "/");
+    format!(
+        r#"# zdm configuration, written by `zdm init`. Flags and environment variables win.
+
+# The PostgreSQL major version the migrations run on; lock behaviour depends on it.
+# zdm expand, contract and status read it from the server instead.
+pg_version = {pg_version}
+
+# The migrations, as {layout} lays them out. zdm orders them by the version in their names
+# and lints down migrations against the schema their up produced.
+# To run CREATE INDEX CONCURRENTLY through {layout} itself, mark the migration with
+# {marker}; zdm expand runs CONCURRENTLY steps outside transactions on its own.
+migrations = "{dir}"
+
+# Rule levels: error (fails zdm lint), warning, or off. `zdm rules` lists every rule.
+[lint.rules]
+# require-lock-timeout = "warning"
+# drop-column = "warning"
+"#,
+        layout = layout.name(),
+        marker = layout.no_transaction_marker(),
+    )
+}
