@@ -450,3 +450,42 @@ fn init_writes_a_config_for_the_detected_layout() {
         .code(2)
         .stderr(predicate::str::contains("no migrations folder found"));
 }
+
+/// A tool's no-transaction marker means each statement commits on its own, so validating a
+/// constraint right after adding it NOT VALID is fine; without the marker it is flagged.
+#[test]
+fn no_transaction_markers_are_honoured() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = "ALTER TABLE t ADD CONSTRAINT t_a_check CHECK (a > 0) NOT VALID;\nALTER TABLE t VALIDATE CONSTRAINT t_a_check;\n";
+    std::fs::write(
+        dir.path().join("0001_t.sql"),
+        "CREATE TABLE t (id int PRIMARY KEY, a int);",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("0002_plain.sql"),
+        format!("SET lock_timeout = '1s';\n{body}"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("0003_sqlx.sql"),
+        format!("-- no-transaction\nSET lock_timeout = '1s';\n{body}")
+            .replace("t_a_check", "t_a_check3"),
+    )
+    .unwrap();
+    let out = zdm()
+        .args(["lint", "--format", "json"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let same_tx: Vec<&str> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == "validate-in-same-transaction")
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(same_tx.len(), 1, "{same_tx:?}");
+    assert!(same_tx[0].ends_with("0002_plain.sql"), "{same_tx:?}");
+}

@@ -91,15 +91,36 @@ pub struct FileState {
     pub enum_values_added: Vec<(String, usize)>,
     /// A lock-taking statement on an existing table has already been seen.
     pub locked_existing: bool,
+    /// The runner runs this file without a transaction (its tool's marker says so): every
+    /// statement outside an explicit block commits on its own.
+    pub autocommit: bool,
 }
 
 impl FileState {
+    /// The state at the start of a file, whose text may carry a no-transaction marker.
+    pub fn for_text(text: &str) -> FileState {
+        FileState {
+            autocommit: crate::source::runs_without_transaction(text),
+            ..FileState::default()
+        }
+    }
+
     pub fn is_new(&self, name: &Name) -> bool {
         self.created.contains(&name.key())
     }
 
     /// Records what a statement changes in the file's state.
     pub fn apply(&mut self, change: &Change, class: &Classification) {
+        let in_block = self.in_block;
+        self.record(change, class);
+        // Without a transaction around the file, a statement outside a block has committed
+        // by the time the next one runs.
+        if self.autocommit && !in_block && !matches!(change, Change::Begin) {
+            self.segment += 1;
+        }
+    }
+
+    fn record(&mut self, change: &Change, class: &Classification) {
         match change {
             Change::CreateTable { name, .. } | Change::CreateView { name, .. } => {
                 self.created.insert(name.key());

@@ -135,7 +135,11 @@ mod tests {
     }
 
     /// Files of a project (path, contents), where the migrations are, and the layout.
-    type Case = (&'static [(&'static str, &'static str)], &'static str, Layout);
+    type Case = (
+        &'static [(&'static str, &'static str)],
+        &'static str,
+        Layout,
+    );
 
     #[test]
     fn each_tool_is_recognized() {

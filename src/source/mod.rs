@@ -85,6 +85,19 @@ impl SourceFile {
     }
 }
 
+/// Whether the file's migration tool is told to run it outside a transaction: sqlx's
+/// `-- no-transaction` first line, dbmate's `-- migrate:up transaction:false`, Flyway's
+/// `executeInTransaction=false` script directive.
+pub fn runs_without_transaction(text: &str) -> bool {
+    let first = text.lines().map(str::trim).find(|l| !l.is_empty());
+    first == Some("-- no-transaction")
+        || text.lines().any(|l| {
+            let l = l.trim();
+            (l.starts_with("-- migrate:up") && l.contains("transaction:false"))
+                || (l.starts_with("--") && l.contains("executeInTransaction=false"))
+        })
+}
+
 /// The migrations named by one command-line path.
 #[derive(Debug)]
 pub struct MigrationSet {
