@@ -48,7 +48,7 @@ fn expand_gate_contract_on_the_example() {
         .stdout
         .clone();
     let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-    assert_eq!(v.as_array().unwrap().len(), 7);
+    assert_eq!(v.as_array().unwrap().len(), 11);
     assert!(v.as_array().unwrap().iter().all(|m| m["status"] == "done"));
     zdm(&url)
         .args(["expand", dir])
