@@ -3,6 +3,7 @@
 //! ```toml
 //! pg_version = 14            # the PostgreSQL major version migrations run on
 //! migrations = "migrations"  # the directory `zdm lint` reads when given no path
+//! layout = "refinery"        # the migration tool; detected from the folder when not named
 //!
 //! [lint.rules]
 //! require-lock-timeout = "off"   # error | warning | off
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::lint::{Level, LintOptions, rules};
+use crate::source::Layout;
 
 /// The PostgreSQL major version assumed when neither flag nor config names one.
 pub const DEFAULT_PG_VERSION: u32 = 14;
@@ -41,6 +43,7 @@ pub enum ConfigError {
 struct File {
     pg_version: Option<u32>,
     migrations: Option<PathBuf>,
+    layout: Option<Layout>,
     #[serde(default)]
     lint: LintSection,
 }
@@ -58,6 +61,8 @@ pub struct Config {
     pub pg_version: u32,
     /// Where migrations live when no path is given.
     pub migrations: Option<PathBuf>,
+    /// The migration tool whose conventions the folder follows; `None` means detect it.
+    pub layout: Option<Layout>,
     pub lint: LintOptions,
 }
 
@@ -92,6 +97,7 @@ impl Config {
         Ok(Config {
             pg_version,
             migrations,
+            layout: file.layout,
             lint: LintOptions {
                 pg_version,
                 levels: file.lint.rules,
@@ -126,6 +132,7 @@ mod tests {
         let f = write("pg_version = 12\n[lint.rules]\ndrop-column = \"warning\"\n");
         let c = Config::load(Some(f.path()), None).unwrap();
         assert_eq!(c.pg_version, 12);
+        assert_eq!(c.layout, None);
         assert_eq!(c.lint.levels["drop-column"], Level::Warning);
         assert_eq!(
             Config::load(Some(f.path()), Some(16)).unwrap().pg_version,
@@ -145,6 +152,14 @@ mod tests {
             Config::load(Some(f.path()), None),
             Err(ConfigError::Invalid { .. })
         ));
+        let f = write("layout = \"liquibase\"\n");
+        let Err(ConfigError::Invalid { message, .. }) = Config::load(Some(f.path()), None) else {
+            panic!("an unknown layout is refused");
+        };
+        assert!(
+            message.contains("refinery"),
+            "the message lists the layouts: {message}"
+        );
         let f = write("[lint.rules]\ndrop-column = \"fatal\"\n");
         assert!(matches!(
             Config::load(Some(f.path()), None),

@@ -36,7 +36,7 @@ fn waits_stay_within_lock_timeout_and_the_blocker_is_named() {
     )
     .unwrap();
     let plans = plan_set(
-        &MigrationSet::load(dir.path()).unwrap(),
+        &MigrationSet::load(dir.path(), None).unwrap(),
         &LintOptions::default(),
         None,
     )

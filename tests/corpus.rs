@@ -27,7 +27,7 @@ fn corpus_is_understood() {
     let started = Instant::now();
     for project in &projects {
         let t = Instant::now();
-        let set = MigrationSet::load(project).unwrap();
+        let set = MigrationSet::load(project, None).unwrap();
         let report = lint_set(&set, &options);
         eprintln!(
             "{:<14} {:>4} files {:>5} statements {:>3} unrecognized {:>5} findings  {:>6.0} ms",
@@ -89,7 +89,7 @@ fn planner_never_panics_on_the_corpus() {
         .map(|e| e.path())
         .filter(|p| p.is_dir())
     {
-        let set = MigrationSet::load(&project).unwrap();
+        let set = MigrationSet::load(&project, None).unwrap();
         let mut catalog = zdm::catalog::Catalog::default();
         for file in &set.forward {
             let before = catalog.clone();

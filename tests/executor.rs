@@ -13,7 +13,7 @@ use zdm::source::MigrationSet;
 
 fn plans(dir: &Path) -> Vec<MigrationPlan> {
     plan_set(
-        &MigrationSet::load(dir).unwrap(),
+        &MigrationSet::load(dir, None).unwrap(),
         &LintOptions::default(),
         None,
     )

@@ -24,7 +24,7 @@ fn files(dir: &str) -> Vec<PathBuf> {
 }
 
 fn errors(path: &Path) -> BTreeSet<String> {
-    let set = MigrationSet::load(path).unwrap();
+    let set = MigrationSet::load(path, None).unwrap();
     lint_set(&set, &LintOptions::default())
         .findings
         .iter()

@@ -52,7 +52,7 @@ ALTER TABLE "My App".nokey RENAME COLUMN "Note" TO "Remark";
         ),
     )
     .unwrap();
-    let set = MigrationSet::load(dir.path()).unwrap();
+    let set = MigrationSet::load(dir.path(), None).unwrap();
     let plans = plan_set(&set, &LintOptions::default(), None).unwrap();
     assert!(
         plans[1].backfill.iter().any(|b| b.key.is_empty()),

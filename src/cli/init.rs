@@ -12,6 +12,7 @@ use crate::source::layout::{self, Layout};
 #[command(after_help = "Examples:
   zdm init                       find the migrations folder and its tool, write ./zdm.toml
   zdm init --migrations db/sql   name the folder yourself
+  zdm init --layout refinery     name the tool when detection guesses wrong
 
 Looks in prisma/migrations, src/main/resources/db/migration, db/migrations, db/migrate,
 migrations and sql. Exit codes: 0 written, 2 nothing found, or zdm.toml exists (use --force).")]
@@ -19,6 +20,9 @@ pub struct InitArgs {
     /// The migrations directory [default: detected]
     #[arg(long, value_name = "DIR")]
     migrations: Option<PathBuf>,
+    /// The migration tool the folder belongs to [default: detected]
+    #[arg(long, value_name = "TOOL", value_parser = parse_layout)]
+    layout: Option<Layout>,
     /// The PostgreSQL major version the migrations run on
     #[arg(long, value_name = "MAJOR", default_value_t = crate::config::DEFAULT_PG_VERSION)]
     pg_version: u32,
@@ -34,14 +38,16 @@ pub fn run(args: &InitArgs) -> anyhow::Result<u8> {
     }
     let (dir, layout) = match &args.migrations {
         Some(dir) => {
-            let layout = layout::layout_of(dir).with_context(|| {
+            let detected = layout::layout_of(dir);
+            let layout = args.layout.or(detected).with_context(|| {
                 format!("{}: no .sql migrations found there", dir.display())
             })?;
             (dir.clone(), layout)
         }
         None => layout::detect(std::path::Path::new(".")).context(
             "no migrations folder found (looked in prisma/migrations, src/main/resources/db/migration, db/migrations, db/migrate, migrations, sql); name it with --migrations DIR",
-        )?,
+        )
+        .map(|(dir, detected)| (dir, args.layout.unwrap_or(detected)))?,
     };
     std::fs::write(&target, config_text(&dir, layout, args.pg_version))
         .with_context(|| format!("cannot write {}", target.display()))?;
@@ -51,6 +57,13 @@ pub fn run(args: &InitArgs) -> anyhow::Result<u8> {
         dir.display()
     );
     Ok(EXIT_OK)
+}
+
+fn parse_layout(key: &str) -> Result<Layout, String> {
+    Layout::from_key(key).ok_or_else(|| {
+        let keys: Vec<&str> = Layout::ALL.iter().map(|l| l.key()).collect();
+        format!("unknown layout; use one of {}", keys.join(", "))
+    })
 }
 
 fn config_text(dir: &std::path::Path, layout: Layout, pg_version: u32) -> String {
@@ -64,9 +77,14 @@ pg_version = {pg_version}
 
 # The migrations, as {layout} lays them out. zdm orders them by the version in their names
 # and lints down migrations against the schema their up produced.
-# To run CREATE INDEX CONCURRENTLY through {layout} itself, mark the migration with
-# {marker}; zdm expand runs CONCURRENTLY steps outside transactions on its own.
 migrations = "{dir}"
+
+# The tool that runs them: {keys}.
+# It decides what a U prefix means (Flyway: undo; refinery: unversioned) and which
+# no-transaction marker counts. To run CREATE INDEX CONCURRENTLY through {layout} itself,
+# mark the migration with {marker};
+# zdm expand runs CONCURRENTLY steps outside transactions on its own.
+layout = "{key}"
 
 # Rule levels: error (fails zdm lint), warning, or off. `zdm rules` lists every rule.
 [lint.rules]
@@ -74,6 +92,8 @@ migrations = "{dir}"
 # drop-column = "warning"
 "#,
         layout = layout.name(),
+        key = layout.key(),
+        keys = Layout::ALL.map(Layout::key).join(", "),
         marker = layout.no_transaction_marker(),
     )
 }

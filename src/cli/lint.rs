@@ -79,7 +79,7 @@ pub fn run(args: &LintArgs, config_path: Option<&Path>) -> anyhow::Result<u8> {
                 .context("cannot read standard input as UTF-8")?;
             MigrationSet::single(SourceFile::from_text(Path::new("<stdin>"), text))
         } else {
-            MigrationSet::load(path)?
+            MigrationSet::load(path, config.layout)?
         };
         tracing::debug!(path = %path.display(), files = set.forward.len() + set.down.len(), "linting");
         report.merge(lint_set(&set, &config.lint));

@@ -90,7 +90,7 @@ pub fn run(args: &PlanArgs, config_path: Option<&Path>) -> anyhow::Result<u8> {
     };
     let mut plans = Vec::new();
     for path in &paths {
-        let set = MigrationSet::load(path)?;
+        let set = MigrationSet::load(path, config.layout)?;
         match plan_set(&set, &config.lint, live.clone()) {
             Ok(p) => plans.extend(p),
             Err(e) => {

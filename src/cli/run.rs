@@ -198,7 +198,7 @@ fn prepare(
             dir.display()
         );
     }
-    let set = MigrationSet::load(&dir)?;
+    let set = MigrationSet::load(&dir, config.layout)?;
     let connection = ConnectOptions::resolve(target.database_url.as_deref(), &ProcessEnv)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

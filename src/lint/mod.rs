@@ -152,7 +152,7 @@ pub fn lint_file(file: &SourceFile, catalog: &mut Catalog, options: &LintOptions
         }
     }
     let mut raw: Vec<(usize, &'static Rule, Violation)> = Vec::new();
-    let mut state = FileState::for_text(&file.text);
+    let mut state = FileState::for_file(file);
     for (i, ((stmt, _), change)) in units.iter().zip(&changes).enumerate() {
         let is_new = |n: &crate::parse::Name| state.is_new(n);
         let env = Env {

@@ -97,10 +97,10 @@ pub struct FileState {
 }
 
 impl FileState {
-    /// The state at the start of a file, whose text may carry a no-transaction marker.
-    pub fn for_text(text: &str) -> FileState {
+    /// The state at the start of a file, which its tool may run without a transaction.
+    pub fn for_file(file: &crate::source::SourceFile) -> FileState {
         FileState {
-            autocommit: crate::source::runs_without_transaction(text),
+            autocommit: file.no_transaction,
             ..FileState::default()
         }
     }

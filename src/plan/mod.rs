@@ -110,7 +110,7 @@ pub fn plan_file(
 ) -> Result<MigrationPlan, PlanError> {
     let findings = lint_file(file, &mut catalog.clone(), options).findings;
     let split = split_statements(&file.text);
-    let mut state = FileState::for_text(&file.text);
+    let mut state = FileState::for_file(file);
     let mut plan = MigrationPlan {
         id: migration_id(&file.path),
         path: file.path.display().to_string(),

@@ -4,13 +4,14 @@
 //! findings point at the right line.
 //! <https://github.com/amacneil/dbmate#creating-migrations>
 
-use super::{Direction, SourceFile};
+use super::{Direction, Layout, SourceFile, layout};
 
 const UP: &str = "-- migrate:up";
 const DOWN: &str = "-- migrate:down";
 
-/// Splits a dbmate file into its up and down sections; other files come back unchanged.
-pub fn split_sections(file: SourceFile) -> Vec<SourceFile> {
+/// Splits a dbmate file into its up and down sections; other files come back unchanged. Each
+/// section has its own `transaction:false` marker, so `layout` decides it again per section.
+pub fn split_sections(file: SourceFile, layout: Layout) -> Vec<SourceFile> {
     let starts_section = |line: &str, marker: &str| line.trim_start().starts_with(marker);
     if !file.text.lines().any(|l| starts_section(l, UP)) {
         return vec![file];
@@ -31,12 +32,15 @@ pub fn split_sections(file: SourceFile) -> Vec<SourceFile> {
     let (up_text, down_text) = file.text.split_at(down_at);
     // The down section keeps its line numbers: everything before it becomes empty lines.
     let padding = "\n".repeat(up_text.matches('\n').count());
+    let down_text = format!("{padding}{down_text}");
     let down = SourceFile {
-        text: format!("{padding}{down_text}"),
+        no_transaction: layout::no_transaction(layout, &file.path, &down_text),
+        text: down_text,
         direction: Direction::Down,
         ..file.clone()
     };
     let up = SourceFile {
+        no_transaction: layout::no_transaction(layout, &file.path, up_text),
         text: up_text.to_owned(),
         ..file
     };
@@ -54,7 +58,7 @@ mod tests {
     fn sections_become_an_up_and_a_down_with_their_own_lines() {
         let text = "-- migrate:up\nCREATE TABLE t (id int);\nCREATE INDEX t_id ON t (id);\n\n-- migrate:down\nDROP TABLE t;\n";
         let file = SourceFile::from_text(Path::new("20240101000000_t.sql"), text.to_owned());
-        let parts = split_sections(file);
+        let parts = split_sections(file, Layout::Dbmate);
         assert_eq!(parts.len(), 2);
         assert_eq!(parts[0].direction, Direction::Up);
         assert_eq!(split_statements(&parts[0].text).statements.len(), 2);
@@ -71,6 +75,6 @@ mod tests {
     #[test]
     fn other_files_are_left_alone() {
         let file = SourceFile::from_text(Path::new("0001_t.sql"), "SELECT 1;".to_owned());
-        assert_eq!(split_sections(file).len(), 1);
+        assert_eq!(split_sections(file, Layout::Dbmate).len(), 1);
     }
 }

@@ -1,11 +1,19 @@
-//! Which migration tool's folder layout a project uses, for `zdm init`. zdm reads every layout
-//! the same way (see `MigrationSet`); knowing the tool lets the generated `zdm.toml` say where
-//! the migrations are and how that tool marks a migration that must not run in a transaction.
+//! Which migration tool's folder layout a project uses. The tools agree on most things (a
+//! version in each name, `.sql` files), so `MigrationSet` reads them all alike; the layout
+//! settles where they differ:
+//!
+//! - what a `U` prefix means: an undo migration in Flyway, an unversioned (forward, applied out
+//!   of order) one in refinery;
+//! - how a migration is marked to run outside a transaction, which decides whether a statement
+//!   has committed before the next one runs (see `no_transaction`).
+//!
+//! The layout is named in `zdm.toml` (`layout = "refinery"`) or detected from the folder.
 
 use std::path::{Path, PathBuf};
 
 /// A migration tool's layout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Layout {
     Sqlx,
     Diesel,
@@ -19,6 +27,37 @@ pub enum Layout {
 }
 
 impl Layout {
+    /// Every layout, in the order `zdm init --help` lists them.
+    pub const ALL: [Layout; 8] = [
+        Layout::Sqlx,
+        Layout::Diesel,
+        Layout::GolangMigrate,
+        Layout::Flyway,
+        Layout::Dbmate,
+        Layout::Prisma,
+        Layout::Refinery,
+        Layout::Plain,
+    ];
+
+    /// The name `zdm.toml` and `zdm init --layout` use.
+    pub fn key(self) -> &'static str {
+        match self {
+            Layout::Sqlx => "sqlx",
+            Layout::Diesel => "diesel",
+            Layout::GolangMigrate => "golang-migrate",
+            Layout::Flyway => "flyway",
+            Layout::Dbmate => "dbmate",
+            Layout::Prisma => "prisma",
+            Layout::Refinery => "refinery",
+            Layout::Plain => "plain",
+        }
+    }
+
+    pub fn from_key(key: &str) -> Option<Layout> {
+        Layout::ALL.into_iter().find(|l| l.key() == key)
+    }
+
+    /// The tool's name as its users write it.
     pub fn name(self) -> &'static str {
         match self {
             Layout::Sqlx => "sqlx",
@@ -41,7 +80,7 @@ impl Layout {
             Layout::Flyway => "`-- flyway:executeInTransaction=false` (or a .conf file)",
             Layout::Dbmate => "`-- migrate:up transaction:false`",
             Layout::Prisma => "nothing: split CONCURRENTLY into its own migration",
-            Layout::Refinery => "nothing: refinery wraps each migration in a transaction",
+            Layout::Refinery => "a comment line `-- refinery:noTransaction`",
             Layout::Plain => "whatever your runner uses",
         }
     }
@@ -54,6 +93,7 @@ const CANDIDATES: &[&str] = &[
     "db/migrations",
     "db/migrate",
     "migrations",
+    "src/migrations",
     "sql",
 ];
 
@@ -65,22 +105,73 @@ pub fn detect(root: &Path) -> Option<(PathBuf, Layout)> {
     })
 }
 
-/// The layout of one directory, from the names (and for dbmate the contents) of its files.
+/// Whether a migration run by `layout` is marked to run outside a transaction. `path` is the
+/// migration file and `text` its contents (for dbmate, one section of it).
+///
+/// Each tool has its own marker, and only that tool's marker counts: a `-- no-transaction`
+/// line means nothing to Flyway, which still wraps the file in one transaction. For plain
+/// numbered files, whose runner zdm does not know, any of the markers counts.
+pub fn no_transaction(layout: Layout, path: &Path, text: &str) -> bool {
+    let comment_lines = || text.lines().map(str::trim).filter(|l| l.starts_with("--"));
+    // sqlx: the file's first line is `-- no-transaction`.
+    let sqlx = || text.lines().map(str::trim).find(|l| !l.is_empty()) == Some("-- no-transaction");
+    // dbmate: `-- migrate:up transaction:false` heads the section.
+    let dbmate =
+        || comment_lines().any(|l| l.starts_with("-- migrate:") && l.contains("transaction:false"));
+    // Flyway: `executeInTransaction=false` in the script (`-- flyway:executeInTransaction=false`)
+    // or in its sidecar `V1__x.sql.conf`.
+    let flyway = || {
+        comment_lines().any(|l| l.contains("executeInTransaction=false"))
+            || sidecar_conf(path).is_some_and(|conf| {
+                conf.lines()
+                    .any(|l| l.replace(' ', "").trim() == "executeInTransaction=false")
+            })
+    };
+    // diesel: `run_in_transaction = false` in the migration directory's metadata.toml.
+    let diesel = || {
+        let metadata = path.with_file_name("metadata.toml");
+        std::fs::read_to_string(metadata)
+            .ok()
+            .and_then(|t| t.parse::<toml::Table>().ok())
+            .is_some_and(|t| t.get("run_in_transaction") == Some(&toml::Value::Boolean(false)))
+    };
+    // refinery: a comment line `-- refinery:noTransaction`.
+    let refinery =
+        || comment_lines().any(|l| l.trim_start_matches('-').trim() == "refinery:noTransaction");
+    match layout {
+        Layout::Sqlx => sqlx(),
+        Layout::Dbmate => dbmate(),
+        Layout::Flyway => flyway(),
+        Layout::Diesel => diesel(),
+        Layout::Refinery => refinery(),
+        // golang-migrate sends a file as one multi-statement query, which PostgreSQL runs as
+        // one implicit transaction; Prisma wraps each migration in a transaction.
+        Layout::GolangMigrate | Layout::Prisma => false,
+        Layout::Plain => sqlx() || dbmate() || flyway() || refinery(),
+    }
+}
+
+fn sidecar_conf(path: &Path) -> Option<String> {
+    let mut conf = path.as_os_str().to_owned();
+    conf.push(".conf");
+    std::fs::read_to_string(PathBuf::from(conf)).ok()
+}
+
+/// The layout of one directory, from the names (and for dbmate the contents) of its files and,
+/// where Flyway and refinery name files alike, from the project around it.
 pub fn layout_of(dir: &Path) -> Option<Layout> {
     let entries: Vec<PathBuf> = std::fs::read_dir(dir)
         .ok()?
         .filter_map(Result::ok)
         .map(|e| e.path())
         .collect();
-    let name = |p: &PathBuf| {
-        p.file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("")
-            .to_owned()
-    };
+    let names: Vec<String> = entries
+        .iter()
+        .filter_map(|p| p.file_name()?.to_str().map(str::to_owned))
+        .collect();
     let sql: Vec<&PathBuf> = entries
         .iter()
-        .filter(|p| name(p).ends_with(".sql"))
+        .filter(|p| p.extension().is_some_and(|e| e == "sql"))
         .collect();
     if entries.iter().any(|p| p.join("migration.sql").is_file()) {
         return Some(Layout::Prisma);
@@ -88,26 +179,21 @@ pub fn layout_of(dir: &Path) -> Option<Layout> {
     if entries.iter().any(|p| p.join("up.sql").is_file()) {
         return Some(Layout::Diesel);
     }
-    if sql.iter().any(|p| {
-        let n = name(p);
-        n.starts_with('V') && n.contains("__")
-    }) {
-        return Some(Layout::Flyway);
-    }
-    if sql.iter().any(|p| {
-        let n = name(p);
-        n.starts_with('U') && n.contains("__")
-    }) {
-        return Some(Layout::Refinery);
+    let prefixed: Vec<&String> = names
+        .iter()
+        .filter(|n| prefixed_version(n).is_some())
+        .collect();
+    if !prefixed.is_empty() {
+        return Some(flyway_or_refinery(dir, &prefixed));
     }
     if sql.iter().any(|p| {
         std::fs::read_to_string(p).is_ok_and(|t| t.lines().any(|l| l.starts_with("-- migrate:up")))
     }) {
         return Some(Layout::Dbmate);
     }
-    if sql.iter().any(|p| name(p).ends_with(".up.sql")) {
+    if names.iter().any(|n| n.ends_with(".up.sql")) {
         // golang-migrate numbers its files 000001_x; sqlx uses timestamps or small numbers.
-        let padded = sql.iter().any(|p| name(p).starts_with("0000"));
+        let padded = names.iter().any(|n| n.starts_with("0000"));
         return Some(if padded {
             Layout::GolangMigrate
         } else {
@@ -118,6 +204,65 @@ pub fn layout_of(dir: &Path) -> Option<Layout> {
         return Some(Layout::Plain);
     }
     None
+}
+
+/// `V1__x.sql` → (`V`, `1`); also `U`, `R` (Flyway's repeatables, no version) and refinery's
+/// Rust migrations `V1__x.rs`.
+fn prefixed_version(name: &str) -> Option<(char, &str)> {
+    let prefix = name.chars().next()?;
+    if !matches!(prefix, 'V' | 'U' | 'R') || !(name.ends_with(".sql") || name.ends_with(".rs")) {
+        return None;
+    }
+    let version = &name[1..name.find("__")?];
+    let valid = if prefix == 'R' {
+        version.is_empty()
+    } else {
+        version.starts_with(|c: char| c.is_ascii_digit())
+            && version
+                .chars()
+                .all(|c| c.is_ascii_digit() || c == '.' || c == '_')
+    };
+    valid.then_some((prefix, version))
+}
+
+/// Flyway and refinery both name files `V<version>__<name>.sql`. Only Flyway has repeatables
+/// (`R__`) and dotted versions; only refinery has Rust migrations and a `U` file without a
+/// `V` of the same version (Flyway's `U` undoes the `V` of its version). Otherwise the build
+/// file decides: a Cargo.toml naming refinery, or a JVM project.
+fn flyway_or_refinery(dir: &Path, names: &[&String]) -> Layout {
+    let parsed: Vec<(char, &str)> = names.iter().filter_map(|n| prefixed_version(n)).collect();
+    if names.iter().any(|n| n.ends_with(".rs")) {
+        return Layout::Refinery;
+    }
+    if parsed
+        .iter()
+        .any(|(p, v)| *p == 'R' || v.contains(['.', '_']))
+    {
+        return Layout::Flyway;
+    }
+    let versioned = |v: &str| parsed.iter().any(|(p, w)| *p == 'V' && *w == v);
+    if parsed.iter().any(|(p, v)| *p == 'U' && !versioned(v)) {
+        return Layout::Refinery;
+    }
+    for ancestor in dir.ancestors().skip(1).take(4) {
+        let cargo = std::fs::read_to_string(ancestor.join("Cargo.toml")).unwrap_or_default();
+        if cargo.contains("refinery") {
+            return Layout::Refinery;
+        }
+        if [
+            "pom.xml",
+            "build.gradle",
+            "build.gradle.kts",
+            "flyway.conf",
+            "flyway.toml",
+        ]
+        .iter()
+        .any(|f| ancestor.join(f).is_file())
+        {
+            return Layout::Flyway;
+        }
+    }
+    Layout::Flyway
 }
 
 #[cfg(test)]
@@ -188,10 +333,41 @@ mod tests {
                 "prisma/migrations",
                 Layout::Prisma,
             ),
+            // Flyway and refinery name files alike; what else is there decides.
             (
                 &[("migrations/U1__users.sql", "")],
                 "migrations",
                 Layout::Refinery,
+            ),
+            (
+                &[
+                    ("Cargo.toml", "[dependencies]\nrefinery = \"0.8\"\n"),
+                    ("migrations/V1__users.sql", ""),
+                ],
+                "migrations",
+                Layout::Refinery,
+            ),
+            (
+                &[
+                    ("src/migrations/V1__users.sql", ""),
+                    ("src/migrations/V2__seed.rs", ""),
+                ],
+                "src/migrations",
+                Layout::Refinery,
+            ),
+            (
+                &[
+                    ("migrations/V1__users.sql", ""),
+                    ("migrations/U1__users.sql", ""),
+                    ("migrations/R__views.sql", ""),
+                ],
+                "migrations",
+                Layout::Flyway,
+            ),
+            (
+                &[("pom.xml", ""), ("sql/V1__users.sql", "")],
+                "sql",
+                Layout::Flyway,
             ),
         ];
         for (files, dir, layout) in cases {
@@ -203,5 +379,64 @@ mod tests {
             );
         }
         assert_eq!(detect(project(&[("README.md", "")]).path()), None);
+    }
+
+    #[test]
+    fn only_the_tools_own_marker_counts() {
+        let p = Path::new("0002_x.sql");
+        assert!(no_transaction(
+            Layout::Sqlx,
+            p,
+            "-- no-transaction\nSELECT 1;"
+        ));
+        assert!(!no_transaction(
+            Layout::Flyway,
+            p,
+            "-- no-transaction\nSELECT 1;"
+        ));
+        assert!(!no_transaction(
+            Layout::Sqlx,
+            p,
+            "SELECT 1;\n-- no-transaction\n"
+        ));
+        assert!(no_transaction(
+            Layout::Refinery,
+            p,
+            "-- refinery:noTransaction\nSELECT 1;"
+        ));
+        assert!(!no_transaction(
+            Layout::Dbmate,
+            p,
+            "-- refinery:noTransaction\nSELECT 1;"
+        ));
+        assert!(no_transaction(
+            Layout::Dbmate,
+            p,
+            "-- migrate:up transaction:false\nSELECT 1;"
+        ));
+        assert!(no_transaction(
+            Layout::Flyway,
+            p,
+            "-- flyway:executeInTransaction=false\nSELECT 1;"
+        ));
+        assert!(!no_transaction(
+            Layout::GolangMigrate,
+            p,
+            "-- no-transaction\n"
+        ));
+        for marker in ["-- no-transaction", "-- refinery:noTransaction"] {
+            assert!(no_transaction(Layout::Plain, p, marker), "{marker}");
+        }
+    }
+
+    #[test]
+    fn layout_keys_round_trip() {
+        for layout in Layout::ALL {
+            assert_eq!(Layout::from_key(layout.key()), Some(layout));
+            let parsed: Layout = toml::Value::String(layout.key().to_owned())
+                .try_into()
+                .unwrap();
+            assert_eq!(parsed, layout, "zdm.toml accepts the key init writes");
+        }
     }
 }

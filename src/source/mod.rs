@@ -11,6 +11,8 @@ mod directive;
 pub mod layout;
 mod split;
 
+pub use layout::Layout;
+
 use std::cmp::Ordering;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -50,11 +52,15 @@ pub struct SourceFile {
     pub direction: Direction,
     /// The version parsed from the file or directory name, if there is one.
     pub version: Option<Vec<u64>>,
+    /// Its tool runs it without a transaction around the file (the tool's marker says so), so
+    /// every statement outside an explicit block commits on its own.
+    pub no_transaction: bool,
 }
 
 impl SourceFile {
-    /// Reads a file, accepting a UTF-8 byte-order mark (editors on Windows write one).
-    pub fn read(path: &Path) -> Result<SourceFile, SourceError> {
+    /// Reads a file of a `layout` folder, accepting a UTF-8 byte-order mark (editors on Windows
+    /// write one).
+    pub fn read(path: &Path, layout: Layout) -> Result<SourceFile, SourceError> {
         let bytes = fs::read(path).map_err(|source| match source.kind() {
             std::io::ErrorKind::NotFound => SourceError::Missing {
                 path: path.to_owned(),
@@ -71,31 +77,33 @@ impl SourceFile {
                 offset: e.valid_up_to(),
             })?
             .to_owned();
-        Ok(SourceFile::from_text(path, text))
+        Ok(SourceFile::with_layout(path, text, layout))
     }
 
-    /// Builds a source file from text already in memory (tests, stdin).
+    /// Builds a source file from text already in memory (tests, stdin), of no known tool.
     pub fn from_text(path: &Path, text: String) -> SourceFile {
+        SourceFile::with_layout(path, text, Layout::Plain)
+    }
+
+    fn with_layout(path: &Path, text: String, layout: Layout) -> SourceFile {
         SourceFile {
             path: path.to_owned(),
+            no_transaction: layout::no_transaction(layout, path, &text),
             text,
-            direction: direction_of(path),
+            direction: direction_of(path, layout),
             version: version_of(path),
         }
     }
 }
 
-/// Whether the file's migration tool is told to run it outside a transaction: sqlx's
-/// `-- no-transaction` first line, dbmate's `-- migrate:up transaction:false`, Flyway's
-/// `executeInTransaction=false` script directive.
-pub fn runs_without_transaction(text: &str) -> bool {
-    let first = text.lines().map(str::trim).find(|l| !l.is_empty());
-    first == Some("-- no-transaction")
-        || text.lines().any(|l| {
-            let l = l.trim();
-            (l.starts_with("-- migrate:up") && l.contains("transaction:false"))
-                || (l.starts_with("--") && l.contains("executeInTransaction=false"))
-        })
+/// Reads the `.sql` files at `paths`, splitting dbmate files into their sections.
+fn read_all(paths: &[PathBuf], layout: Layout) -> Result<Vec<SourceFile>, SourceError> {
+    let mut files = Vec::new();
+    for path in paths {
+        let file = SourceFile::read(path, layout)?;
+        files.extend(dbmate::split_sections(file, layout));
+    }
+    Ok(files)
 }
 
 /// The migrations named by one command-line path.
@@ -114,7 +122,9 @@ impl MigrationSet {
     /// Reads a path: a directory becomes an ordered migration set; a single file is read
     /// together with the earlier migrations of its directory, so that what they created
     /// (column types, constraints) is known when the file is linted.
-    pub fn load(path: &Path) -> Result<MigrationSet, SourceError> {
+    ///
+    /// `layout` is the tool named in `zdm.toml`; without one it is detected from the folder.
+    pub fn load(path: &Path, layout: Option<Layout>) -> Result<MigrationSet, SourceError> {
         let meta = fs::metadata(path).map_err(|source| match source.kind() {
             std::io::ErrorKind::NotFound => SourceError::Missing {
                 path: path.to_owned(),
@@ -125,15 +135,12 @@ impl MigrationSet {
             },
         })?;
         if meta.is_dir() {
+            let layout = layout
+                .or_else(|| layout::layout_of(path))
+                .unwrap_or(Layout::Plain);
             let mut paths = Vec::new();
             collect_sql_files(path, &mut paths)?;
-            let files = paths
-                .iter()
-                .map(|p| SourceFile::read(p))
-                .collect::<Result<Vec<_>, _>>()?
-                .into_iter()
-                .flat_map(dbmate::split_sections)
-                .collect::<Vec<_>>();
+            let files = read_all(&paths, layout)?;
             let (mut forward, mut down): (Vec<_>, Vec<_>) = files
                 .into_iter()
                 .partition(|f| f.direction == Direction::Up);
@@ -150,9 +157,13 @@ impl MigrationSet {
                 path: path.to_owned(),
             });
         }
-        let mut sections = dbmate::split_sections(SourceFile::read(path)?);
+        let root = set_root(path);
+        let layout = layout
+            .or_else(|| layout::layout_of(root))
+            .unwrap_or(Layout::Plain);
+        let mut sections = dbmate::split_sections(SourceFile::read(path, layout)?, layout);
         let file = sections.remove(0);
-        let earlier = earlier_siblings(&file);
+        let earlier = earlier_siblings(&file, root, layout);
         let context_only = earlier.len();
         let mut forward = earlier;
         let mut down = sections;
@@ -181,21 +192,9 @@ impl MigrationSet {
 
 /// The forward migrations that come before `file` in its migration directory. Unreadable
 /// siblings are skipped: they only add context, and the file itself is what was asked for.
-fn earlier_siblings(file: &SourceFile) -> Vec<SourceFile> {
+fn earlier_siblings(file: &SourceFile, root: &Path, layout: Layout) -> Vec<SourceFile> {
     let Some(version) = &file.version else {
         return Vec::new();
-    };
-    // `dir/up.sql` layouts keep one migration per directory: the set is the grandparent.
-    let own_dir = file.path.parent().unwrap_or(Path::new("."));
-    let root = if is_per_directory_name(&file.path) {
-        own_dir.parent().unwrap_or(Path::new("."))
-    } else {
-        own_dir
-    };
-    let root = if root.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        root
     };
     let mut paths = Vec::new();
     if collect_sql_files(root, &mut paths).is_err() {
@@ -203,8 +202,8 @@ fn earlier_siblings(file: &SourceFile) -> Vec<SourceFile> {
     }
     let mut earlier: Vec<SourceFile> = paths
         .iter()
-        .filter_map(|p| SourceFile::read(p).ok())
-        .flat_map(dbmate::split_sections)
+        .filter_map(|p| SourceFile::read(p, layout).ok())
+        .flat_map(|f| dbmate::split_sections(f, layout))
         .filter(|f| f.direction == Direction::Up)
         .filter(|f| f.path != file.path)
         .filter(|f| {
@@ -220,6 +219,22 @@ fn earlier_siblings(file: &SourceFile) -> Vec<SourceFile> {
         .collect();
     earlier.sort_by(migration_order);
     earlier
+}
+
+/// The migration folder a file belongs to: its directory, or for `dir/up.sql` layouts (one
+/// migration per directory) the directory above.
+fn set_root(file: &Path) -> &Path {
+    let own_dir = file.parent().unwrap_or(Path::new("."));
+    let root = if is_per_directory_name(file) {
+        own_dir.parent().unwrap_or(Path::new("."))
+    } else {
+        own_dir
+    };
+    if root.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        root
+    }
 }
 
 /// Collects `.sql` files under `dir`, skipping hidden directories and build output.
@@ -253,11 +268,13 @@ fn is_per_directory_name(path: &Path) -> bool {
     )
 }
 
-fn direction_of(path: &Path) -> Direction {
+fn direction_of(path: &Path, layout: Layout) -> Direction {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
     let lower = name.to_ascii_lowercase();
-    // Flyway writes undo migrations as `U<version>__x.sql`.
-    let flyway_undo = lower.starts_with('u')
+    // Flyway writes undo migrations as `U<version>__x.sql`; refinery's `U` files are
+    // unversioned forward migrations.
+    let flyway_undo = layout != Layout::Refinery
+        && lower.starts_with('u')
         && lower[1..].starts_with(|c: char| c.is_ascii_digit())
         && lower.contains("__");
     if lower == "down.sql" || lower.ends_with(".down.sql") || flyway_undo {
@@ -337,10 +354,15 @@ mod tests {
 
     #[test]
     fn down_files_are_recognised() {
-        assert_eq!(direction_of(Path::new("1_x.down.sql")), Direction::Down);
-        assert_eq!(direction_of(Path::new("x/down.sql")), Direction::Down);
-        assert_eq!(direction_of(Path::new("U3__x.sql")), Direction::Down);
-        assert_eq!(direction_of(Path::new("1_x.up.sql")), Direction::Up);
-        assert_eq!(direction_of(Path::new("update_users.sql")), Direction::Up);
+        let d = |name: &str| direction_of(Path::new(name), Layout::Plain);
+        assert_eq!(d("1_x.down.sql"), Direction::Down);
+        assert_eq!(d("x/down.sql"), Direction::Down);
+        assert_eq!(d("U3__x.sql"), Direction::Down);
+        assert_eq!(d("1_x.up.sql"), Direction::Up);
+        assert_eq!(d("update_users.sql"), Direction::Up);
+        assert_eq!(
+            direction_of(Path::new("U3__x.sql"), Layout::Refinery),
+            Direction::Up
+        );
     }
 }
