@@ -283,7 +283,8 @@ fn plan_json_has_the_documented_shape() {
             "expand",
             "backfill",
             "contract",
-            "down"
+            "down",
+            "notes"
         ]
     );
     assert_eq!(m["id"], "0002_fk_and_index");

@@ -886,7 +886,12 @@ pub fn plan_from_record(file: &SourceFile, recorded: &Value) -> MigrationPlan {
                 .as_array()
                 .map(|_| steps_from_json(&recorded["down"]["contract"])),
         },
-        notes: Vec::new(),
+        notes: recorded["notes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n.as_str().map(str::to_owned))
+            .collect(),
     }
 }
 

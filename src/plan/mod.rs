@@ -457,6 +457,19 @@ fn plan_alter(
     let mut all = OpPlan::undoable();
     let mut kinds = Vec::new();
     for (action, action_text) in actions.iter().zip(&texts) {
+        let detach_concurrently = matches!(
+            action,
+            AlterAction::DetachPartition {
+                concurrently: true,
+                ..
+            }
+        );
+        if detach_concurrently && env.pg_version < 14 {
+            return Planned::Refused(format!(
+                "DETACH PARTITION … CONCURRENTLY needs PostgreSQL 14 (targeting {v}); on {v}, write it without CONCURRENTLY (it then locks {table} ACCESS EXCLUSIVE), run it in a quiet period and mark it `-- zdm:allow-locking -- reason`",
+                v = env.pg_version
+            ));
+        }
         let effects = classify_action(table, action, env);
         let risky = effects.iter().any(needs_op);
         let result = match action {
@@ -510,7 +523,10 @@ fn plan_alter(
                 Some(("rename-column", ops::rename_column::plan(&cx, from, to)))
             }
             AlterAction::RenameTable { to } => {
-                Some(("rename-table", Ok(ops::rename_table::plan(table, to))))
+                Some((
+                    "rename-table",
+                    Ok(ops::rename_table::plan(table, to, env.pg_version)),
+                ))
             }
             AlterAction::DropColumn { column } => Some((
                 "drop-column",
@@ -544,7 +560,8 @@ fn plan_alter(
             None if risky => return Planned::NoOp,
             None => {
                 kinds.push("as-written");
-                let lock = effects.iter().max_by_key(|e| e.lock);
+                // The strongest lock, and of equal ones the first: the altered table's.
+                let lock = effects.iter().rev().max_by_key(|e| e.lock);
                 let mut op = OpPlan::undoable();
                 op.expand.push(Step {
                     id: String::new(),
@@ -558,7 +575,9 @@ fn plan_alter(
                             .to_lowercase()
                     ),
                     sql: ops::alter(table, action_text),
-                    transaction: true,
+                    // PostgreSQL refuses DETACH … CONCURRENTLY inside a transaction block: it
+                    // commits between its two phases, as CREATE INDEX CONCURRENTLY does.
+                    transaction: !detach_concurrently,
                     lock: lock.map(|e| StepLock {
                         mode: e.lock,
                         relation: e.relation.clone(),

@@ -218,6 +218,7 @@ pub(crate) fn json_plan(p: &MigrationPlan) -> Value {
             "expand": p.down.expand.iter().map(json_step).collect::<Vec<_>>(),
             "contract": p.down.contract.as_ref().map(|c| c.iter().map(json_step).collect::<Vec<_>>()),
         },
+        "notes": p.notes,
     })
 }
 

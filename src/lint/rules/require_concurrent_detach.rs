@@ -40,6 +40,14 @@ fn check(cx: &Cx) -> Vec<Violation> {
                 }
                 Violation::new(message)
             }
+            AlterAction::DetachPartition {
+                partition,
+                concurrently: true,
+                ..
+            } if cx.pg_version < 14 => Violation::new(format!(
+                "DETACH PARTITION {partition} CONCURRENTLY needs PostgreSQL 14 (targeting {}); the server rejects it as a syntax error",
+                cx.pg_version
+            )),
             _ => vec![],
         })
         .collect()
