@@ -58,10 +58,7 @@ fn expand(url: &str, dir: &std::path::Path) {
 /// `zdm plan --format json --database-url` for the migrations in `dir`: planned for the
 /// server's version and its live schema.
 fn live_plan(url: &str, dir: &std::path::Path) -> serde_json::Value {
-    let out = zdm(
-        &["plan", "--format", "json", "--database-url", url],
-        dir,
-    );
+    let out = zdm(&["plan", "--format", "json", "--database-url", url], dir);
     assert!(
         out.status.success(),
         "zdm plan: {}",
@@ -91,9 +88,12 @@ fn fast_defaults_leave_the_table_file_alone() {
     )
     .unwrap();
     let file = |c: &mut Client| -> u32 {
-        c.query_one("SELECT relfilenode FROM pg_class WHERE oid = 't'::regclass", &[])
-            .unwrap()
-            .get(0)
+        c.query_one(
+            "SELECT relfilenode FROM pg_class WHERE oid = 't'::regclass",
+            &[],
+        )
+        .unwrap()
+        .get(0)
     };
     let before = file(&mut c);
     let dir = project(&[(
@@ -120,7 +120,11 @@ fn fast_defaults_leave_the_table_file_alone() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(missing, ["plan", "added_at"], "both defaults live in the catalog");
+    assert_eq!(
+        missing,
+        ["plan", "added_at"],
+        "both defaults live in the catalog"
+    );
     let filled: i64 = c
         .query_one(
             "SELECT count(*) FROM t WHERE plan = 'free' AND added_at IS NOT NULL",
@@ -311,16 +315,16 @@ fn rename_table_view_keeps_row_level_security_from_15() {
          GRANT SELECT, INSERT ON docs TO {reader};"
     ))
     .unwrap();
-    let dir = project(&[(
-        "0001_rename.sql",
-        "ALTER TABLE docs RENAME TO documents;\n",
-    )]);
+    let dir = project(&[("0001_rename.sql", "ALTER TABLE docs RENAME TO documents;\n")]);
     let url = db.url_of_database();
     let plan = live_plan(&url, dir.path());
     let notes = plan["migrations"][0]["notes"].to_string();
     let expand_sql = step_sql(&plan["migrations"][0], "expand").join("\n");
     if version >= 15 {
-        assert!(expand_sql.contains("security_invoker = true"), "{expand_sql}");
+        assert!(
+            expand_sql.contains("security_invoker = true"),
+            "{expand_sql}"
+        );
     } else {
         assert!(!expand_sql.contains("security_invoker"), "{expand_sql}");
         assert!(notes.contains("row-level security"), "{notes}");
@@ -330,7 +334,8 @@ fn rename_table_view_keeps_row_level_security_from_15() {
     // The old application, as the reader role, still reads through the old name: the grants
     // were copied to the view.
     let mut tx = c.transaction().unwrap();
-    tx.batch_execute(&format!("SET LOCAL ROLE {reader}")).unwrap();
+    tx.batch_execute(&format!("SET LOCAL ROLE {reader}"))
+        .unwrap();
     let seen: i64 = tx
         .query_one("SELECT count(*) FROM docs", &[])
         .unwrap_or_else(|e| panic!("reading through the view: {}", common::message(&e)))
@@ -339,7 +344,10 @@ fn rename_table_view_keeps_row_level_security_from_15() {
     if version >= 15 {
         assert_eq!(seen, 100, "the policy applies through the view");
     } else {
-        assert_eq!(seen, 400, "before 15 the view reads as its owner (the plan says so)");
+        assert_eq!(
+            seen, 400,
+            "before 15 the view reads as its owner (the plan says so)"
+        );
     }
     // The role's privileges go with the database's objects; then the role itself.
     c.batch_execute(&format!("DROP OWNED BY {reader}")).unwrap();

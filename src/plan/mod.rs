@@ -522,12 +522,10 @@ fn plan_alter(
             AlterAction::RenameColumn { from, to } => {
                 Some(("rename-column", ops::rename_column::plan(&cx, from, to)))
             }
-            AlterAction::RenameTable { to } => {
-                Some((
-                    "rename-table",
-                    Ok(ops::rename_table::plan(table, to, env.pg_version)),
-                ))
-            }
+            AlterAction::RenameTable { to } => Some((
+                "rename-table",
+                Ok(ops::rename_table::plan(table, to, env.pg_version)),
+            )),
             AlterAction::DropColumn { column } => Some((
                 "drop-column",
                 Ok(ops::drop_column::plan(&cx, action_text, column)),

@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | expand | `ALTER COLUMN col DROP NOT NULL` when the column is NOT NULL without a default, so the new application's INSERTs, which omit it, succeed | ACCESS EXCLUSIVE, brief |
 //! | contract | the DROP COLUMN as written | ACCESS EXCLUSIVE, brief (catalog only) |
-//! | down expand | `ALTER COLUMN col SET NOT NULL` (scans the table) when expand dropped it | ACCESS EXCLUSIVE |
+//! | down expand | NOT NULL again when expand dropped it, the online way (see set_not_null.rs: a validated check, or NOT NULL NOT VALID on 18); a scanning SET NOT NULL before 12 | brief, SHARE UPDATE EXCLUSIVE while validating |
 //! | down contract | impossible: the column's data is gone |
 
 use super::{OpCx, OpPlan, Step, alter};
@@ -27,18 +27,24 @@ pub fn plan(cx: &OpCx, action: &str, column: &str) -> OpPlan {
             LockMode::AccessExclusive,
             cx.table,
         ));
-        plan.down_expand.push(Step::tx(
-            format!(
-                "make {}.{column} NOT NULL again (scans the table)",
-                cx.table
-            ),
-            alter(
+        // Undoing must not lock the table for a scan either. If the new application wrote
+        // NULLs meanwhile, the validation fails and names the constraint; nothing is lost.
+        let restore = match super::set_not_null::steps(cx.table, column, cx.pg_version) {
+            Ok(online) => online.expand,
+            Err(_) => vec![Step::tx(
+                format!(
+                    "make {}.{column} NOT NULL again (scans the table: PostgreSQL {} has no other way)",
+                    cx.table, cx.pg_version
+                ),
+                alter(
+                    cx.table,
+                    &format!("ALTER COLUMN {} SET NOT NULL", Ident(column)),
+                ),
+                LockMode::AccessExclusive,
                 cx.table,
-                &format!("ALTER COLUMN {} SET NOT NULL", Ident(column)),
-            ),
-            LockMode::AccessExclusive,
-            cx.table,
-        ));
+            )],
+        };
+        plan.down_expand.extend(restore);
     }
     plan.contract.push(Step::tx(
         format!("drop column {}.{column}", cx.table),

@@ -99,7 +99,11 @@ mod tests {
         let setup = "CREATE TABLE orders (id int PRIMARY KEY);";
         let sql = "ALTER TABLE orders RENAME TO purchases;";
         let pg15 = plan(setup, sql, 15).unwrap();
-        assert!(pg15.expand[0].sql.contains("WITH (security_invoker = true)"));
+        assert!(
+            pg15.expand[0]
+                .sql
+                .contains("WITH (security_invoker = true)")
+        );
         assert!(!pg15.notes.iter().any(|n| n.contains("row-level security")));
         let pg14 = plan(setup, sql, 14).unwrap();
         assert!(!pg14.expand[0].sql.contains("security_invoker"));
