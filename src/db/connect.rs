@@ -86,6 +86,18 @@ impl ConnectOptions {
             message,
         };
         let (rest, tls) = take_tls_options(url.unwrap_or(""));
+        let env_port = match env.var("PGPORT") {
+            Some(port) if port.parse::<u16>().is_err() => {
+                return Err(invalid(format!("PGPORT {port:?} is not a port number")));
+            }
+            port => port,
+        };
+        // libpq takes PGPORT for a URL's hosts that name no port; tokio-postgres would fill in
+        // 5432 while parsing, so the port goes into the URL first.
+        let rest = match &env_port {
+            Some(port) => url_with_default_port(&rest, port).unwrap_or(rest),
+            None => rest,
+        };
         let mut config = if rest.trim().is_empty() {
             Config::new()
         } else {
@@ -102,12 +114,9 @@ impl ConnectOptions {
             }
         }
         if config.get_ports().is_empty()
-            && let Some(port) = env.var("PGPORT")
+            && let Some(port) = env_port.and_then(|p| p.parse().ok())
         {
-            config.port(
-                port.parse()
-                    .map_err(|_| invalid(format!("PGPORT {port:?} is not a port number")))?,
-            );
+            config.port(port);
         }
         if config.get_user().is_none() {
             let user = env
@@ -296,6 +305,32 @@ fn describe(config: &Config) -> String {
 struct TlsOptions {
     mode: Option<String>,
     root_cert: Option<String>,
+}
+
+/// A `postgres://` URL whose hosts name no port, with `port` added to each; `None` when the URL
+/// names a port, names no host (the default socket), or is a `key=value` string.
+fn url_with_default_port(url: &str, port: &str) -> Option<String> {
+    let scheme_end = url.find("://")? + 3;
+    let scheme = &url[..scheme_end];
+    if !matches!(scheme, "postgres://" | "postgresql://") {
+        return None;
+    }
+    let rest = &url[scheme_end..];
+    let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    let (userinfo, hosts) = match authority.rfind('@') {
+        Some(at) => authority.split_at(at + 1),
+        None => ("", authority),
+    };
+    // `[::1]:5432` names a port; a bare IPv6 address is always bracketed in a URL.
+    let names_port = |h: &str| match h.strip_prefix('[') {
+        Some(v6) => v6.contains("]:"),
+        None => h.contains(':'),
+    };
+    if hosts.is_empty() || hosts.split(',').any(names_port) {
+        return None;
+    }
+    let hosts: Vec<String> = hosts.split(',').map(|h| format!("{h}:{port}")).collect();
+    Some(format!("{scheme}{userinfo}{}{tail}", hosts.join(",")))
 }
 
 /// Takes `sslmode` and `sslrootcert` out of a URL's query or a `key=value` string.
@@ -567,12 +602,18 @@ mod tests {
         assert_eq!(o.target, "app@db.internal:6543/prod");
         assert_eq!(o.ssl, SslMode::VerifyCa);
         assert_eq!(o.config.get_password(), Some(&b"s3cret"[..]));
-        // The URL wins over the environment (a URL's host comes with its port, 5432 when
-        // it names none).
+        // The URL wins over the environment; as in libpq, PGPORT still fills in the port of a
+        // URL that names none.
         let o = ConnectOptions::resolve(Some("postgres://other@h2/x?sslmode=disable"), &e).unwrap();
-        assert_eq!(o.target, "other@h2:5432/x");
+        assert_eq!(o.target, "other@h2:6543/x");
         assert_eq!(o.ssl, SslMode::Disable);
         assert!(!format!("{o:?}").contains("s3cret"));
+        let o = ConnectOptions::resolve(Some("postgres://other@h2:7000/x"), &e).unwrap();
+        assert_eq!(o.target, "other@h2:7000/x");
+        let o = ConnectOptions::resolve(Some("postgresql://u:p@a,b/x"), &e).unwrap();
+        assert_eq!(o.config.get_ports(), [6543, 6543]);
+        let o = ConnectOptions::resolve(Some("postgres://u@[::1]/x"), &e).unwrap();
+        assert_eq!(o.target, "u@::1:6543/x");
     }
 
     #[test]
