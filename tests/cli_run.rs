@@ -155,3 +155,65 @@ fn unplannable_and_edited_migrations_run_nothing() {
         .assert()
         .code(1);
 }
+
+/// Flyway's repeatable migrations (`R__`) run after the versioned ones and again whenever their
+/// text changes; an edited versioned migration is still refused.
+#[test]
+fn flyway_repeatables_run_again_when_changed() {
+    let Some(db) = common::TestDatabase::create("cli_repeatable") else {
+        return;
+    };
+    let url = db.url_of_database();
+    let project = tempfile::tempdir().unwrap();
+    let dir = project.path().join("src/main/resources/db/migration");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(project.path().join("pom.xml"), "<project/>").unwrap();
+    std::fs::write(
+        dir.join("V1__orders.sql"),
+        "CREATE TABLE orders (id bigint PRIMARY KEY, cents int);\nINSERT INTO orders VALUES (1, 250);\n",
+    )
+    .unwrap();
+    let view = dir.join("R__order_view.sql");
+    std::fs::write(
+        &view,
+        "CREATE OR REPLACE VIEW order_view AS SELECT id FROM orders;\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let mut cmd = zdm(&url);
+        cmd.args(args).arg(&dir);
+        cmd.assert()
+    };
+    run(&["expand"]).code(0);
+    run(&["contract"]).code(0);
+    run(&["status", "--check"]).code(0);
+
+    std::fs::write(
+        &view,
+        "CREATE OR REPLACE VIEW order_view AS SELECT id, cents / 100.0 AS amount FROM orders;\n",
+    )
+    .unwrap();
+    run(&["status", "--check"])
+        .code(1)
+        .stdout(predicate::str::contains("pending"));
+    run(&["expand"])
+        .code(0)
+        .stdout(predicate::str::contains("R__order_view"));
+    run(&["contract"]).code(0);
+    run(&["status", "--check"]).code(0);
+    let mut client = db.connect();
+    let amount: String = client
+        .query_one("SELECT amount::text FROM order_view WHERE id = 1", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(amount, "2.5000000000000000");
+
+    std::fs::write(
+        dir.join("V1__orders.sql"),
+        "CREATE TABLE orders (id bigint PRIMARY KEY);\n",
+    )
+    .unwrap();
+    run(&["expand"]).code(2).stderr(predicate::str::contains(
+        "V1__orders.sql: the migration changed",
+    ));
+}

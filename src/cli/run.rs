@@ -222,9 +222,14 @@ fn prepare(
         let mut plans = Vec::new();
         for file in &set.forward {
             let id = crate::plan::migration_id(&file.path);
+            // A repeatable migration whose text changed is planned afresh from the new text.
+            let changed = |plan: &serde_json::Value| {
+                file.repeatable
+                    && plan["checksum"].as_str() != Some(&crate::plan::checksum(&file.text))
+            };
             match recorded.get(&id) {
-                Some(plan) => plans.push(db::plan_from_record(file, plan)),
-                None => match plan_file(file, &mut catalog, &config.lint) {
+                Some(plan) if !changed(plan) => plans.push(db::plan_from_record(file, plan)),
+                _ => match plan_file(file, &mut catalog, &config.lint) {
                     Ok(plan) => plans.push(plan),
                     Err(e) => return anyhow::Ok(Err(e)),
                 },

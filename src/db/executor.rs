@@ -263,7 +263,8 @@ impl<'a> Runner<'a> {
         for plan in plans {
             let row = recorded.iter().find(|m| m.id == plan.id);
             let status = row.map(|m| m.status.as_str());
-            if matches!(status, Some("expanded" | "contracting" | "done")) {
+            let reapply = row.is_some_and(|m| reapplies(plan, m));
+            if matches!(status, Some("expanded" | "contracting" | "done")) && !reapply {
                 continue;
             }
             if row.is_some_and(|m| m.status == "failed" && m.phase != "expand") {
@@ -284,7 +285,7 @@ impl<'a> Runner<'a> {
                     });
                 }
             }
-            if status == Some("aborted") {
+            if status == Some("aborted") || reapply {
                 state::clear_steps(self.client, &plan.id).await?;
             }
             let plan_json = crate::plan::render::json_plan(plan);
@@ -737,14 +738,19 @@ pub async fn status(client: &Client, plans: &[MigrationPlan]) -> Result<Vec<Stat
             }
             _ => None,
         };
+        let reapply = row.is_some_and(|m| reapplies(plan, m));
         out.push(Status {
             id: plan.id.clone(),
-            status: row.map_or_else(|| "pending".to_owned(), |m| m.status.clone()),
+            status: match row {
+                Some(m) if !reapply => m.status.clone(),
+                _ => "pending".to_owned(),
+            },
             phase: row.map(|m| m.phase.clone()),
             last_error: row.and_then(|m| m.last_error.clone()),
             backfilled_rows,
             current_step,
-            edited: row.is_some_and(|m| m.checksum != plan.checksum && m.status != "aborted"),
+            edited: row
+                .is_some_and(|m| m.checksum != plan.checksum && m.status != "aborted" && !reapply),
         });
     }
     Ok(out)
@@ -772,6 +778,19 @@ fn step_description(plan: &Value, id: &str) -> String {
         .to_owned()
 }
 
+/// A repeatable migration whose file changed since it was applied runs again: once done, or
+/// once expanded when its contract has nothing to do (the usual `CREATE OR REPLACE`).
+fn reapplies(plan: &MigrationPlan, recorded: &state::MigrationState) -> bool {
+    let applied = match recorded.status.as_str() {
+        "done" => true,
+        "expanded" => recorded.plan["contract"]
+            .as_array()
+            .is_none_or(|c| c.is_empty()),
+        _ => false,
+    };
+    plan.repeatable && applied && recorded.checksum != plan.checksum
+}
+
 fn check_checksums(
     plans: &[MigrationPlan],
     recorded: &[state::MigrationState],
@@ -780,6 +799,7 @@ fn check_checksums(
         if let Some(m) = recorded.iter().find(|m| m.id == plan.id)
             && m.checksum != plan.checksum
             && m.status != "aborted"
+            && !reapplies(plan, m)
         {
             return Err(RunError::Edited {
                 path: plan.path.clone(),
@@ -886,6 +906,7 @@ pub fn plan_from_record(file: &SourceFile, recorded: &Value) -> MigrationPlan {
                 .as_array()
                 .map(|_| steps_from_json(&recorded["down"]["contract"])),
         },
+        repeatable: file.repeatable,
         notes: recorded["notes"]
             .as_array()
             .into_iter()

@@ -44,7 +44,13 @@ pub struct MigrationState {
 }
 
 pub async fn ensure_schema(client: &Client) -> Result<(), tokio_postgres::Error> {
-    client.batch_execute(SCHEMA).await
+    // `IF NOT EXISTS` sends a NOTICE for each object that is already there; on every run but
+    // the first that is only noise in the output.
+    client
+        .batch_execute(&format!(
+            "SET client_min_messages = warning; {SCHEMA}; RESET client_min_messages"
+        ))
+        .await
 }
 
 pub async fn load(client: &Client) -> Result<Vec<MigrationState>, tokio_postgres::Error> {

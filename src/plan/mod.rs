@@ -124,6 +124,7 @@ pub fn plan_file(
             contract: Some(Vec::new()),
         },
         notes: Vec::new(),
+        repeatable: file.repeatable,
     };
     let mut down_expand: Vec<Vec<Step>> = Vec::new();
     let changes: Vec<Change> = split.statements.iter().map(parse_statement).collect();
@@ -217,6 +218,18 @@ pub fn plan_file(
     plan.down.expand = down_expand.into_iter().rev().flatten().collect();
     if let Some(contract) = &mut plan.down.contract {
         contract.reverse();
+    }
+    if plan.repeatable {
+        // Undoing a repeatable migration means its previous text, which zdm does not keep:
+        // dropping what `CREATE OR REPLACE` made would lose what the earlier text made too.
+        plan.down = Down {
+            expand: Vec::new(),
+            contract: None,
+        };
+        plan.notes.push(format!(
+            "{} is repeatable: it runs again whenever its text changes, and abort does not undo it (restore its previous text and run expand)",
+            plan.path
+        ));
     }
     number(&mut plan.expand, "expand");
     number(&mut plan.contract, "contract");

@@ -124,6 +124,8 @@ pub struct MigrationPlan {
     pub down: Down,
     /// What the application must do between phases.
     pub notes: Vec<String>,
+    /// Applied again whenever the file changes (Flyway's `R__`), instead of refused as edited.
+    pub repeatable: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

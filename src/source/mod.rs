@@ -55,6 +55,9 @@ pub struct SourceFile {
     /// Its tool runs it without a transaction around the file (the tool's marker says so), so
     /// every statement outside an explicit block commits on its own.
     pub no_transaction: bool,
+    /// A Flyway repeatable migration (`R__x.sql`): applied after the versioned ones, and
+    /// applied again whenever its text changes, so an edit is not an error.
+    pub repeatable: bool,
 }
 
 impl SourceFile {
@@ -92,6 +95,11 @@ impl SourceFile {
             text,
             direction: direction_of(path, layout),
             version: version_of(path),
+            repeatable: layout == Layout::Flyway
+                && path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("R__")),
         }
     }
 }
