@@ -290,6 +290,8 @@ fn default_host(config: &mut Config) {
 
 fn describe(config: &Config) -> String {
     let host = match config.get_hosts().first() {
+        // An IPv6 address is bracketed, as in a URL, so the port stays readable.
+        Some(Host::Tcp(h)) if h.contains(':') => format!("[{h}]"),
         Some(Host::Tcp(h)) => h.clone(),
         #[cfg(unix)]
         Some(Host::Unix(p)) => p.display().to_string(),
@@ -613,7 +615,7 @@ mod tests {
         let o = ConnectOptions::resolve(Some("postgresql://u:p@a,b/x"), &e).unwrap();
         assert_eq!(o.config.get_ports(), [6543, 6543]);
         let o = ConnectOptions::resolve(Some("postgres://u@[::1]/x"), &e).unwrap();
-        assert_eq!(o.target, "u@::1:6543/x");
+        assert_eq!(o.target, "u@[::1]:6543/x");
     }
 
     #[test]
