@@ -134,19 +134,45 @@ zdm_start_server() {
         [ "$(id -u)" = 0 ] && chown "$ZDM_PG_OWNER" "$ZDM_PG_DATA/data/server.key" "$ZDM_PG_DATA/data/server.crt"
         ssl="-c ssl=on"
     fi
+    ZDM_PG_OPTS="-c listen_addresses=127.0.0.1 -k $ZDM_PG_DATA -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 $ssl"
     if ! zdm_as_owner "$bindir/pg_ctl" -D "$ZDM_PG_DATA/data" -l "$ZDM_PG_DATA/server.log" -w -t 60 \
-        -o "-p $port -c listen_addresses=127.0.0.1 -k $ZDM_PG_DATA -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 $ssl" \
-        start >/dev/null; then
+        -o "-p $port $ZDM_PG_OPTS" start >/dev/null; then
         zdm_log "the server did not start:"; cat "$ZDM_PG_DATA/server.log" >&2; return 1
     fi
     ZDM_PG_BINDIR=$bindir
     trap zdm_stop_server EXIT
     export DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
     zdm_log "started PostgreSQL from $bindir on port $port (stopped on exit)"
+    zdm_start_standby "$port" ||
+        zdm_log "no standby (see $ZDM_PG_DATA/standby.log); the replication-lag test is skipped"
+}
+
+# Adds a streaming standby of the throw-away server and exports ZDM_STANDBY_URL, for the
+# replication-lag test. The standby is a copy of the data directory taken while the server is
+# stopped (the npm packages have no pg_basebackup), started with standby.signal (12+).
+zdm_start_standby() {
+    local port=$1 sport
+    local pg_ctl="$ZDM_PG_BINDIR/pg_ctl"
+    zdm_as_owner "$pg_ctl" -D "$ZDM_PG_DATA/data" -m fast -w stop >/dev/null || return 1
+    cp -a "$ZDM_PG_DATA/data" "$ZDM_PG_DATA/standby"
+    : >"$ZDM_PG_DATA/standby/standby.signal"
+    echo "primary_conninfo = 'host=127.0.0.1 port=$port user=postgres application_name=zdm_test_standby'" \
+        >>"$ZDM_PG_DATA/standby/postgresql.auto.conf"
+    [ "$(id -u)" = 0 ] && chown -R "$ZDM_PG_OWNER" "$ZDM_PG_DATA/standby"
+    zdm_as_owner "$pg_ctl" -D "$ZDM_PG_DATA/data" -l "$ZDM_PG_DATA/server.log" -w -t 60 \
+        -o "-p $port $ZDM_PG_OPTS" start >/dev/null || return 1
+    sport=$(zdm_free_port) || return 1
+    zdm_as_owner "$pg_ctl" -D "$ZDM_PG_DATA/standby" -l "$ZDM_PG_DATA/standby.log" -w -t 60 \
+        -o "-p $sport $ZDM_PG_OPTS" start >/dev/null || return 1
+    export ZDM_STANDBY_URL="postgres://postgres@127.0.0.1:$sport/postgres"
+    zdm_log "started a standby of it on port $sport"
 }
 
 zdm_stop_server() {
     [ -n "${ZDM_PG_DATA:-}" ] || return 0
+    if [ -d "$ZDM_PG_DATA/standby" ]; then
+        zdm_as_owner "$ZDM_PG_BINDIR/pg_ctl" -D "$ZDM_PG_DATA/standby" -m immediate stop >/dev/null 2>&1 || true
+    fi
     zdm_as_owner "$ZDM_PG_BINDIR/pg_ctl" -D "$ZDM_PG_DATA/data" -m immediate stop >/dev/null 2>&1 || true
     rm -rf "$ZDM_PG_DATA"
 }
