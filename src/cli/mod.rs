@@ -7,6 +7,7 @@ mod lint;
 mod plan;
 mod rules;
 mod run;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +32,7 @@ Examples:
   DATABASE_URL=postgres://app@db/prod zdm expand migrations/    before the deploy
   zdm status --check migrations/       exit 1 until every migration is done
   zdm contract migrations/             after the deploy
+  zdm verify --database-url URL migrations/   prove each plan on a throw-away server
   zdm completions bash                 shell completions (also: zdm man)
 
 Exit codes: 0 ok, 1 findings (lint), an unsafe or failed migration (plan, expand, contract,
@@ -70,6 +72,7 @@ enum Command {
     Status(run::StatusArgs),
     /// Undo the expand of migrations not yet contracted
     Abort(run::AbortArgs),
+    Verify(verify::VerifyArgs),
     Rules(rules::RulesArgs),
     Explain(rules::ExplainArgs),
     /// Write a commented zdm.toml for the migrations folder found here
@@ -102,6 +105,7 @@ pub fn main() -> ExitCode {
         Command::Contract(args) => run::contract(args, cli.config.as_deref()),
         Command::Status(args) => run::status(args, cli.config.as_deref()),
         Command::Abort(args) => run::abort(args, cli.config.as_deref()),
+        Command::Verify(args) => verify::run(args, cli.config.as_deref()),
         Command::Rules(args) => rules::list(args),
         Command::Explain(args) => rules::explain(args),
         Command::Init(args) => init::run(args),

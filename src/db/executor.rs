@@ -300,12 +300,18 @@ impl<'a> Runner<'a> {
             )
             .await?;
             let result = async {
-                for step in &plan.expand {
-                    self.run_step(&plan.id, step).await?;
-                }
-                for (i, b) in plan.backfill.iter().enumerate() {
-                    self.backfill(&plan.id, &format!("backfill-{}", i + 1), b)
-                        .await?;
+                // Each backfill runs where its statement stands among the expand steps.
+                for position in 0..=plan.expand.len() {
+                    for (i, b) in plan.backfill.iter().enumerate() {
+                        let here = b.after_step.min(plan.expand.len()) == position;
+                        if here {
+                            self.backfill(&plan.id, &format!("backfill-{}", i + 1), b)
+                                .await?;
+                        }
+                    }
+                    if let Some(step) = plan.expand.get(position) {
+                        self.run_step(&plan.id, step).await?;
+                    }
                 }
                 Ok::<(), RunError>(())
             }
@@ -938,6 +944,8 @@ fn backfill_from_json(b: &Value) -> Option<Backfill> {
         filter: text(&b["where"]),
         alias: text(&b["alias"]),
         from: text(&b["from"]),
+        // Plans recorded before backfills had a place among the steps ran them after expand.
+        after_step: b["after_step"].as_u64().map_or(usize::MAX, |n| n as usize),
     })
 }
 

@@ -6,6 +6,7 @@ mod connect;
 mod executor;
 mod introspect;
 mod state;
+mod verify;
 
 pub use backfill::BackfillOptions;
 pub use connect::{ConnectOptions, Environment, ProcessEnv, SslMode};
@@ -14,6 +15,7 @@ pub use executor::{
     recorded_plans, status,
 };
 pub use introspect::introspect;
+pub use verify::{Outcome, Verified, VerifyError, VerifyOptions, verify_set};
 
 use tokio_postgres::Client;
 

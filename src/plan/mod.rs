@@ -8,9 +8,11 @@
 
 mod model;
 pub mod ops;
+mod order;
 pub(crate) mod render;
 pub mod text;
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 pub use model::*;
@@ -24,6 +26,7 @@ use crate::parse::{
 };
 use crate::source::{DirectiveKind, MigrationSet, SourceFile, Statement, split_statements};
 use ops::OpCx;
+use order::Held;
 
 /// Why a migration cannot be planned. Nothing of it runs.
 #[derive(Debug, thiserror::Error)]
@@ -111,24 +114,17 @@ pub fn plan_file(
     let findings = lint_file(file, &mut catalog.clone(), options).findings;
     let split = split_statements(&file.text);
     let mut state = FileState::for_file(file);
-    let mut plan = MigrationPlan {
-        id: migration_id(&file.path),
-        path: file.path.display().to_string(),
-        checksum: checksum(&file.text),
-        operations: Vec::new(),
-        expand: Vec::new(),
-        backfill: Vec::new(),
-        contract: Vec::new(),
-        down: Down {
-            expand: Vec::new(),
-            contract: Some(Vec::new()),
-        },
-        notes: Vec::new(),
-        repeatable: file.repeatable,
-    };
-    let mut down_expand: Vec<Vec<Step>> = Vec::new();
     let changes: Vec<Change> = split.statements.iter().map(parse_statement).collect();
-    let combined = combine_add_update_not_null(&split.statements, &changes);
+    let words: Vec<HashSet<String>> = split
+        .statements
+        .iter()
+        .map(|s| order::identifiers(&s.text))
+        .collect();
+    let combined = combine_add_update_not_null(&split.statements, &changes, &words);
+    let mut body = OpPlan::undoable();
+    let mut operations = Vec::new();
+    // Names an earlier statement's operation changes again at contract, with its line.
+    let mut held: Vec<(Held, usize)> = Vec::new();
     for (i, (stmt, change)) in split.statements.iter().zip(changes).enumerate() {
         let is_new = |n: &crate::parse::Name| state.is_new(n);
         let env = Env {
@@ -156,8 +152,28 @@ pub fn plan_file(
             help: help
                 .map(str::to_owned)
                 .or_else(|| errors.first().and_then(|f| f.help.clone()))
+                .map(|h| without_self_reference(&h))
                 .unwrap_or_else(|| "none known".into()),
         };
+        let absorbed = matches!(combined.get(&i), Some(Combined::Absorbed));
+        if let Some((h, line)) = held
+            .iter()
+            .find(|(h, _)| !absorbed && h.used_by(&words[i], target_table(&change)))
+        {
+            return Err(cannot(
+                format!(
+                    "this statement uses {}, which the statement at line {line} changes only at contract (after the whole expand), so run in zdm's phases it would act on another object than as written",
+                    h.describe()
+                ),
+                Some(SPLIT_MIGRATION),
+            ));
+        }
+        if is_temporary_table(stmt) {
+            return Err(cannot(
+                "a temporary table lives in one session and, with ON COMMIT, one transaction; zdm runs a migration's statements as separate steps and backfills, so it may not be there for the statements that use it".into(),
+                Some("use a regular table and drop it at the end of the migration"),
+            ));
+        }
         let planned = match combined.get(&i) {
             Some(Combined::Absorbed) => None,
             Some(Combined::AddColumn { column, expr }) => {
@@ -167,7 +183,13 @@ pub fn plan_file(
                 let action = &text::alter_actions(stmt)[0];
                 let cx = op_cx(stmt, table, &env);
                 match ops::add_column::plan(&cx, action, column, Some(expr)) {
-                    Ok(op) => Some(("add-column", op)),
+                    Ok(op) => {
+                        let holds = vec![Held::Column {
+                            table: table.clone(),
+                            column: column.name.clone(),
+                        }];
+                        Some(("add-column", op, holds))
+                    }
                     Err(reason) => return Err(cannot(reason, None)),
                 }
             }
@@ -175,9 +197,10 @@ pub fn plan_file(
                 _ if allow_locking => Some((
                     "accepted-lock",
                     ops::passthrough::plan(stmt, &change, &class),
+                    Vec::new(),
                 )),
                 Planned::Skip => None,
-                Planned::Op(kind, op) => Some((kind, op)),
+                Planned::Op(kind, op, holds) => Some((kind, op, holds)),
                 Planned::Unrecognized(reason) => {
                     return Err(PlanError::Unrecognized {
                         path: file.path.clone(),
@@ -186,39 +209,56 @@ pub fn plan_file(
                     });
                 }
                 Planned::Refused(reason) => return Err(cannot(reason, None)),
+                Planned::OutOfOrder(reason) => {
+                    return Err(cannot(reason, Some(SPLIT_MIGRATION)));
+                }
                 Planned::NoOp => match errors.first() {
                     Some(f) => return Err(cannot(f.message.clone(), f.help.as_deref())),
-                    None => Some(("as-written", ops::passthrough::plan(stmt, &change, &class))),
+                    None => Some((
+                        "as-written",
+                        ops::passthrough::plan(stmt, &change, &class),
+                        Vec::new(),
+                    )),
                 },
             },
         };
-        if let Some((kind, op)) = planned {
-            plan.operations.push(Operation {
+        if let Some((kind, mut op, holds)) = planned {
+            if kind == "drop-index" && holds.iter().any(|h| used_later(h, &words[i + 1..])) {
+                // The name is used again later in the migration (`DROP INDEX x; CREATE INDEX
+                // x …`): the drop runs where it stands, CONCURRENTLY, instead of at contract.
+                op.expand.append(&mut op.contract);
+            } else if !op.contract.is_empty() {
+                held.extend(holds.into_iter().map(|h| (h, stmt.start.line)));
+            }
+            operations.push(Operation {
                 kind,
                 line: stmt.start.line,
                 summary: summary(stmt),
             });
-            plan.expand.extend(op.expand);
-            merge_backfills(&mut plan.backfill, op.backfill);
-            plan.contract.extend(op.contract);
-            down_expand.push(op.down_expand);
-            plan.down.contract = match (plan.down.contract.take(), op.down_contract) {
-                (Some(mut all), Some(steps)) => {
-                    all.extend(steps);
-                    Some(all)
-                }
-                _ => None,
-            };
-            plan.notes.extend(op.notes);
+            body.append(op);
         }
         state.apply(&change, &class);
         catalog.apply(&change);
     }
-    // Undo in reverse order of the operations.
-    plan.down.expand = down_expand.into_iter().rev().flatten().collect();
-    if let Some(contract) = &mut plan.down.contract {
-        contract.reverse();
-    }
+    let mut plan = MigrationPlan {
+        id: migration_id(&file.path),
+        path: file.path.display().to_string(),
+        checksum: checksum(&file.text),
+        operations,
+        expand: body.expand,
+        backfill: order::merge_backfills(body.backfill),
+        contract: body.contract,
+        down: Down {
+            expand: body.down_expand,
+            // Undo in reverse order of the operations.
+            contract: body.down_contract.map(|mut steps| {
+                steps.reverse();
+                steps
+            }),
+        },
+        notes: body.notes,
+        repeatable: file.repeatable,
+    };
     if plan.repeatable {
         // Undoing a repeatable migration means its previous text, which zdm does not keep:
         // dropping what `CREATE OR REPLACE` made would lose what the earlier text made too.
@@ -240,6 +280,50 @@ pub fn plan_file(
     Ok(plan)
 }
 
+/// The way out when a statement depends on what an earlier one changes only at contract.
+const SPLIT_MIGRATION: &str = "move the later statement (or action) into a later migration, which zdm runs after this one's contract";
+
+/// Whether any of the later statements (their identifiers) uses a held name.
+fn used_later(held: &Held, later: &[HashSet<String>]) -> bool {
+    later.iter().any(|words| held.used_by(words, None))
+}
+
+/// The table a statement acts on, when it has one.
+fn target_table(change: &Change) -> Option<&crate::parse::Name> {
+    match change {
+        Change::AlterTable { table, .. }
+        | Change::CreateIndex { table, .. }
+        | Change::Dml { table, .. } => Some(table),
+        _ => None,
+    }
+}
+
+/// `CREATE TEMP[ORARY] TABLE …`.
+fn is_temporary_table(stmt: &Statement) -> bool {
+    let words: Vec<String> = stmt
+        .tokens
+        .iter()
+        .take(4)
+        .filter_map(|t| match &t.token {
+            sqlparser::tokenizer::Token::Word(w) => Some(w.value.to_uppercase()),
+            _ => None,
+        })
+        .collect();
+    words.first().is_some_and(|w| w == "CREATE")
+        && words
+            .iter()
+            .any(|w| matches!(w.as_str(), "TEMP" | "TEMPORARY"))
+}
+
+/// A lint rule's help with the clause that recommends zdm's own plan removed: when the plan is
+/// what refuses the statement, that clause would offer the refusal as its own alternative.
+fn without_self_reference(help: &str) -> String {
+    match help.find("; zdm plan runs") {
+        Some(i) => help[..i].to_owned(),
+        None => help.to_owned(),
+    }
+}
+
 fn number(steps: &mut [Step], phase: &str) {
     for (i, s) in steps.iter_mut().enumerate() {
         s.id = format!("{phase}-{}", i + 1);
@@ -259,13 +343,14 @@ enum Combined {
 }
 
 /// Finds `ADD COLUMN c` (nullable, no default) + `UPDATE t SET c = expr [WHERE c IS NULL]` +
-/// `ALTER COLUMN c SET NOT NULL` on one table in one migration. Planned separately, the NOT NULL
-/// would be validated in expand, before the backfill fills the column; planned together, the
-/// column is filled for old-application inserts by a trigger, backfilled, and made NOT NULL in
-/// contract.
+/// `ALTER COLUMN c SET NOT NULL` on one table in one migration, with no statement between
+/// them naming the column. Planned separately, the NOT NULL would be validated in expand,
+/// before the backfill fills the column; planned together, the column is filled for
+/// old-application inserts by a trigger, backfilled, and made NOT NULL in contract.
 fn combine_add_update_not_null(
     statements: &[Statement],
     changes: &[Change],
+    words: &[HashSet<String>],
 ) -> std::collections::HashMap<usize, Combined> {
     let mut out = std::collections::HashMap::new();
     for (i, change) in changes.iter().enumerate() {
@@ -278,13 +363,17 @@ fn combine_add_update_not_null(
         if col.not_null || col.default.is_some() || col.generated.is_some() {
             continue;
         }
-        let update = (i + 1..changes.len()).find_map(|j| match &changes[j] {
+        let names_column = |j: usize| words[j].contains(&col.name);
+        // The next statement naming the column must be the UPDATE.
+        let Some(j) = (i + 1..changes.len()).find(|&j| names_column(j)) else {
+            continue;
+        };
+        let update = match &changes[j] {
             Change::Dml {
                 kind: DmlKind::Update,
                 table: t,
                 ..
-            } if t.key() == table.key() => {
-                let parts = text::update_parts(&statements[j])?;
+            } if t.key() == table.key() => text::update_parts(&statements[j]).and_then(|parts| {
                 let is_null = format!("{} is null", col.name);
                 let whole = parts.filter.as_deref().is_none_or(|f| {
                     f.split_whitespace()
@@ -295,19 +384,25 @@ fn combine_add_update_not_null(
                         == is_null
                 });
                 match parts.set.as_slice() {
-                    [(c, expr)] if *c == col.name && whole => Some((j, expr.clone())),
+                    [(c, expr)] if *c == col.name && whole && parts.from.is_none() => {
+                        Some(expr.clone())
+                    }
                     _ => None,
                 }
-            }
+            }),
             _ => None,
-        });
-        let Some((j, expr)) = update else { continue };
-        let not_null = (j + 1..changes.len()).find(|&k| {
-            matches!(&changes[k], Change::AlterTable { table: t, actions }
-                if t.key() == table.key()
-                    && matches!(actions.as_slice(), [AlterAction::SetNotNull { column }] if *column == col.name))
-        });
-        let Some(k) = not_null else { continue };
+        };
+        let Some(expr) = update else { continue };
+        // And the next one after it, the SET NOT NULL.
+        let Some(k) = (j + 1..changes.len()).find(|&k| names_column(k)) else {
+            continue;
+        };
+        let sets_not_null = matches!(&changes[k], Change::AlterTable { table: t, actions }
+            if t.key() == table.key()
+                && matches!(actions.as_slice(), [AlterAction::SetNotNull { column }] if *column == col.name));
+        if !sets_not_null {
+            continue;
+        }
         let column = Box::new(ColumnSpec {
             not_null: true,
             ..col.clone()
@@ -317,47 +412,6 @@ fn combine_add_update_not_null(
         out.insert(k, Combined::Absorbed);
     }
     out
-}
-
-/// Every statement that backfills a table shares one pass over it (pgroll makes one per
-/// operation). Assignments under different conditions become `CASE WHEN cond THEN expr ELSE
-/// col END`, and the pass visits rows matching any of the conditions.
-fn merge_backfills(all: &mut Vec<Backfill>, new: Vec<Backfill>) {
-    for mut b in new {
-        // An alias or a FROM list belongs to its own statement's expressions.
-        let Some(existing) = all
-            .iter_mut()
-            .find(|a| a.table.key() == b.table.key() && a.alias == b.alias && a.from == b.from)
-        else {
-            all.push(b);
-            continue;
-        };
-        if existing.filter != b.filter {
-            conditional(existing);
-            conditional(&mut b);
-            existing.filter = match (existing.filter.take(), b.filter.take()) {
-                (Some(x), Some(y)) => Some(format!("({x}) OR ({y})")),
-                _ => None,
-            };
-        }
-        for s in b.set {
-            existing.set.retain(|e| e.column != s.column);
-            existing.set.push(s);
-        }
-    }
-}
-
-/// Folds a backfill's condition into its assignments, leaving the rows it visits unchanged.
-fn conditional(b: &mut Backfill) {
-    if let Some(filter) = &b.filter {
-        for a in &mut b.set {
-            a.expr = format!(
-                "CASE WHEN {filter} THEN {} ELSE {} END",
-                a.expr,
-                crate::sql::Ident(&a.column)
-            );
-        }
-    }
 }
 
 /// The statement's first line, shortened, for the operations list.
@@ -373,17 +427,21 @@ fn summary(stmt: &Statement) -> String {
 enum Planned {
     /// Transaction control and timeouts: zdm runs its own.
     Skip,
-    Op(&'static str, OpPlan),
+    /// An operation's plan, with the names it changes again at contract.
+    Op(&'static str, OpPlan, Vec<Held>),
     /// No operation applies: safe statements run as written, others are refused.
     NoOp,
     /// An operation applies but cannot plan this form.
     Refused(String),
+    /// The actions of one ALTER TABLE cannot be split into phases without changing what they
+    /// mean.
+    OutOfOrder(String),
     Unrecognized(String),
 }
 
 fn plan_statement(stmt: &Statement, change: &Change, env: &Env) -> Planned {
-    let refuse = |r: Result<OpPlan, String>, kind: &'static str| match r {
-        Ok(op) => Planned::Op(kind, op),
+    let refuse = |r: Result<OpPlan, String>, kind: &'static str, holds: Vec<Held>| match r {
+        Ok(op) => Planned::Op(kind, op, holds),
         Err(reason) => Planned::Refused(reason),
     };
     match change {
@@ -405,6 +463,7 @@ fn plan_statement(stmt: &Statement, change: &Change, env: &Env) -> Planned {
             refuse(
                 ops::create_index::plan(&cx, name.as_ref(), columns),
                 "create-index",
+                Vec::new(),
             )
         }
         Change::DropIndex { names, .. } if names.iter().any(|n| !(env.is_new)(n)) => {
@@ -412,22 +471,25 @@ fn plan_statement(stmt: &Statement, change: &Change, env: &Env) -> Planned {
             refuse(
                 ops::drop_index::plan(names, cascade, env.catalog),
                 "drop-index",
+                names.iter().cloned().map(Held::Relation).collect(),
             )
         }
         Change::Drop {
             kind: ObjectKind::Table,
             names,
             ..
-        } if names.iter().any(|n| !(env.is_new)(n)) => {
-            Planned::Op("drop-table", ops::drop_table::plan(stmt, names))
-        }
+        } if names.iter().any(|n| !(env.is_new)(n)) => Planned::Op(
+            "drop-table",
+            ops::drop_table::plan(stmt, names),
+            names.iter().cloned().map(Held::Relation).collect(),
+        ),
         Change::Dml {
             kind: DmlKind::Update,
             table,
             ..
         } if !(env.is_new)(table) => {
             let cx = op_cx(stmt, table, env);
-            refuse(ops::update_backfill::plan(&cx), "backfill")
+            refuse(ops::update_backfill::plan(&cx), "backfill", Vec::new())
         }
         Change::AlterTable { table, actions } if !(env.is_new)(table) => {
             plan_alter(stmt, table, actions, env)
@@ -462,6 +524,9 @@ fn plan_alter(
     if texts.len() != actions.len() {
         return Planned::Refused("zdm could not separate the actions of this ALTER TABLE; write one action per statement".into());
     }
+    // PostgreSQL runs the actions in passes, not in the written order (see `order`).
+    let mut ordered: Vec<(&AlterAction, &String)> = actions.iter().zip(&texts).collect();
+    ordered.sort_by_key(|(action, _)| order::alter_pass(action));
     let cx = op_cx(stmt, table, env);
     let backfill = stmt.directives.iter().find_map(|d| match &d.kind {
         DirectiveKind::Backfill(expr) => Some(expr.as_str()),
@@ -469,7 +534,16 @@ fn plan_alter(
     });
     let mut all = OpPlan::undoable();
     let mut kinds = Vec::new();
-    for (action, action_text) in actions.iter().zip(&texts) {
+    let mut holds: Vec<Held> = Vec::new();
+    for (action, action_text) in ordered {
+        let words = order::identifiers(action_text);
+        if let Some(h) = holds.iter().find(|h| h.used_by(&words, Some(table))) {
+            return Planned::OutOfOrder(format!(
+                "`{}` uses {}, which an earlier action of this ALTER TABLE changes only at contract",
+                action_text.split_whitespace().collect::<Vec<_>>().join(" "),
+                h.describe()
+            ));
+        }
         let detach_concurrently = matches!(
             action,
             AlterAction::DetachPartition {
@@ -608,18 +682,18 @@ fn plan_alter(
                 op
             }
         };
-        all.expand.extend(op.expand);
-        all.backfill.extend(op.backfill);
-        all.contract.extend(op.contract);
-        all.down_expand.splice(0..0, op.down_expand);
-        all.down_contract = match (all.down_contract, op.down_contract) {
-            (Some(mut a), Some(b)) => {
-                a.extend(b);
-                Some(a)
+        if !op.contract.is_empty() {
+            match action {
+                AlterAction::RenameTable { .. } => holds.push(Held::Relation(table.clone())),
+                _ => holds.extend(order::action_columns(action).into_iter().map(|column| {
+                    Held::Column {
+                        table: table.clone(),
+                        column,
+                    }
+                })),
             }
-            _ => None,
-        };
-        all.notes.extend(op.notes);
+        }
+        all.append(op);
     }
     kinds.dedup();
     let kind = if kinds.len() == 1 {
@@ -627,7 +701,7 @@ fn plan_alter(
     } else {
         "alter-table"
     };
-    Planned::Op(kind, all)
+    Planned::Op(kind, all, holds)
 }
 
 /// Helpers for the operation tests: plan SQL after an earlier migration, and check that every

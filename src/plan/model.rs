@@ -77,6 +77,10 @@ pub struct Backfill {
     /// expressions may use.
     pub alias: Option<String>,
     pub from: Option<String>,
+    /// How many of the migration's expand steps run before this backfill. Statements keep the
+    /// meaning of their order: a step planned from a later statement (a VALIDATE, a SET NOT
+    /// NULL, an index) runs after the backfills of the statements before it.
+    pub after_step: usize,
 }
 
 /// A statement of the migration, as planned.
@@ -107,6 +111,38 @@ impl OpPlan {
         OpPlan {
             down_contract: Some(Vec::new()),
             ..OpPlan::default()
+        }
+    }
+
+    /// Adds a backfill that runs after the expand steps planned so far.
+    pub fn push_backfill(&mut self, mut backfill: Backfill) {
+        backfill.after_step = self.expand.len();
+        self.backfill.push(backfill);
+    }
+
+    /// Appends a later operation: its steps run after these, its backfills keep their place
+    /// among its steps, and its expand is undone before this one's.
+    pub fn append(&mut self, later: OpPlan) {
+        let offset = self.expand.len();
+        self.expand.extend(later.expand);
+        self.backfill
+            .extend(later.backfill.into_iter().map(|mut b| {
+                b.after_step += offset;
+                b
+            }));
+        self.contract.extend(later.contract);
+        self.down_expand.splice(0..0, later.down_expand);
+        self.down_contract = match (self.down_contract.take(), later.down_contract) {
+            (Some(mut a), Some(b)) => {
+                a.extend(b);
+                Some(a)
+            }
+            _ => None,
+        };
+        for note in later.notes {
+            if !self.notes.contains(&note) {
+                self.notes.push(note);
+            }
         }
     }
 }

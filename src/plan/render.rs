@@ -76,7 +76,12 @@ fn human(plan: &MigrationPlan) -> String {
     if !plan.backfill.is_empty() {
         let _ = writeln!(out, "\n  backfill");
         for b in &plan.backfill {
-            let _ = writeln!(out, "    {}", backfill_summary(b));
+            let _ = writeln!(
+                out,
+                "    {}{}",
+                backfill_place(plan, b),
+                backfill_summary(b)
+            );
         }
     }
     if !plan.notes.is_empty() {
@@ -97,6 +102,15 @@ fn human(plan: &MigrationPlan) -> String {
         }
     }
     out
+}
+
+/// Where a backfill runs when that is not after the whole expand: before the steps planned
+/// from the statements after its own.
+fn backfill_place(plan: &MigrationPlan, b: &Backfill) -> String {
+    match plan.expand.get(b.after_step) {
+        Some(next) => format!("(before {}) ", next.id),
+        None => String::new(),
+    }
 }
 
 fn backfill_summary(b: &Backfill) -> String {
@@ -161,7 +175,7 @@ fn markdown(plan: &MigrationPlan) -> String {
     if !plan.backfill.is_empty() {
         out.push_str("\n#### Backfill\n\n");
         for b in &plan.backfill {
-            let _ = writeln!(out, "- {}", backfill_summary(b));
+            let _ = writeln!(out, "- {}{}", backfill_place(plan, b), backfill_summary(b));
         }
     }
     if !plan.notes.is_empty() {
@@ -212,6 +226,7 @@ pub(crate) fn json_plan(p: &MigrationPlan) -> Value {
             "where": b.filter,
             "alias": b.alias,
             "from": b.from,
+            "after_step": b.after_step,
         })).collect::<Vec<_>>(),
         "contract": p.contract.iter().map(json_step).collect::<Vec<_>>(),
         "down": {
@@ -441,11 +456,22 @@ pub fn sql_files(plan: &MigrationPlan) -> Vec<(String, String)> {
             files.push((format!("{}.{phase}.sql", plan.id), header(phase) + &body));
         }
     };
-    push("expand", steps_sql(&plan.expand));
+    // A backfill that must run before later expand steps is in the expand file, in its place;
+    // the backfill file holds those that run after the whole expand.
+    let mut expand = String::new();
+    for (i, step) in plan.expand.iter().enumerate() {
+        for b in plan.backfill.iter().filter(|b| b.after_step == i) {
+            expand.push_str(&backfill_sql(b));
+            expand.push('\n');
+        }
+        expand.push_str(&steps_sql(std::slice::from_ref(step)));
+    }
+    push("expand", expand);
     push(
         "backfill",
         plan.backfill
             .iter()
+            .filter(|b| b.after_step >= plan.expand.len())
             .map(backfill_sql)
             .collect::<Vec<_>>()
             .join("\n"),

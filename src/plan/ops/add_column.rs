@@ -95,7 +95,7 @@ pub fn plan(
         plan.contract.push(drop_trigger.clone());
         plan.down_expand.push(drop_trigger);
     }
-    plan.backfill.push(Backfill {
+    plan.push_backfill(Backfill {
         table: table.clone(),
         key,
         set: vec![Assignment {
@@ -105,6 +105,7 @@ pub fn plan(
         filter: Some(format!("{col} IS NULL")),
         alias: None,
         from: None,
+        after_step: 0,
     });
     if column.not_null {
         let nn = super::set_not_null::steps(table, &column.name, cx.pg_version)?;

@@ -130,7 +130,7 @@ pub fn plan(cx: &OpCx, action: &str, column: &str, ty: &SqlType) -> Result<OpPla
         LockMode::ShareRowExclusive,
         table,
     ));
-    plan.backfill.push(Backfill {
+    plan.push_backfill(Backfill {
         table: table.clone(),
         key,
         set: vec![Assignment {
@@ -140,6 +140,7 @@ pub fn plan(cx: &OpCx, action: &str, column: &str, ty: &SqlType) -> Result<OpPla
         filter: None,
         alias: None,
         from: None,
+        after_step: 0,
     });
 
     // Indexes on the column, rebuilt on the shadow; renamed to the old names in the swap.

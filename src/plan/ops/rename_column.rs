@@ -50,7 +50,7 @@ pub fn plan(cx: &OpCx, from: &str, to: &str) -> Result<OpPlan, String> {
         LockMode::ShareRowExclusive,
         table,
     ));
-    plan.backfill.push(Backfill {
+    plan.push_backfill(Backfill {
         table: table.clone(),
         key,
         set: vec![Assignment {
@@ -60,6 +60,7 @@ pub fn plan(cx: &OpCx, from: &str, to: &str) -> Result<OpPlan, String> {
         filter: None,
         alias: None,
         from: None,
+        after_step: 0,
     });
     plan.contract.push(Step::tx(
         format!(

@@ -37,7 +37,7 @@ pub fn plan(cx: &OpCx) -> Result<OpPlan, String> {
             ));
         }
     }
-    plan.backfill.push(Backfill {
+    plan.push_backfill(Backfill {
         table: cx.table.clone(),
         key,
         set: set
@@ -47,6 +47,7 @@ pub fn plan(cx: &OpCx) -> Result<OpPlan, String> {
         filter,
         alias,
         from,
+        after_step: 0,
     });
     plan.notes.push(format!(
         "the backfill of {} is not undone by down; rows the old application writes during the rollout are not updated by it",
@@ -107,9 +108,9 @@ mod tests {
     use crate::plan::testing::{human, plan};
 
     #[test]
-    fn updates_become_one_batched_pass_per_table_and_condition() {
-        let setup = "CREATE TABLE users (id int PRIMARY KEY, plan text, \"Score\" int);";
-        let sql = "UPDATE users SET plan = 'free' WHERE plan IS NULL;\nUPDATE users SET \"Score\" = 0 WHERE plan IS NULL;";
+    fn independent_updates_share_one_pass() {
+        let setup = "CREATE TABLE users (id int PRIMARY KEY, plan text, \"Score\" int, bio text);";
+        let sql = "UPDATE users SET plan = 'free' WHERE bio IS NULL;\nUPDATE users SET \"Score\" = 0 WHERE bio IS NULL;";
         let p = plan(setup, sql, 14).unwrap();
         assert_eq!(p.backfill.len(), 1);
         assert_eq!(p.backfill[0].set.len(), 2);
@@ -117,16 +118,18 @@ mod tests {
     }
 
     #[test]
-    fn different_conditions_still_share_one_pass() {
-        let setup = "CREATE TABLE users (id int PRIMARY KEY, plan text, email text);";
-        let sql = "UPDATE users SET plan = 'free' WHERE plan IS NULL;\nALTER TABLE users RENAME COLUMN email TO contact;";
+    fn updates_that_see_each_other_run_in_order() {
+        // As written, the second UPDATE matches no row: the first filled every NULL plan.
+        let setup = "CREATE TABLE users (id int PRIMARY KEY, plan text, \"Score\" int);";
+        let sql = "UPDATE users SET plan = 'free' WHERE plan IS NULL;\nUPDATE users SET \"Score\" = 0 WHERE plan IS NULL;";
         let p = plan(setup, sql, 14).unwrap();
-        assert_eq!(p.backfill.len(), 1, "{:?}", p.backfill);
-        assert_eq!(p.backfill[0].filter, None);
-        assert_eq!(
-            p.backfill[0].set[0].expr,
-            "CASE WHEN plan IS NULL THEN 'free' ELSE \"plan\" END"
-        );
+        assert_eq!(p.backfill.len(), 2);
+        // The UPDATE runs before the rename's steps, as written; the rename's copy after them.
+        let sql = "UPDATE users SET plan = 'free' WHERE plan IS NULL;\nALTER TABLE users RENAME COLUMN \"Score\" TO score;";
+        let p = plan(setup, sql, 14).unwrap();
+        assert_eq!(p.backfill.len(), 2, "{:?}", p.backfill);
+        assert_eq!(p.backfill[0].after_step, 0);
+        assert_eq!(p.backfill[1].after_step, p.expand.len());
     }
 
     #[test]

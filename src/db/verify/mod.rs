@@ -1,0 +1,364 @@
+//! `zdm verify`: the proof that a plan means what its SQL means.
+//!
+//! For each migration of a set, on a server where zdm may create and drop scratch databases:
+//! the schema the earlier migrations build (run as written) is filled with sample rows
+//! (`seed`) and copied; one copy runs the migration as written, statement by statement; the
+//! other runs zdm's expand and then its contract, with reads of both application versions
+//! tried between the phases. Then the two are compared (`snapshot`): columns, constraints,
+//! indexes, views, sequences, triggers and every row. The copies come from
+//! `CREATE DATABASE … TEMPLATE`, so each migration starts from identical data.
+
+mod seed;
+mod snapshot;
+
+use std::time::Duration;
+
+use tokio_postgres::Client;
+
+use super::{ConnectOptions, DbError, RunOptions, Runner, introspect, message};
+use crate::lint::LintOptions;
+use crate::plan::{MigrationPlan, plan_file};
+use crate::source::{MigrationSet, SourceFile, split_statements};
+
+pub use snapshot::Snapshot;
+
+/// How one migration compared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The same schema and rows either way.
+    Equal,
+    /// The first difference found.
+    Different(String),
+    /// Expand or contract failed where the SQL as written succeeded.
+    Failed { phase: &'static str, error: String },
+    /// The migration fails as written on sample data, so there is nothing to compare with.
+    NotComparable(String),
+    /// zdm refuses to plan it (the reason); it is run as written for the migrations after it.
+    Refused(String),
+    /// Its plan runs every statement as written, so there is nothing to prove.
+    AsWritten,
+}
+
+impl Outcome {
+    /// A short word for the outcome, used in the reports.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Equal => "equal",
+            Outcome::Different(_) => "different",
+            Outcome::Failed { .. } => "failed",
+            Outcome::NotComparable(_) => "not comparable",
+            Outcome::Refused(_) => "refused",
+            Outcome::AsWritten => "as written",
+        }
+    }
+
+    /// Whether this outcome disproves the plan.
+    pub fn is_failure(&self) -> bool {
+        matches!(self, Outcome::Different(_) | Outcome::Failed { .. })
+    }
+
+    pub fn detail(&self) -> Option<String> {
+        match self {
+            Outcome::Different(d) | Outcome::NotComparable(d) | Outcome::Refused(d) => {
+                Some(d.clone())
+            }
+            Outcome::Failed { phase, error } => Some(format!("{phase} failed: {error}")),
+            Outcome::Equal | Outcome::AsWritten => None,
+        }
+    }
+}
+
+/// The result for one migration file.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub path: String,
+    pub outcome: Outcome,
+}
+
+/// What `zdm verify` may be asked.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyOptions {
+    /// Compare migrations whose plan runs every statement as written, too.
+    pub all: bool,
+    /// Compare only these files (by path as shown); the others are run as written.
+    pub only: Option<Vec<String>>,
+}
+
+/// Why verification could not run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(
+        "cannot create scratch databases on {target}: {message}; zdm verify needs a server where its role may CREATE DATABASE (a throw-away server)"
+    )]
+    Scratch { target: String, message: String },
+    #[error("{path}: fails as written on the schema of the migrations before it: {message}")]
+    Chain { path: String, message: String },
+}
+
+/// Verifies every forward migration of `set`, in order, calling `report` after each.
+pub async fn verify_set(
+    server: &ConnectOptions,
+    set: &MigrationSet,
+    lint: &LintOptions,
+    options: &VerifyOptions,
+    mut report: impl FnMut(&Verified),
+) -> Result<Vec<Verified>, VerifyError> {
+    let admin = server.connect().await?;
+    let prefix = format!("_zdm_verify_{}", std::process::id());
+    let scratch = Scratch {
+        admin: &admin,
+        server,
+        prefix: prefix.clone(),
+    };
+    let chain = scratch.create("chain", None).await?;
+    let result = async {
+        let mut lint = lint.clone();
+        lint.pg_version = super::server_major_version(&admin)
+            .await
+            .map_err(|e| scratch.error(e))?;
+        let mut out = Vec::new();
+        for file in &set.forward {
+            let path = file.path.display().to_string();
+            let wanted = options
+                .only
+                .as_ref()
+                .is_none_or(|only| only.contains(&path));
+            if wanted {
+                let outcome = verify_one(&scratch, &chain, file, &lint, options).await?;
+                let verified = Verified { path, outcome };
+                report(&verified);
+                out.push(verified);
+            }
+            // The next migration starts from this one's schema, run as written. No session
+            // stays on the chain: a database is copied only while nobody is connected to it.
+            let chain_client = server.with_dbname(&chain).connect().await?;
+            if let Err(e) = run_as_written(&chain_client, file).await {
+                return Err(VerifyError::Chain {
+                    path: file.path.display().to_string(),
+                    message: e,
+                });
+            }
+        }
+        Ok(out)
+    }
+    .await;
+    scratch.drop(&chain).await;
+    result
+}
+
+/// Scratch databases on the server, named after this process.
+struct Scratch<'a> {
+    admin: &'a Client,
+    server: &'a ConnectOptions,
+    prefix: String,
+}
+
+impl Scratch<'_> {
+    fn error(&self, e: tokio_postgres::Error) -> VerifyError {
+        VerifyError::Scratch {
+            target: self.server.target.clone(),
+            message: message(&e),
+        }
+    }
+
+    /// Creates `<prefix>_<label>`, as a copy of `template` when given.
+    async fn create(&self, label: &str, template: Option<&str>) -> Result<String, VerifyError> {
+        let name = format!("{}_{label}", self.prefix);
+        self.drop(&name).await;
+        let from = template
+            .map(|t| format!(" TEMPLATE {}", crate::sql::Ident(t)))
+            .unwrap_or_default();
+        self.admin
+            .batch_execute(&format!(
+                "CREATE DATABASE {}{from}",
+                crate::sql::Ident(&name)
+            ))
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(name)
+    }
+
+    async fn drop(&self, name: &str) {
+        // Let the tasks of connections just dropped say goodbye to the server first: on this
+        // single-threaded runtime they run only when this task yields, and FORCE would
+        // otherwise cut them off mid-way (logged as a lost connection).
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        let _ = self
+            .admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                crate::sql::Ident(name)
+            ))
+            .await;
+    }
+}
+
+async fn verify_one(
+    scratch: &Scratch<'_>,
+    chain: &str,
+    file: &SourceFile,
+    lint: &LintOptions,
+    options: &VerifyOptions,
+) -> Result<Outcome, VerifyError> {
+    let written = scratch.create("written", Some(chain)).await?;
+    let result = async {
+        let written_client = scratch.server.with_dbname(&written).connect().await?;
+        // Plan against the schema as it is, as `zdm expand` does.
+        let mut catalog = introspect(&written_client, &written).await?;
+        let plan = match plan_file(file, &mut catalog, lint) {
+            Ok(plan) => plan,
+            Err(e) => return Ok(Outcome::Refused(e.to_string())),
+        };
+        if !options.all && runs_as_written(&plan) {
+            return Ok(Outcome::AsWritten);
+        }
+        seed::seed(&written_client)
+            .await
+            .map_err(|e| scratch.error(e))?;
+        // Only now, with the rows in, the copy for zdm; no session may be on the template.
+        drop(written_client);
+        let zdm = scratch.create("zdm", Some(&written)).await?;
+        let outcome = async {
+            let written_client = scratch.server.with_dbname(&written).connect().await?;
+            let mut zdm_client = scratch.server.with_dbname(&zdm).connect().await?;
+            let before = snapshot::take(&written_client, &today())
+                .await
+                .map_err(|e| scratch.error(e))?;
+            if let Err(e) = run_as_written(&written_client, file).await {
+                return Ok(Outcome::NotComparable(format!(
+                    "the migration fails as written on sample data: {e}"
+                )));
+            }
+            let after = snapshot::take(&written_client, &today())
+                .await
+                .map_err(|e| scratch.error(e))?;
+            if let Err((phase, error)) = run_zdm(&mut zdm_client, &plan, &before, &after).await {
+                return Ok(Outcome::Failed { phase, error });
+            }
+            let result = snapshot::take(&zdm_client, &today())
+                .await
+                .map_err(|e| scratch.error(e))?;
+            Ok::<_, VerifyError>(match snapshot::first_difference(&after, &result) {
+                Some(d) => Outcome::Different(d),
+                None => Outcome::Equal,
+            })
+        }
+        .await;
+        scratch.drop(&zdm).await;
+        outcome
+    }
+    .await;
+    scratch.drop(&written).await;
+    result
+}
+
+/// Whether a plan only runs the migration's statements as written.
+fn runs_as_written(plan: &MigrationPlan) -> bool {
+    plan.operations
+        .iter()
+        .all(|o| matches!(o.kind, "as-written" | "accepted-lock"))
+}
+
+/// Runs a migration's statements one after the other, as a plain runner would.
+async fn run_as_written(client: &Client, file: &SourceFile) -> Result<(), String> {
+    for stmt in split_statements(&file.text).statements {
+        if let Err(e) = client.batch_execute(&stmt.text).await {
+            let _ = client.batch_execute("ROLLBACK").await;
+            return Err(format!("line {}: {}", stmt.start.line, message(&e)));
+        }
+    }
+    Ok(())
+}
+
+/// Expand, the reads of both application versions, contract, and the new version's reads.
+async fn run_zdm(
+    client: &mut Client,
+    plan: &MigrationPlan,
+    before: &Snapshot,
+    after: &Snapshot,
+) -> Result<(), (&'static str, String)> {
+    let options = RunOptions {
+        lock_timeout: Duration::from_secs(5),
+        ..RunOptions::default()
+    };
+    {
+        let mut runner = Runner::start(client, options.clone())
+            .await
+            .map_err(|e| ("expand", e.to_string()))?;
+        let plans = std::slice::from_ref(plan);
+        runner
+            .expand(plans)
+            .await
+            .map_err(|e| ("expand", e.to_string()))?;
+    }
+    app_reads(client, before, "the old application after expand").await?;
+    app_reads(client, after, "the new application after expand").await?;
+    {
+        let mut runner = Runner::start(client, options)
+            .await
+            .map_err(|e| ("contract", e.to_string()))?;
+        runner
+            .contract(std::slice::from_ref(plan))
+            .await
+            .map_err(|e| ("contract", e.to_string()))?;
+    }
+    app_reads(client, after, "the new application after contract").await?;
+    Ok(())
+}
+
+/// Reads every column of every table the application version whose schema is `schema` knows.
+async fn app_reads(
+    client: &Client,
+    schema: &Snapshot,
+    who: &str,
+) -> Result<(), (&'static str, String)> {
+    for (table, columns) in schema.columns_by_table() {
+        let sql = format!("SELECT {} FROM {table} LIMIT 1", columns.join(", "));
+        if let Err(e) = client.query(&sql, &[]).await {
+            return Err((
+                "reads",
+                format!("{who} cannot read {table}: {}", message(&e)),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The dates of this run, whose values (`now()` and the like) differ between the two copies.
+fn today() -> Vec<String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    // Yesterday, today and tomorrow in UTC cover every time zone the server may render in.
+    [-1, 0, 1]
+        .iter()
+        .map(|d| civil_date(now / 86_400 + d))
+        .collect()
+}
+
+/// `YYYY-MM-DD` of a day number since 1970-01-01 (Howard Hinnant's civil_from_days).
+fn civil_date(days: i64) -> String {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn civil_dates() {
+        assert_eq!(super::civil_date(0), "1970-01-01");
+        assert_eq!(super::civil_date(20_789), "2026-12-02");
+    }
+}

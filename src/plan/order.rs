@@ -1,0 +1,231 @@
+//! What keeps a plan meaning what its statements mean when run in order.
+//!
+//! An online plan moves some work away from where its statement stands: a backfill runs after
+//! expand steps, and contract runs after the whole expand. That is only equal to the SQL as
+//! written when nothing later in the migration depends on what moved. This module holds the
+//! rules that decide it, so the planner can keep statements in order, or refuse with a reason:
+//!
+//! - **Names held until contract.** An operation whose contract changes a column, index or
+//!   table (a rename swaps columns, a type change swaps in a shadow, a drop drops) holds those
+//!   names until contract. A later statement that names one of them would act on the wrong
+//!   object (an index built on a shadow that the swap drops, a default the swap overwrites, an
+//!   index created under a name that contract then drops), so the plan is refused with both
+//!   lines named. `DROP INDEX` of a name used again later runs in order instead, in expand.
+//! - **ALTER TABLE passes.** PostgreSQL runs the actions of one ALTER TABLE in passes (all
+//!   drops, then type changes, then added columns, then constraints…; `AlterTablePass` in
+//!   tablecmds.c), not in the order written; split into steps they keep that order.
+//! - **Backfill merging.** Several UPDATEs of a table share one pass only when the pass gives
+//!   the same rows as running them one after the other; otherwise each runs in its own pass, in
+//!   statement order.
+
+use std::collections::HashSet;
+
+use sqlparser::tokenizer::Token;
+
+use crate::parse::{AlterAction, ConstraintKind, Name};
+use crate::source::split_statements;
+
+use super::model::Backfill;
+
+/// A name an operation changes again at contract, so that nothing later in the migration may
+/// use it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Held {
+    /// A column of a table (renamed, retyped, dropped, or made NOT NULL at contract).
+    Column { table: Name, column: String },
+    /// An index, table or view name (dropped, or taken by a compatibility view, at contract).
+    Relation(Name),
+}
+
+impl Held {
+    /// Whether a statement whose identifiers are `words` (see [`identifiers`]), acting on
+    /// `table` when known, uses this name.
+    pub fn used_by(&self, words: &HashSet<String>, table: Option<&Name>) -> bool {
+        match self {
+            Held::Column { table: t, column } => {
+                let same_table =
+                    table.is_some_and(|x| x.key() == t.key()) || words.contains(&t.name);
+                same_table && words.contains(column)
+            }
+            Held::Relation(name) => words.contains(&name.name),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Held::Column { table, column } => format!("{table}.{column}"),
+            Held::Relation(name) => name.to_string(),
+        }
+    }
+}
+
+/// The columns an ALTER TABLE action changes, which its operation holds when it has a contract.
+pub fn action_columns(action: &AlterAction) -> Vec<String> {
+    match action {
+        AlterAction::AddColumn(col) => vec![col.name.clone()],
+        AlterAction::RenameColumn { from, to } => vec![from.clone(), to.clone()],
+        AlterAction::DropColumn { column }
+        | AlterAction::AlterColumnType { column, .. }
+        | AlterAction::SetNotNull { column }
+        | AlterAction::DropNotNull { column }
+        | AlterAction::SetDefault { column, .. }
+        | AlterAction::DropDefault { column } => vec![column.clone()],
+        AlterAction::AddConstraint(spec) => match &spec.kind {
+            ConstraintKind::NotNull { column } => vec![column.clone()],
+            ConstraintKind::Unique { columns, .. }
+            | ConstraintKind::PrimaryKey { columns, .. }
+            | ConstraintKind::ForeignKey { columns, .. } => columns.clone(),
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    }
+}
+
+/// The identifiers of a piece of SQL as PostgreSQL resolves them: unquoted words folded to
+/// lower case, quoted ones as written. Keywords are included; callers compare against names.
+pub fn identifiers(sql: &str) -> HashSet<String> {
+    let mut out = HashSet::new();
+    for stmt in split_statements(sql).statements {
+        for t in stmt.tokens {
+            if let Token::Word(w) = t.token {
+                out.insert(if w.quote_style.is_some() {
+                    w.value
+                } else {
+                    w.value.to_lowercase()
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The pass in which PostgreSQL runs an ALTER TABLE action (lower first). Actions of one pass
+/// keep their written order.
+pub fn alter_pass(action: &AlterAction) -> u8 {
+    match action {
+        AlterAction::DropColumn { .. }
+        | AlterAction::DropConstraint { .. }
+        | AlterAction::DropNotNull { .. }
+        | AlterAction::DropDefault { .. } => 0,
+        AlterAction::AlterColumnType { .. } => 1,
+        AlterAction::AddColumn(_) => 2,
+        AlterAction::AddConstraint(spec) => match spec.kind {
+            ConstraintKind::NotNull { .. } => 4,
+            _ => 3,
+        },
+        AlterAction::SetNotNull { .. } => 4,
+        AlterAction::SetDefault { .. } => 5,
+        _ => 6,
+    }
+}
+
+/// Merges each backfill into the one before it when one pass provably gives the rows that
+/// running both in order gives: the same table, rows (condition, alias, FROM) and place among
+/// the steps, no column written twice, and nothing the later one reads (its expressions, its
+/// condition, its FROM list) written by the earlier one. Otherwise both passes run, in order.
+pub fn merge_backfills(backfills: Vec<Backfill>) -> Vec<Backfill> {
+    let mut out: Vec<Backfill> = Vec::new();
+    for b in backfills {
+        if let Some(last) = out.last_mut()
+            && mergeable(last, &b)
+        {
+            last.set.extend(b.set);
+            continue;
+        }
+        out.push(b);
+    }
+    out
+}
+
+fn mergeable(first: &Backfill, then: &Backfill) -> bool {
+    if first.table.key() != then.table.key()
+        || first.key != then.key
+        || first.after_step != then.after_step
+        || first.filter != then.filter
+        || first.alias != then.alias
+        || first.from != then.from
+    {
+        return false;
+    }
+    let written: HashSet<&str> = first.set.iter().map(|a| a.column.as_str()).collect();
+    if then.set.iter().any(|a| written.contains(a.column.as_str())) {
+        return false;
+    }
+    let mut read = HashSet::new();
+    for a in &then.set {
+        read.extend(identifiers(&a.expr));
+    }
+    for text in [&then.filter, &then.from].into_iter().flatten() {
+        read.extend(identifiers(text));
+    }
+    !written.iter().any(|c| read.contains(*c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::model::Assignment;
+
+    fn backfill(set: &[(&str, &str)], filter: Option<&str>) -> Backfill {
+        Backfill {
+            table: Name::new(None, "t"),
+            key: vec!["id".into()],
+            set: set
+                .iter()
+                .map(|(c, e)| Assignment {
+                    column: (*c).into(),
+                    expr: (*e).into(),
+                })
+                .collect(),
+            filter: filter.map(str::to_owned),
+            alias: None,
+            from: None,
+            after_step: 0,
+        }
+    }
+
+    #[test]
+    fn independent_assignments_share_a_pass() {
+        let merged = merge_backfills(vec![
+            backfill(&[("b", "a")], None),
+            backfill(&[("d", "c")], None),
+        ]);
+        assert_eq!(merged.len(), 1);
+        assert_eq!(merged[0].set.len(), 2);
+    }
+
+    #[test]
+    fn a_pass_that_reads_what_an_earlier_one_wrote_stays_separate() {
+        // The later filter sees the earlier write: as written it matches no row.
+        let merged = merge_backfills(vec![
+            backfill(&[("plan", "'free'")], Some("plan IS NULL")),
+            backfill(&[("\"Score\"", "0")], Some("plan IS NULL")),
+        ]);
+        assert_eq!(merged.len(), 2);
+        // The same column written twice under different conditions.
+        let merged = merge_backfills(vec![
+            backfill(&[("m", "'system'")], Some("status = 'detailed'")),
+            backfill(&[("m", "'manual'")], Some("status <> 'detailed'")),
+        ]);
+        assert_eq!(merged.len(), 2);
+        // An expression reading the earlier write.
+        let merged = merge_backfills(vec![
+            backfill(&[("b", "a")], None),
+            backfill(&[("c", "NOT b")], None),
+        ]);
+        assert_eq!(merged.len(), 2);
+    }
+
+    #[test]
+    fn actions_sort_into_postgres_passes() {
+        let sql = "ALTER TABLE t ADD CONSTRAINT c CHECK (x > 0), ADD COLUMN x int, DROP COLUMN y";
+        let stmt = &split_statements(sql).statements[0];
+        let Change::AlterTable { actions, .. } = crate::parse::parse_statement(stmt) else {
+            panic!()
+        };
+        let passes: Vec<u8> = actions.iter().map(alter_pass).collect();
+        assert_eq!(passes, vec![3, 2, 0]);
+    }
+
+    use crate::parse::Change;
+}
