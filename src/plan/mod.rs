@@ -223,6 +223,19 @@ pub fn plan_file(
             },
         };
         if let Some((kind, mut op, holds)) = planned {
+            let mut holds = holds;
+            if kind == "as-written"
+                && !held.is_empty()
+                && let Change::Drop { names, .. } = &change
+            {
+                // A drop after a statement whose own drop waits for contract may depend on it
+                // (`DROP COLUMN c; DROP FUNCTION f` where c's default calls f): it waits for
+                // contract too, after that drop, and its names are held like the others.
+                op.contract.append(&mut op.expand);
+                op.down_expand.clear();
+                op.down_contract = None;
+                holds = names.iter().cloned().map(Held::Relation).collect();
+            }
             if kind == "drop-index" && holds.iter().any(|h| used_later(h, &words[i + 1..])) {
                 // The name is used again later in the migration (`DROP INDEX x; CREATE INDEX
                 // x …`): the drop runs where it stands, CONCURRENTLY, instead of at contract.

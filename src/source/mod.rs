@@ -314,8 +314,11 @@ pub fn version_of(path: &Path) -> Option<Vec<u64>> {
             .unwrap_or(name.len());
         name[..end].to_owned()
     };
+    // Dashes separate the parts of one timestamp (diesel's `2017-08-31-230457`), which diesel
+    // orders as the digits alone: it must sort after `20140924113530`, not before it.
     let parts: Vec<u64> = digits
-        .split(['-', '.'])
+        .replace('-', "")
+        .split('.')
         .filter(|p| !p.is_empty())
         .map_while(|p| p.parse().ok())
         .collect();
@@ -353,8 +356,10 @@ mod tests {
         assert_eq!(v("3_add.up.sql"), Some(vec![3]));
         assert_eq!(
             v("m/2019-03-22-174825_remove/up.sql"),
-            Some(vec![2019, 3, 22, 174825])
+            Some(vec![20190322174825])
         );
+        // diesel sets mix both forms; the dashed one is the same kind of timestamp.
+        assert!(v("m/2017-08-31-230457_x/up.sql") > v("m/20140924113530_y/up.sql"));
         assert_eq!(v("m/20240101_x/migration.sql"), Some(vec![20240101]));
         assert_eq!(v("schema.sql"), None);
         assert_eq!(v("R__views.sql"), None);

@@ -177,7 +177,10 @@ pub fn plan(cx: &OpCx, action: &str, column: &str, ty: &SqlType) -> Result<OpPla
         (index, constraint)
     });
     for (index, def) in cx.catalog.indexes_of(table) {
-        if !def.columns.iter().any(|c| c == column) {
+        // The primary key's own index (named as its constraint, and listed among the indexes
+        // when the schema is read from a database) is the one built just above.
+        let is_primary_key = pk.as_ref().is_some_and(|(_, c)| *c == index.name);
+        if is_primary_key || !def.columns.iter().any(|c| c == column) {
             continue;
         }
         let name = generated_name(&[&index.name, "new"]);
