@@ -336,10 +336,72 @@ fn plan_refuses_what_cannot_run_online() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("1_vacuum.sql");
     std::fs::write(&file, "VACUUM FULL users;\n").unwrap();
-    zdm().arg("plan").arg(&file).assert().code(1).stderr(
-        predicate::str::contains("1_vacuum.sql:1: VACUUM FULL")
+    zdm().arg("plan").arg(&file).assert().code(1).stdout(
+        predicate::str::contains("1_vacuum.sql:1")
+            .and(predicate::str::contains("VACUUM FULL"))
             .and(predicate::str::contains("zdm:allow-locking")),
     );
+}
+
+/// A refused migration does not hide the others: every format lists it, and the ones after it
+/// are planned against the schema it leaves as written.
+#[test]
+fn plan_of_a_folder_plans_every_migration_and_lists_refusals() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, sql: &str| std::fs::write(dir.path().join(name), sql).unwrap();
+    write(
+        "0001_init.sql",
+        "CREATE TABLE users (id int PRIMARY KEY, email text);\n",
+    );
+    write("0002_vacuum.sql", "SELECT 1;\nVACUUM FULL users;\n");
+    write(
+        "0003_rename.sql",
+        "ALTER TABLE users ADD COLUMN name text;\n",
+    );
+    write(
+        "0004_rename.sql",
+        "ALTER TABLE users RENAME COLUMN name TO full_name;\n",
+    );
+    let out = zdm()
+        .args(["plan", "--format", "json"])
+        .arg(dir.path())
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("0002_vacuum.sql:2"))
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let ids: Vec<&str> = v["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["0001_init", "0003_rename", "0004_rename"]);
+    assert_eq!(v["refused"][0]["line"], 2);
+    assert!(
+        v["refused"][0]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("0002_vacuum.sql")
+    );
+    assert!(
+        v["refused"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("VACUUM FULL")
+    );
+    zdm()
+        .args(["plan", "--format", "markdown"])
+        .arg(dir.path())
+        .assert()
+        .code(1)
+        .stdout(
+            predicate::str::contains("### Refused")
+                .and(predicate::str::contains("0002_vacuum.sql:2"))
+                .and(predicate::str::contains("0004_rename")),
+        );
 }
 
 #[test]

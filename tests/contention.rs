@@ -40,6 +40,7 @@ fn waits_stay_within_lock_timeout_and_the_blocker_is_named() {
         &LintOptions::default(),
         None,
     )
+    .all_planned()
     .unwrap();
 
     let runtime = tokio::runtime::Builder::new_current_thread()

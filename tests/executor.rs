@@ -17,6 +17,7 @@ fn plans(dir: &Path) -> Vec<MigrationPlan> {
         &LintOptions::default(),
         None,
     )
+    .all_planned()
     .unwrap()
 }
 

@@ -53,7 +53,9 @@ ALTER TABLE "My App".nokey RENAME COLUMN "Note" TO "Remark";
     )
     .unwrap();
     let set = MigrationSet::load(dir.path(), None).unwrap();
-    let plans = plan_set(&set, &LintOptions::default(), None).unwrap();
+    let plans = plan_set(&set, &LintOptions::default(), None)
+        .all_planned()
+        .unwrap();
     assert!(
         plans[1].backfill.iter().any(|b| b.key.is_empty()),
         "the keyless table is walked by ctid"

@@ -97,11 +97,15 @@ fn live_catalog_matches_the_replayed_one() {
     ));
     let options = LintOptions::default();
     let from_db = render(
-        &plan_set(&set, &options, Some(live)).unwrap(),
+        &plan_set(&set, &options, Some(live)).all_planned().unwrap(),
+        &[],
         PlanFormat::Human,
     );
     let from_files = render(
-        &plan_set(&set, &options, Some(Catalog::from_sql(SCHEMA))).unwrap(),
+        &plan_set(&set, &options, Some(Catalog::from_sql(SCHEMA)))
+            .all_planned()
+            .unwrap(),
+        &[],
         PlanFormat::Human,
     );
     assert_eq!(from_db, from_files);

@@ -134,8 +134,9 @@ fn run(index: usize) {
     .unwrap();
     std::fs::write(dir.path().join("0002_change.sql"), s.migration).unwrap();
     let set = MigrationSet::load(dir.path(), None).unwrap();
-    let plans: Vec<MigrationPlan> =
-        plan_set(&set, &LintOptions::default(), None).unwrap_or_else(|e| panic!("{}: {e}", s.name));
+    let plans: Vec<MigrationPlan> = plan_set(&set, &LintOptions::default(), None)
+        .all_planned()
+        .unwrap_or_else(|e| panic!("{}: {e}", s.name));
     let expand_steps = plans[1].expand.len();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -20,8 +20,9 @@ Examples:
   psql -v ON_ERROR_STOP=1 -f plan/0042_rename_full_name.expand.sql
 
 A statement that cannot run online (VACUUM FULL, CLUSTER, LOCK TABLE, an EXCLUDE constraint…)
-makes the plan fail with the reason and the alternatives, unless the statement is marked
-`-- zdm:allow-locking -- reason`. Nothing is planned for a migration that fails.
+makes its migration refused, with the reason and the alternatives, unless the statement is
+marked `-- zdm:allow-locking -- reason`. The migrations after a refused one are still planned,
+against the schema it leaves when run as written; every format lists the refusals.
 
 Exit codes: 0 planned, 1 a statement cannot run online, 2 usage or I/O error.";
 
@@ -89,14 +90,17 @@ pub fn run(args: &PlanArgs, config_path: Option<&Path>) -> anyhow::Result<u8> {
         args.paths.clone()
     };
     let mut plans = Vec::new();
+    let mut refused = Vec::new();
     for path in &paths {
         let set = MigrationSet::load(path, config.layout)?;
-        match plan_set(&set, &config.lint, live.clone()) {
-            Ok(p) => plans.extend(p),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return Ok(super::EXIT_FINDINGS);
-            }
+        let planned = plan_set(&set, &config.lint, live.clone());
+        plans.extend(planned.plans);
+        refused.extend(planned.refused);
+    }
+    // Refusals go to stderr too when stdout is for a machine or a file.
+    if args.format != PlanFormat::Human {
+        for e in &refused {
+            eprintln!("error: {e}");
         }
     }
     match (args.format, &args.out) {
@@ -108,7 +112,11 @@ pub fn run(args: &PlanArgs, config_path: Option<&Path>) -> anyhow::Result<u8> {
             }
         }
         (_, Some(_)) => bail!("--out is for --format sql"),
-        (format, None) => print!("{}", render(&plans, format)),
+        (format, None) => print!("{}", render(&plans, &refused, format)),
     }
-    Ok(EXIT_OK)
+    Ok(if refused.is_empty() {
+        EXIT_OK
+    } else {
+        super::EXIT_FINDINGS
+    })
 }

@@ -29,7 +29,7 @@ use ops::OpCx;
 use order::Held;
 
 /// Why a migration cannot be planned. Nothing of it runs.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum PlanError {
     #[error(
         "{path}:{line}: {reason}\n  alternatives: {help}\n  or accept the lock with `-- zdm:allow-locking -- <reason>` on the statement"
@@ -50,29 +50,84 @@ pub enum PlanError {
     },
 }
 
+/// The plans of a migration set, and the migrations zdm refuses to plan.
+#[derive(Debug, Default)]
+pub struct SetPlan {
+    pub plans: Vec<MigrationPlan>,
+    pub refused: Vec<PlanError>,
+}
+
+impl PlanError {
+    /// The file and line of the statement that cannot be planned.
+    pub fn location(&self) -> (&Path, usize) {
+        match self {
+            PlanError::CannotRunOnline { path, line, .. }
+            | PlanError::Unrecognized { path, line, .. } => (path, *line),
+        }
+    }
+
+    /// Why, without the location.
+    pub fn reason(&self) -> &str {
+        match self {
+            PlanError::CannotRunOnline { reason, .. } | PlanError::Unrecognized { reason, .. } => {
+                reason
+            }
+        }
+    }
+
+    /// What to do instead, when zdm knows.
+    pub fn help(&self) -> Option<&str> {
+        match self {
+            PlanError::CannotRunOnline { help, .. } => Some(help),
+            PlanError::Unrecognized { .. } => None,
+        }
+    }
+}
+
+impl SetPlan {
+    /// The plans, or the first refusal when there is one (for callers that run them all).
+    pub fn all_planned(self) -> Result<Vec<MigrationPlan>, PlanError> {
+        match self.refused.into_iter().next() {
+            Some(e) => Err(e),
+            None => Ok(self.plans),
+        }
+    }
+}
+
 /// Plans every forward migration of a set. The schema comes from `live` (a database's catalog)
-/// when given; otherwise earlier siblings of a single file are replayed for it.
-pub fn plan_set(
-    set: &MigrationSet,
-    options: &LintOptions,
-    live: Option<Catalog>,
-) -> Result<Vec<MigrationPlan>, PlanError> {
+/// when given; otherwise earlier siblings of a single file are replayed for it. A migration
+/// zdm refuses does not stop the others: they are planned against the schema it leaves when
+/// run as written.
+pub fn plan_set(set: &MigrationSet, options: &LintOptions, live: Option<Catalog>) -> SetPlan {
     let from_database = live.is_some();
     let mut catalog = live.unwrap_or_default();
-    let mut plans = Vec::new();
+    let mut out = SetPlan::default();
     for (i, file) in set.forward.iter().enumerate() {
         if i < set.context_only {
             if from_database {
                 continue; // the database already reflects them
             }
-            for stmt in split_statements(&file.text).statements {
-                catalog.apply(&parse_statement(&stmt));
+            replay(file, &mut catalog);
+            continue;
+        }
+        let before = catalog.clone();
+        match plan_file(file, &mut catalog, options) {
+            Ok(plan) => out.plans.push(plan),
+            Err(e) => {
+                out.refused.push(e);
+                catalog = before;
+                replay(file, &mut catalog);
             }
-        } else {
-            plans.push(plan_file(file, &mut catalog, options)?);
         }
     }
-    Ok(plans)
+    out
+}
+
+/// Applies a migration's statements to the catalog, as if run as written.
+fn replay(file: &SourceFile, catalog: &mut Catalog) {
+    for stmt in split_statements(&file.text).statements {
+        catalog.apply(&parse_statement(&stmt));
+    }
 }
 
 /// The checksum zdm records for a migration: SHA-256 of its text with CRLF normalized to LF
@@ -224,17 +279,19 @@ pub fn plan_file(
         };
         if let Some((kind, mut op, holds)) = planned {
             let mut holds = holds;
-            if kind == "as-written"
-                && !held.is_empty()
-                && let Change::Drop { names, .. } = &change
-            {
+            if kind == "as-written" && !held.is_empty() && text::is_word_at(stmt, 0, "DROP") {
                 // A drop after a statement whose own drop waits for contract may depend on it
                 // (`DROP COLUMN c; DROP FUNCTION f` where c's default calls f): it waits for
                 // contract too, after that drop, and its names are held like the others.
                 op.contract.append(&mut op.expand);
                 op.down_expand.clear();
                 op.down_contract = None;
-                holds = names.iter().cloned().map(Held::Relation).collect();
+                holds = match &change {
+                    Change::Drop { names, .. } => {
+                        names.iter().cloned().map(Held::Relation).collect()
+                    }
+                    _ => Vec::new(),
+                };
             }
             if kind == "drop-index" && holds.iter().any(|h| used_later(h, &words[i + 1..])) {
                 // The name is used again later in the migration (`DROP INDEX x; CREATE INDEX
@@ -696,6 +753,11 @@ fn plan_alter(
             }
         };
         if !op.contract.is_empty() {
+            if let AlterAction::DropColumn { column }
+            | AlterAction::AlterColumnType { column, .. } = action
+            {
+                holds.extend(order::dependents(env.catalog, table, column));
+            }
             match action {
                 AlterAction::RenameTable { .. } => holds.push(Held::Relation(table.clone())),
                 _ => holds.extend(order::action_columns(action).into_iter().map(|column| {
@@ -738,7 +800,7 @@ pub(crate) mod testing {
     /// The human rendering, for snapshots.
     pub fn human(setup: &str, sql: &str) -> String {
         match plan(setup, sql, 14) {
-            Ok(p) => render(&[p], PlanFormat::Human),
+            Ok(p) => render(&[p], &[], PlanFormat::Human),
             Err(e) => format!("error: {e}\n"),
         }
     }

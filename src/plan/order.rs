@@ -22,6 +22,7 @@ use std::collections::HashSet;
 
 use sqlparser::tokenizer::Token;
 
+use crate::catalog::Catalog;
 use crate::parse::{AlterAction, ConstraintKind, Name};
 use crate::source::split_statements;
 
@@ -35,6 +36,9 @@ pub enum Held {
     Column { table: Name, column: String },
     /// An index, table or view name (dropped, or taken by a compatibility view, at contract).
     Relation(Name),
+    /// A table's primary key, which goes with a column dropped at contract: until then no
+    /// other can be added.
+    PrimaryKey(Name),
 }
 
 impl Held {
@@ -48,6 +52,11 @@ impl Held {
                 same_table && words.contains(column)
             }
             Held::Relation(name) => words.contains(&name.name),
+            Held::PrimaryKey(t) => {
+                let same_table =
+                    table.is_some_and(|x| x.key() == t.key()) || words.contains(&t.name);
+                same_table && words.contains("primary")
+            }
         }
     }
 
@@ -55,6 +64,7 @@ impl Held {
         match self {
             Held::Column { table, column } => format!("{table}.{column}"),
             Held::Relation(name) => name.to_string(),
+            Held::PrimaryKey(table) => format!("the primary key of {table}"),
         }
     }
 }
@@ -79,6 +89,38 @@ pub fn action_columns(action: &AlterAction) -> Vec<String> {
         },
         _ => Vec::new(),
     }
+}
+
+/// What goes away with a column that is dropped (or replaced by a shadow) at contract: the
+/// indexes and constraints over it, and the table's primary key when it is part of it.
+pub fn dependents(catalog: &Catalog, table: &Name, column: &str) -> Vec<Held> {
+    let mut out = Vec::new();
+    for (name, index) in catalog.indexes_of(table) {
+        if index.columns.is_empty() || index.columns.iter().any(|c| c == column) {
+            out.push(Held::Relation(name.clone()));
+        }
+    }
+    if let Some(t) = catalog.table(table) {
+        for c in &t.constraints {
+            let columns: &[String] = match &c.kind {
+                ConstraintKind::PrimaryKey { columns, .. } => {
+                    if columns.iter().any(|c| c == column) {
+                        out.push(Held::PrimaryKey(table.clone()));
+                    }
+                    columns
+                }
+                ConstraintKind::Unique { columns, .. }
+                | ConstraintKind::ForeignKey { columns, .. } => columns,
+                _ => &[],
+            };
+            if let Some(name) = &c.name
+                && columns.iter().any(|c| c == column)
+            {
+                out.push(Held::Relation(Name::in_schema_of(table, name)));
+            }
+        }
+    }
+    out
 }
 
 /// The identifiers of a piece of SQL as PostgreSQL resolves them: unquoted words folded to
@@ -228,4 +270,19 @@ mod tests {
     }
 
     use crate::parse::Change;
+}
+
+#[cfg(test)]
+mod plan_tests {
+    use crate::plan::testing::plan;
+
+    #[test]
+    fn a_drop_after_a_deferred_drop_waits_for_contract() {
+        let setup = "CREATE TABLE versions (id int PRIMARY KEY, semver text);";
+        let sql = "ALTER TABLE versions DROP COLUMN semver;\ndrop function to_semver(text);";
+        let p = plan(setup, sql, 14).unwrap();
+        assert!(p.expand.is_empty(), "{:?}", p.expand);
+        assert_eq!(p.contract.len(), 2);
+        assert!(p.contract[1].sql.contains("drop function"));
+    }
 }

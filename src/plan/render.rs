@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use super::{Backfill, MigrationPlan, Step};
+use super::{Backfill, MigrationPlan, PlanError, Step};
 use crate::sql::{Ident, Qualified, literal};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -25,13 +25,50 @@ const BATCH_SIZE: usize = 1000;
 /// Heap pages per batch when a table has no key (8 kB pages: a few hundred rows each).
 const CTID_PAGES: usize = 10;
 
-/// Renders plans as text (every format but `sql`, which writes files).
-pub fn render(plans: &[MigrationPlan], format: PlanFormat) -> String {
+/// Renders plans as text (every format but `sql`, which writes files), with the migrations
+/// zdm refuses to plan after them.
+pub fn render(plans: &[MigrationPlan], refused: &[PlanError], format: PlanFormat) -> String {
     match format {
-        PlanFormat::Human => plans.iter().map(human).collect::<Vec<_>>().join("\n"),
-        PlanFormat::Markdown => plans.iter().map(markdown).collect::<Vec<_>>().join("\n"),
+        PlanFormat::Human => {
+            let mut out = plans.iter().map(human).collect::<Vec<_>>().join("\n");
+            for e in refused {
+                let (path, line) = e.location();
+                let _ = write!(
+                    out,
+                    "\nrefused {}:{line}\n  {}\n",
+                    path.display(),
+                    e.reason()
+                );
+                if let Some(help) = e.help() {
+                    let _ = writeln!(out, "  alternatives: {help}");
+                }
+            }
+            out
+        }
+        PlanFormat::Markdown => {
+            let mut out = plans.iter().map(markdown).collect::<Vec<_>>().join("\n");
+            if !refused.is_empty() {
+                out.push_str("\n### Refused\n\n");
+                for e in refused {
+                    let (path, line) = e.location();
+                    let _ = writeln!(out, "- `{}:{line}`: {}", path.display(), e.reason());
+                    if let Some(help) = e.help() {
+                        let _ = writeln!(out, "  - alternatives: {help}");
+                    }
+                }
+            }
+            out
+        }
         PlanFormat::Json => {
-            let v = json!({"version": 1, "migrations": plans.iter().map(json_plan).collect::<Vec<_>>()});
+            let v = json!({
+                "version": 1,
+                "migrations": plans.iter().map(json_plan).collect::<Vec<_>>(),
+                "refused": refused.iter().map(|e| {
+                    let (path, line) = e.location();
+                    json!({"path": path.display().to_string(), "line": line,
+                           "reason": e.reason(), "help": e.help()})
+                }).collect::<Vec<_>>(),
+            });
             serde_json::to_string_pretty(&v).expect("json") + "\n"
         }
         PlanFormat::Sql => plans

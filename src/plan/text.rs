@@ -259,6 +259,11 @@ pub fn insert_after(stmt: &Statement, index: usize, text: &str) -> String {
 }
 
 /// The index of the first token that is the keyword `kw`.
+/// Whether the statement's `i`th token is the keyword `kw`.
+pub fn is_word_at(stmt: &Statement, i: usize, kw: &str) -> bool {
+    stmt.tokens.get(i).is_some_and(|t| is_word(t, kw))
+}
+
 pub fn find_word(stmt: &Statement, kw: &str) -> Option<usize> {
     stmt.tokens.iter().position(|t| is_word(t, kw))
 }
