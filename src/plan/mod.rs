@@ -388,7 +388,11 @@ fn is_temporary_table(stmt: &Statement) -> bool {
 /// A lint rule's help with the clause that recommends zdm's own plan removed: when the plan is
 /// what refuses the statement, that clause would offer the refusal as its own alternative.
 fn without_self_reference(help: &str) -> String {
-    match help.find("; zdm plan runs") {
+    let cut = ["; zdm plan", ". zdm plan", ", zdm plan"]
+        .iter()
+        .filter_map(|clause| help.find(clause))
+        .min();
+    match cut {
         Some(i) => help[..i].to_owned(),
         None => help.to_owned(),
     }

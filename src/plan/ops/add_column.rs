@@ -44,6 +44,16 @@ pub fn plan(
         })
         .unwrap_or_default();
     let default = default_expr(definition);
+    let serial = column.ty.written.to_lowercase().contains("serial");
+    if serial || column.generated == Some(crate::parse::Generated::Identity) {
+        // Not a missing value: the sequence is a volatile default, evaluated once per row.
+        return Err(format!(
+            "ADD COLUMN {} {} fills every existing row from a sequence, a volatile default: PostgreSQL rewrites {} under ACCESS EXCLUSIVE, and zdm does not plan it online",
+            column.name,
+            if serial { "serial" } else { "… AS IDENTITY" },
+            cx.table
+        ));
+    }
     let value = backfill_directive.map(str::to_owned).or_else(|| default.clone()).ok_or_else(|| {
         format!(
             "ADD COLUMN {} NOT NULL needs a value for existing rows: give it a DEFAULT or write `-- zdm:backfill <expr>` above the statement",
@@ -169,5 +179,19 @@ mod tests {
         assert!(
             human(setup, "ALTER TABLE users ADD COLUMN x text NOT NULL;").contains("zdm:backfill")
         );
+    }
+
+    #[test]
+    fn serial_and_identity_columns_are_refused_as_volatile_defaults() {
+        let setup = "CREATE TABLE t (id int PRIMARY KEY);";
+        for sql in [
+            "ALTER TABLE t ADD COLUMN n serial;",
+            "ALTER TABLE t ADD COLUMN n bigint GENERATED ALWAYS AS IDENTITY;",
+        ] {
+            let out = human(setup, sql);
+            assert!(out.contains("volatile default"), "{out}");
+            assert!(!out.contains("needs a value"), "{out}");
+            assert!(!out.contains("zdm plan"), "{out}");
+        }
     }
 }

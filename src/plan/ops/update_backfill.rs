@@ -118,6 +118,20 @@ mod tests {
     }
 
     #[test]
+    fn notes_appear_once_per_table() {
+        let setup = "CREATE TABLE users (id int PRIMARY KEY, plan text, bio text);";
+        let sql = "UPDATE users SET plan = 'a' WHERE id < 10;\nUPDATE users SET plan = 'b' WHERE id >= 10;\nUPDATE users SET bio = plan;";
+        let p = plan(setup, sql, 14).unwrap();
+        assert_eq!(p.backfill.len(), 3);
+        let about_users = p
+            .notes
+            .iter()
+            .filter(|n| n.contains("backfill of users is not undone"))
+            .count();
+        assert_eq!(about_users, 1, "{:?}", p.notes);
+    }
+
+    #[test]
     fn updates_that_see_each_other_run_in_order() {
         // As written, the second UPDATE matches no row: the first filled every NULL plan.
         let setup = "CREATE TABLE users (id int PRIMARY KEY, plan text, \"Score\" int);";
