@@ -127,35 +127,92 @@ fn value(c: &SeedColumn) -> String {
     format!("CAST({value} AS {ty})")
 }
 
+/// Tries, for each table, one INSERT of the given columns (an application version's view of
+/// the table) in a transaction that is rolled back, and returns the error of each that fails.
+/// Sequences are set back afterwards, so the tries leave no trace.
+pub async fn try_inserts(
+    client: &Client,
+    tables: &std::collections::BTreeMap<String, Vec<String>>,
+) -> Result<std::collections::BTreeMap<String, String>, tokio_postgres::Error> {
+    let sequences = client
+        .query(
+            "SELECT format('%I.%I', schemaname, sequencename), last_value
+             FROM pg_sequences WHERE schemaname <> 'zdm'",
+            &[],
+        )
+        .await?;
+    let mut failed = std::collections::BTreeMap::new();
+    for (table, known) in tables {
+        let Some(row) = client
+            .query_opt("SELECT to_regclass($1)::oid", &[table])
+            .await?
+        else {
+            continue;
+        };
+        let Some(oid) = row.get::<_, Option<u32>>(0) else {
+            failed.insert(table.clone(), format!("relation {table} does not exist"));
+            continue;
+        };
+        let columns: Vec<SeedColumn> = columns(client, oid)
+            .await?
+            .into_iter()
+            .filter(|c| known.contains(&c.name))
+            .collect();
+        let all: Vec<&SeedColumn> = columns.iter().collect();
+        let sql = insert_sql(table, &all, "(VALUES (1000001))");
+        client.batch_execute("BEGIN").await?;
+        if let Err(e) = client.batch_execute(&sql).await {
+            failed.insert(table.clone(), super::message(&e));
+        }
+        client.batch_execute("ROLLBACK").await?;
+    }
+    for s in sequences {
+        let name: String = s.get(0);
+        let last: Option<i64> = s.get(1);
+        let sql = match last {
+            Some(v) => format!("SELECT setval({}, {v}, true)", crate::sql::literal(&name)),
+            None => format!(
+                "SELECT setval({n}, (SELECT start_value FROM pg_sequences WHERE format('%I.%I', schemaname, sequencename) = {n}), false)",
+                n = crate::sql::literal(&name)
+            ),
+        };
+        client.batch_execute(&sql).await?;
+    }
+    Ok(failed)
+}
+
+/// `INSERT INTO table (cols) SELECT <sample values> FROM <rows> AS g(i)`.
+fn insert_sql(table: &str, cols: &[&SeedColumn], rows: &str) -> String {
+    let names = cols
+        .iter()
+        .map(|c| crate::sql::Ident(&c.name).to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    // Every fourth row leaves the nullable columns NULL.
+    let values = cols
+        .iter()
+        .map(|c| {
+            if c.not_null {
+                value(c)
+            } else {
+                format!("CASE WHEN i % 4 = 0 THEN NULL ELSE {} END", value(c))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    if cols.is_empty() {
+        format!("INSERT INTO {table} SELECT FROM {rows} AS g(i)")
+    } else {
+        format!("INSERT INTO {table} ({names}) SELECT {values} FROM {rows} AS g(i)")
+    }
+}
+
 async fn seed_table(
     client: &Client,
     table: &str,
     columns: &[SeedColumn],
 ) -> Result<u64, tokio_postgres::Error> {
-    let insert = |cols: &[&SeedColumn], rows: &str| {
-        let names = cols
-            .iter()
-            .map(|c| crate::sql::Ident(&c.name).to_string())
-            .collect::<Vec<_>>()
-            .join(", ");
-        // Every fourth row leaves the nullable columns NULL.
-        let values = cols
-            .iter()
-            .map(|c| {
-                if c.not_null {
-                    value(c)
-                } else {
-                    format!("CASE WHEN i % 4 = 0 THEN NULL ELSE {} END", value(c))
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        if cols.is_empty() {
-            format!("INSERT INTO {table} SELECT FROM {rows} AS g(i)")
-        } else {
-            format!("INSERT INTO {table} ({names}) SELECT {values} FROM {rows} AS g(i)")
-        }
-    };
+    let insert = |cols: &[&SeedColumn], rows: &str| insert_sql(table, cols, rows);
     let all: Vec<&SeedColumn> = columns.iter().collect();
     let required: Vec<&SeedColumn> = columns
         .iter()

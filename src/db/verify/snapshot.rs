@@ -22,14 +22,8 @@ pub struct Snapshot {
     pub schema: BTreeMap<&'static str, Vec<String>>,
     /// table → sorted rows.
     pub rows: BTreeMap<String, Vec<String>>,
-    /// table → its columns, quoted, for the application reads tried between phases.
+    /// table → its columns, for the application reads and writes tried between phases.
     pub columns: BTreeMap<String, Vec<String>>,
-}
-
-impl Snapshot {
-    pub fn columns_by_table(&self) -> impl Iterator<Item = (&String, &Vec<String>)> {
-        self.columns.iter()
-    }
 }
 
 /// The first difference between two snapshots, said in words, or `None` when they are equal.
@@ -240,7 +234,7 @@ pub async fn take(client: &Client, today: &[String]) -> Result<Snapshot, tokio_p
     for r in client
         .query(
             &format!(
-                "SELECT format('%I.%I', n.nspname, c.relname), format('%I', a.attname)
+                "SELECT format('%I.%I', n.nspname, c.relname), a.attname::text
                  FROM pg_class c
                  JOIN pg_namespace n ON n.oid = c.relnamespace
                  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
