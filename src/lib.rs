@@ -2,9 +2,11 @@
 //!
 //! Data flows one way (see `docs/architecture.md`):
 //! `source` splits files into statements, `parse` turns each into a [`parse::Change`],
-//! `classify` says which lock it takes and what it rewrites or scans, and `lint` turns that into
-//! findings that `report` renders. Everything except `cli` is pure: no network, no database.
+//! `classify` says which lock it takes and what it rewrites or scans, `analysis` walks a file's
+//! statements once with the rules, and `lint` (findings that `report` renders) and `plan`
+//! (expand, backfill, contract) both consume that pass. Everything except `cli` is pure: no network, no database.
 
+pub mod analysis;
 pub mod catalog;
 pub mod classify;
 pub mod cli;

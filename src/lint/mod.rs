@@ -2,62 +2,19 @@
 //! order, with the file's state (transactions, objects created in the file, lock_timeout) and
 //! the catalog of earlier migrations, then applies ignores and configured severities.
 
-pub mod do_block;
 pub mod docs;
-mod rule;
-pub mod rules;
 
-use std::collections::{BTreeMap, HashSet};
-use std::ops::Range;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-pub use rule::{Cx, FileState, Rule, Severity, Violation, lock_phrase};
-
-use crate::catalog::Catalog;
-use crate::classify::{Env, classify};
-use crate::parse::{Change, parse_statement};
-use crate::source::{
-    DirectiveKind, MigrationSet, Position, SourceFile, Statement, split_statements,
+pub use crate::analysis::{
+    Cx, FileState, Finding, Level, LintOptions, Rule, Severity, Violation, lock_phrase, rules,
 };
 
-/// How a rule is configured in `zdm.toml` `[lint.rules]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Level {
-    Error,
-    Warning,
-    Off,
-}
-
-/// Lint settings after config and flags are merged.
-#[derive(Debug, Clone)]
-pub struct LintOptions {
-    pub pg_version: u32,
-    pub levels: BTreeMap<String, Level>,
-}
-
-impl Default for LintOptions {
-    fn default() -> Self {
-        LintOptions {
-            pg_version: 14,
-            levels: BTreeMap::new(),
-        }
-    }
-}
-
-/// One finding, located in a file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Finding {
-    pub path: PathBuf,
-    pub start: Position,
-    pub end: Position,
-    /// Byte range in the file, for excerpts.
-    pub span: Range<usize>,
-    pub rule: &'static str,
-    pub severity: Severity,
-    pub message: String,
-    pub help: Option<String>,
-}
+use crate::analysis::{ParsedFile, severity_of, walk};
+use crate::catalog::Catalog;
+use crate::parse::parse_statement;
+use crate::source::{DirectiveKind, MigrationSet, Position, SourceFile, split_statements};
 
 /// The result of linting: findings plus the counts reports show.
 #[derive(Debug, Default)]
@@ -125,85 +82,16 @@ fn replay(file: &SourceFile, catalog: &mut Catalog) {
 
 /// Lints one file, updating the catalog with what it does.
 pub fn lint_file(file: &SourceFile, catalog: &mut Catalog, options: &LintOptions) -> LintReport {
-    let split = split_statements(&file.text);
+    let parsed = ParsedFile::read(file);
     let mut report = LintReport {
         files: 1,
-        statements: split.statements.len(),
+        statements: parsed.split.statements.len(),
+        unrecognized: parsed.unrecognized(),
         ..LintReport::default()
     };
-    // Each statement, followed by the SQL statements written inside it when it is a DO block.
-    let mut units: Vec<(Statement, Change)> = Vec::new();
-    for stmt in &split.statements {
-        let change = parse_statement(stmt);
-        if matches!(change, Change::Unrecognized { .. }) {
-            report.unrecognized += 1;
-        }
-        let nested = do_block::analyze(stmt, &change, &file.text).statements;
-        units.push((stmt.clone(), change));
-        units.extend(nested);
-    }
-    let changes: Vec<Change> = units.iter().map(|(_, c)| c.clone()).collect();
-
+    report.findings = walk(&parsed, catalog, options, |_| {});
+    let split = &parsed.split;
     let known: HashSet<&str> = rules::ALL.iter().map(|r| r.name).collect();
-    let mut file_ignores: HashSet<String> = HashSet::new();
-    for d in &split.file_directives {
-        if let DirectiveKind::IgnoreFile(names) = &d.kind {
-            file_ignores.extend(names.iter().cloned());
-        }
-    }
-    let mut raw: Vec<(usize, &'static Rule, Violation)> = Vec::new();
-    let mut state = FileState::for_file(file);
-    for (i, ((stmt, _), change)) in units.iter().zip(&changes).enumerate() {
-        let is_new = |n: &crate::parse::Name| state.is_new(n);
-        let env = Env {
-            pg_version: options.pg_version,
-            catalog,
-            is_new: &is_new,
-        };
-        let class = classify(change, &env);
-        let cx = Cx {
-            stmt,
-            change,
-            class: &class,
-            file: &state,
-            catalog,
-            pg_version: options.pg_version,
-            later: &changes[i + 1..],
-            is_last: i + 1 == changes.len(),
-            file_text: &file.text,
-        };
-        for rule in rules::ALL {
-            for v in (rule.check)(&cx) {
-                raw.push((i, rule, v));
-            }
-        }
-        state.apply(change, &class);
-        catalog.apply(change);
-    }
-
-    for (i, rule, v) in raw {
-        let stmt = &units[i].0;
-        let ignored = file_ignores.contains(rule.name)
-            || stmt.directives.iter().any(|d| {
-                matches!(&d.kind, DirectiveKind::Ignore(names) if names.iter().any(|n| n == rule.name))
-            });
-        if ignored {
-            continue;
-        }
-        let Some(severity) = severity_of(rule, v.certain, options) else {
-            continue;
-        };
-        report.findings.push(Finding {
-            path: file.path.clone(),
-            start: stmt.start,
-            end: stmt.end,
-            span: stmt.span.clone(),
-            rule: rule.name,
-            severity,
-            message: v.message,
-            help: Some(rule.help.to_owned()).filter(|h| !h.is_empty()),
-        });
-    }
 
     // Directives that name unknown rules or kinds would silently do nothing: report them.
     let directives = split
@@ -250,20 +138,6 @@ pub fn lint_file(file: &SourceFile, catalog: &mut Catalog, options: &LintOptions
         .sort_by(|a, b| (a.start, b.severity, a.rule).cmp(&(b.start, a.severity, b.rule)));
     report.sources.push((file.path.clone(), file.text.clone()));
     report
-}
-
-fn severity_of(rule: &Rule, certain: bool, options: &LintOptions) -> Option<Severity> {
-    let configured = match options.levels.get(rule.name) {
-        Some(Level::Off) => return None,
-        Some(Level::Error) => Severity::Error,
-        Some(Level::Warning) => Severity::Warning,
-        None => rule.severity,
-    };
-    Some(if certain {
-        configured
-    } else {
-        Severity::Warning
-    })
 }
 
 /// "; did you mean `drop-column`?" for a near miss.

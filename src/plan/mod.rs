@@ -4,7 +4,8 @@
 //! A statement that is already safe runs as written. One that is not goes to the operation that
 //! knows its safe sequence (`ops/`, one file each). A statement no operation can run online makes
 //! the plan fail with the reason and the alternatives, unless `-- zdm:allow-locking -- reason`
-//! accepts the lock. Whether a statement is safe comes from `classify`, the same facts lint uses.
+//! accepts the lock. Each statement comes from the analysis pass (`analysis::walk`) that lint uses
+//! too: the same parse, classification and findings.
 
 mod model;
 pub mod ops;
@@ -18,9 +19,9 @@ use std::path::{Path, PathBuf};
 pub use model::*;
 pub use render::{PlanFormat, render, sql_files as render_sql_files, write_sql_files};
 
+use crate::analysis::{Facts, LintOptions, ParsedFile, Severity, Unit, walk};
 use crate::catalog::Catalog;
-use crate::classify::{Effect, Env, classify, classify_action};
-use crate::lint::{FileState, LintOptions, Severity, lint_file};
+use crate::classify::{Effect, Env, classify_action};
 use crate::parse::{
     AlterAction, Change, ColumnSpec, ConstraintKind, DmlKind, ObjectKind, parse_statement,
 };
@@ -166,150 +167,36 @@ pub fn plan_file(
     catalog: &mut Catalog,
     options: &LintOptions,
 ) -> Result<MigrationPlan, PlanError> {
-    let findings = lint_file(file, &mut catalog.clone(), options).findings;
-    let split = split_statements(&file.text);
-    let mut state = FileState::for_file(file);
-    let changes: Vec<Change> = split.statements.iter().map(parse_statement).collect();
-    let words: Vec<HashSet<String>> = split
-        .statements
+    let parsed = ParsedFile::read(file);
+    let statements: Vec<&Unit> = parsed.statements().collect();
+    let words: Vec<HashSet<String>> = statements
         .iter()
-        .map(|s| order::identifiers(&s.text))
+        .map(|u| order::identifiers(&u.stmt.text))
         .collect();
-    let combined = combine_add_update_not_null(&split.statements, &changes, &words);
-    let mut body = OpPlan::undoable();
-    let mut operations = Vec::new();
-    // Names an earlier statement's operation changes again at contract, with its line.
-    let mut held: Vec<(Held, usize)> = Vec::new();
-    for (i, (stmt, change)) in split.statements.iter().zip(changes).enumerate() {
-        let is_new = |n: &crate::parse::Name| state.is_new(n);
-        let env = Env {
-            pg_version: options.pg_version,
-            catalog,
-            is_new: &is_new,
-        };
-        let class = classify(&change, &env);
-        let errors: Vec<_> = findings
-            .iter()
-            .filter(|f| {
-                f.severity == Severity::Error
-                    && f.span.start >= stmt.span.start
-                    && f.span.end <= stmt.span.end
-            })
-            .collect();
-        let allow_locking = stmt
-            .directives
-            .iter()
-            .any(|d| d.kind == DirectiveKind::AllowLocking);
-        let cannot = |reason: String, help: Option<&str>| PlanError::CannotRunOnline {
-            path: file.path.clone(),
-            line: stmt.start.line,
-            reason,
-            help: help
-                .map(str::to_owned)
-                .or_else(|| errors.first().and_then(|f| f.help.clone()))
-                .map(|h| without_self_reference(&h))
-                .unwrap_or_else(|| "none known".into()),
-        };
-        let absorbed = matches!(combined.get(&i), Some(Combined::Absorbed));
-        if let Some((h, line)) = held
-            .iter()
-            .find(|(h, _)| !absorbed && h.used_by(&words[i], target_table(&change)))
+    let combined = combine_add_update_not_null(&statements, &words);
+    let mut planner = FilePlanner {
+        file,
+        pg_version: options.pg_version,
+        words,
+        combined,
+        body: OpPlan::undoable(),
+        operations: Vec::new(),
+        held: Vec::new(),
+    };
+    let mut failure = None;
+    walk(&parsed, catalog, options, |facts| {
+        if failure.is_none()
+            && let Err(e) = planner.statement(facts)
         {
-            return Err(cannot(
-                format!(
-                    "this statement uses {}, which the statement at line {line} changes only at contract (after the whole expand), so run in zdm's phases it would act on another object than as written",
-                    h.describe()
-                ),
-                Some(SPLIT_MIGRATION),
-            ));
+            failure = Some(e);
         }
-        if is_temporary_table(stmt) {
-            return Err(cannot(
-                "a temporary table lives in one session and, with ON COMMIT, one transaction; zdm runs a migration's statements as separate steps and backfills, so it may not be there for the statements that use it".into(),
-                Some("use a regular table and drop it at the end of the migration"),
-            ));
-        }
-        let planned = match combined.get(&i) {
-            Some(Combined::Absorbed) => None,
-            Some(Combined::AddColumn { column, expr }) => {
-                let Change::AlterTable { table, .. } = &change else {
-                    unreachable!("combined only from ALTER TABLE … ADD COLUMN")
-                };
-                let action = &text::alter_actions(stmt)[0];
-                let cx = op_cx(stmt, table, &env);
-                match ops::add_column::plan(&cx, action, column, Some(expr)) {
-                    Ok(op) => {
-                        let holds = vec![Held::Column {
-                            table: table.clone(),
-                            column: column.name.clone(),
-                        }];
-                        Some(("add-column", op, holds))
-                    }
-                    Err(reason) => return Err(cannot(reason, None)),
-                }
-            }
-            None => match plan_statement(stmt, &change, &env) {
-                _ if allow_locking => Some((
-                    "accepted-lock",
-                    ops::passthrough::plan(stmt, &change, &class),
-                    Vec::new(),
-                )),
-                Planned::Skip => None,
-                Planned::Op(kind, op, holds) => Some((kind, op, holds)),
-                Planned::Unrecognized(reason) => {
-                    return Err(PlanError::Unrecognized {
-                        path: file.path.clone(),
-                        line: stmt.start.line,
-                        reason,
-                    });
-                }
-                Planned::Refused(reason) => return Err(cannot(reason, None)),
-                Planned::OutOfOrder(reason) => {
-                    return Err(cannot(reason, Some(SPLIT_MIGRATION)));
-                }
-                Planned::NoOp => match errors.first() {
-                    Some(f) => return Err(cannot(f.message.clone(), f.help.as_deref())),
-                    None => Some((
-                        "as-written",
-                        ops::passthrough::plan(stmt, &change, &class),
-                        Vec::new(),
-                    )),
-                },
-            },
-        };
-        if let Some((kind, mut op, holds)) = planned {
-            let mut holds = holds;
-            if kind == "as-written" && !held.is_empty() && text::is_word_at(stmt, 0, "DROP") {
-                // A drop after a statement whose own drop waits for contract may depend on it
-                // (`DROP COLUMN c; DROP FUNCTION f` where c's default calls f): it waits for
-                // contract too, after that drop, and its names are held like the others.
-                op.contract.append(&mut op.expand);
-                op.down_expand.clear();
-                op.down_contract = None;
-                holds = match &change {
-                    Change::Drop { names, .. } => {
-                        names.iter().cloned().map(Held::Relation).collect()
-                    }
-                    _ => Vec::new(),
-                };
-            }
-            if kind == "drop-index" && holds.iter().any(|h| used_later(h, &words[i + 1..])) {
-                // The name is used again later in the migration (`DROP INDEX x; CREATE INDEX
-                // x …`): the drop runs where it stands, CONCURRENTLY, instead of at contract.
-                op.expand.append(&mut op.contract);
-            } else if !op.contract.is_empty() {
-                held.extend(holds.into_iter().map(|h| (h, stmt.start.line)));
-            }
-            operations.push(Operation {
-                kind,
-                line: stmt.start.line,
-                summary: summary(stmt),
-            });
-            body.append(op);
-        }
-        state.apply(&change, &class);
-        catalog.apply(&change);
+    });
+    if let Some(e) = failure {
+        return Err(e);
     }
+    let FilePlanner {
+        body, operations, ..
+    } = planner;
     let mut plan = MigrationPlan {
         id: migration_id(&file.path),
         path: file.path.display().to_string(),
@@ -348,6 +235,153 @@ pub fn plan_file(
         number(steps, "down-contract");
     }
     Ok(plan)
+}
+
+/// What planning a file keeps from one statement to the next.
+struct FilePlanner<'a> {
+    file: &'a SourceFile,
+    pg_version: u32,
+    /// The identifiers of each statement, to see which later statements use a held name.
+    words: Vec<HashSet<String>>,
+    combined: std::collections::HashMap<usize, Combined>,
+    /// The operations so far, assembled in statement order.
+    body: OpPlan,
+    operations: Vec<Operation>,
+    /// Names an earlier statement's operation changes again at contract, with its line.
+    held: Vec<(Held, usize)>,
+}
+
+impl FilePlanner<'_> {
+    /// Plans one statement of the file and adds it to the plan.
+    fn statement(&mut self, facts: &Facts) -> Result<(), PlanError> {
+        let (i, stmt, change, class) = (facts.index, facts.stmt, facts.change, facts.class);
+        let file = self.file;
+        let is_new = |n: &crate::parse::Name| facts.state.is_new(n);
+        let env = Env {
+            pg_version: self.pg_version,
+            catalog: facts.catalog,
+            is_new: &is_new,
+        };
+        let errors: Vec<_> = facts
+            .findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .collect();
+        let allow_locking = stmt
+            .directives
+            .iter()
+            .any(|d| d.kind == DirectiveKind::AllowLocking);
+        let cannot = |reason: String, help: Option<&str>| PlanError::CannotRunOnline {
+            path: file.path.clone(),
+            line: stmt.start.line,
+            reason,
+            help: help
+                .map(str::to_owned)
+                .or_else(|| errors.first().and_then(|f| f.help.clone()))
+                .map(|h| without_self_reference(&h))
+                .unwrap_or_else(|| "none known".into()),
+        };
+        let absorbed = matches!(self.combined.get(&i), Some(Combined::Absorbed));
+        if let Some((h, line)) = self
+            .held
+            .iter()
+            .find(|(h, _)| !absorbed && h.used_by(&self.words[i], target_table(change)))
+        {
+            return Err(cannot(
+                format!(
+                    "this statement uses {}, which the statement at line {line} changes only at contract (after the whole expand), so run in zdm's phases it would act on another object than as written",
+                    h.describe()
+                ),
+                Some(SPLIT_MIGRATION),
+            ));
+        }
+        if is_temporary_table(stmt) {
+            return Err(cannot(
+                "a temporary table lives in one session and, with ON COMMIT, one transaction; zdm runs a migration's statements as separate steps and backfills, so it may not be there for the statements that use it".into(),
+                Some("use a regular table and drop it at the end of the migration"),
+            ));
+        }
+        let planned = match self.combined.get(&i) {
+            Some(Combined::Absorbed) => None,
+            Some(Combined::AddColumn { column, expr }) => {
+                let Change::AlterTable { table, .. } = change else {
+                    unreachable!("combined only from ALTER TABLE … ADD COLUMN")
+                };
+                let action = &text::alter_actions(stmt)[0];
+                let cx = op_cx(stmt, table, &env);
+                match ops::add_column::plan(&cx, action, column, Some(expr)) {
+                    Ok(op) => {
+                        let holds = vec![Held::Column {
+                            table: table.clone(),
+                            column: column.name.clone(),
+                        }];
+                        Some(("add-column", op, holds))
+                    }
+                    Err(reason) => return Err(cannot(reason, None)),
+                }
+            }
+            None => match plan_statement(stmt, change, &env) {
+                _ if allow_locking => Some((
+                    "accepted-lock",
+                    ops::passthrough::plan(stmt, change, class),
+                    Vec::new(),
+                )),
+                Planned::Skip => None,
+                Planned::Op(kind, op, holds) => Some((kind, op, holds)),
+                Planned::Unrecognized(reason) => {
+                    return Err(PlanError::Unrecognized {
+                        path: file.path.clone(),
+                        line: stmt.start.line,
+                        reason,
+                    });
+                }
+                Planned::Refused(reason) => return Err(cannot(reason, None)),
+                Planned::OutOfOrder(reason) => {
+                    return Err(cannot(reason, Some(SPLIT_MIGRATION)));
+                }
+                Planned::NoOp => match errors.first() {
+                    Some(f) => return Err(cannot(f.message.clone(), f.help.as_deref())),
+                    None => Some((
+                        "as-written",
+                        ops::passthrough::plan(stmt, change, class),
+                        Vec::new(),
+                    )),
+                },
+            },
+        };
+        if let Some((kind, mut op, holds)) = planned {
+            let mut holds = holds;
+            if kind == "as-written" && !self.held.is_empty() && text::is_word_at(stmt, 0, "DROP") {
+                // A drop after a statement whose own drop waits for contract may depend on it
+                // (`DROP COLUMN c; DROP FUNCTION f` where c's default calls f): it waits for
+                // contract too, after that drop, and its names are held like the others.
+                op.contract.append(&mut op.expand);
+                op.down_expand.clear();
+                op.down_contract = None;
+                holds = match change {
+                    Change::Drop { names, .. } => {
+                        names.iter().cloned().map(Held::Relation).collect()
+                    }
+                    _ => Vec::new(),
+                };
+            }
+            if kind == "drop-index" && holds.iter().any(|h| used_later(h, &self.words[i + 1..])) {
+                // The name is used again later in the migration (`DROP INDEX x; CREATE INDEX
+                // x …`): the drop runs where it stands, CONCURRENTLY, instead of at contract.
+                op.expand.append(&mut op.contract);
+            } else if !op.contract.is_empty() {
+                self.held
+                    .extend(holds.into_iter().map(|h| (h, stmt.start.line)));
+            }
+            self.operations.push(Operation {
+                kind,
+                line: stmt.start.line,
+                summary: summary(stmt),
+            });
+            self.body.append(op);
+        }
+        Ok(())
+    }
 }
 
 /// The way out when a statement depends on what an earlier one changes only at contract.
@@ -422,10 +456,10 @@ enum Combined {
 /// before the backfill fills the column; planned together, the column is filled for
 /// old-application inserts by a trigger, backfilled, and made NOT NULL in contract.
 fn combine_add_update_not_null(
-    statements: &[Statement],
-    changes: &[Change],
+    statements: &[&Unit],
     words: &[HashSet<String>],
 ) -> std::collections::HashMap<usize, Combined> {
+    let changes: Vec<&Change> = statements.iter().map(|u| &u.change).collect();
     let mut out = std::collections::HashMap::new();
     for (i, change) in changes.iter().enumerate() {
         let Change::AlterTable { table, actions } = change else {
@@ -442,28 +476,30 @@ fn combine_add_update_not_null(
         let Some(j) = (i + 1..changes.len()).find(|&j| names_column(j)) else {
             continue;
         };
-        let update = match &changes[j] {
+        let update = match changes[j] {
             Change::Dml {
                 kind: DmlKind::Update,
                 table: t,
                 ..
-            } if t.key() == table.key() => text::update_parts(&statements[j]).and_then(|parts| {
-                let is_null = format!("{} is null", col.name);
-                let whole = parts.filter.as_deref().is_none_or(|f| {
-                    f.split_whitespace()
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                        .to_lowercase()
-                        .replace('"', "")
-                        == is_null
-                });
-                match parts.set.as_slice() {
-                    [(c, expr)] if *c == col.name && whole && parts.from.is_none() => {
-                        Some(expr.clone())
+            } if t.key() == table.key() => {
+                text::update_parts(&statements[j].stmt).and_then(|parts| {
+                    let is_null = format!("{} is null", col.name);
+                    let whole = parts.filter.as_deref().is_none_or(|f| {
+                        f.split_whitespace()
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                            .to_lowercase()
+                            .replace('"', "")
+                            == is_null
+                    });
+                    match parts.set.as_slice() {
+                        [(c, expr)] if *c == col.name && whole && parts.from.is_none() => {
+                            Some(expr.clone())
+                        }
+                        _ => None,
                     }
-                    _ => None,
-                }
-            }),
+                })
+            }
             _ => None,
         };
         let Some(expr) = update else { continue };
@@ -471,7 +507,7 @@ fn combine_add_update_not_null(
         let Some(k) = (j + 1..changes.len()).find(|&k| names_column(k)) else {
             continue;
         };
-        let sets_not_null = matches!(&changes[k], Change::AlterTable { table: t, actions }
+        let sets_not_null = matches!(changes[k], Change::AlterTable { table: t, actions }
             if t.key() == table.key()
                 && matches!(actions.as_slice(), [AlterAction::SetNotNull { column }] if *column == col.name));
         if !sets_not_null {
