@@ -9,7 +9,7 @@ use crate::report::render_human_plain;
 /// The markdown page of one rule.
 pub fn rule_page(rule: &Rule) -> String {
     let mut page = format!(
-        "# {}\n\n<!-- generated from src/lint/rules/{}.rs; do not edit -->\n\n**Default severity:** {}\n\n{}.\n\n## Why\n\n{}\n\n## Safe form\n\n{}.\n\n",
+        "# {}\n\n<!-- generated from src/analysis/rules/{}.rs; do not edit -->\n\n**Default severity:** {}\n\n{}.\n\n## Why\n\n{}\n\n## Safe form\n\n{}.\n\n",
         rule.name,
         rule.name.replace('-', "_"),
         rule.severity,
@@ -41,7 +41,7 @@ pub fn rule_page(rule: &Rule) -> String {
 /// The index of all rules.
 pub fn index_page() -> String {
     let mut page = String::from(
-        "# Lint rules\n\n<!-- generated from src/lint/rules/; do not edit -->\n\n`zdm lint` checks every statement against these rules. Errors fail the gate (exit 1); warnings are reported only.\n\n| rule | severity | flags |\n|---|---|---|\n",
+        "# Lint rules\n\n<!-- generated from src/analysis/rules/; do not edit -->\n\n`zdm lint` checks every statement against these rules. Errors fail the gate (exit 1); warnings are reported only.\n\n| rule | severity | flags |\n|---|---|---|\n",
     );
     for r in ALL {
         page.push_str(&format!(

@@ -41,6 +41,10 @@ pub fn render(plans: &[MigrationPlan], refused: &[PlanError], format: PlanFormat
                 );
                 if let Some(help) = e.help() {
                     let _ = writeln!(out, "  alternatives: {help}");
+                    let _ = writeln!(
+                        out,
+                        "  or accept the lock with `-- zdm:allow-locking -- <reason>` on the statement"
+                    );
                 }
             }
             out
