@@ -83,7 +83,7 @@ fn pending_migrations_are_planned_against_the_live_schema() {
         .arg(dir.path())
         .assert()
         .code(1)
-        .stderr(predicate::str::contains("zdm does not know"));
+        .stdout(predicate::str::contains("zdm does not know"));
     zdm(&url).arg("expand").arg(dir.path()).assert().code(0);
     zdm(&url).arg("contract").arg(dir.path()).assert().code(0);
     let n: i64 = db

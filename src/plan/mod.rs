@@ -278,8 +278,8 @@ impl FilePlanner<'_> {
             help: help
                 .map(str::to_owned)
                 .or_else(|| errors.first().and_then(|f| f.help.clone()))
-                .map(|h| without_self_reference(&h))
-                .unwrap_or_else(|| "none known".into()),
+                .and_then(|h| without_self_reference(&h))
+                .unwrap_or_else(|| "none beyond what the reason says".into()),
         };
         let absorbed = matches!(self.combined.get(&i), Some(Combined::Absorbed));
         if let Some((h, line)) = self
@@ -421,15 +421,18 @@ fn is_temporary_table(stmt: &Statement) -> bool {
 
 /// A lint rule's help with the clause that recommends zdm's own plan removed: when the plan is
 /// what refuses the statement, that clause would offer the refusal as its own alternative.
-fn without_self_reference(help: &str) -> String {
+fn without_self_reference(help: &str) -> Option<String> {
+    if help.starts_with("zdm plan") {
+        return None;
+    }
     let cut = ["; zdm plan", ". zdm plan", ", zdm plan"]
         .iter()
         .filter_map(|clause| help.find(clause))
         .min();
-    match cut {
+    Some(match cut {
         Some(i) => help[..i].to_owned(),
         None => help.to_owned(),
-    }
+    })
 }
 
 fn number(steps: &mut [Step], phase: &str) {
