@@ -330,8 +330,19 @@ fn runs_as_written(plan: &MigrationPlan) -> bool {
         .all(|o| matches!(o.kind, "as-written" | "accepted-lock"))
 }
 
+/// The longest one statement may run on sample data: a migration that loops until its data
+/// is in some shape (`WHILE EXISTS (…) LOOP UPDATE …`) may never get there on sample rows.
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Runs a migration's statements one after the other, as a plain runner would.
 async fn run_as_written(client: &Client, file: &SourceFile) -> Result<(), String> {
+    client
+        .batch_execute(&format!(
+            "SET statement_timeout = {}",
+            STATEMENT_TIMEOUT.as_millis()
+        ))
+        .await
+        .map_err(|e| message(&e))?;
     for stmt in split_statements(&file.text).statements {
         if let Err(e) = client.batch_execute(&stmt.text).await {
             let _ = client.batch_execute("ROLLBACK").await;
@@ -367,6 +378,7 @@ async fn run_zdm(
 ) -> Result<(), (&'static str, String)> {
     let options = RunOptions {
         lock_timeout: Duration::from_secs(5),
+        statement_timeout: STATEMENT_TIMEOUT,
         ..RunOptions::default()
     };
     {
