@@ -14,6 +14,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::config;
+
 /// Exit code: nothing to report.
 pub const EXIT_OK: u8 = 0;
 /// Exit code: at least one error-level finding.
@@ -81,6 +83,25 @@ enum Command {
     Completions(completions::CompletionsArgs),
     /// Print the man page (roff)
     Man(completions::ManArgs),
+}
+
+/// The migration set a run command works on: DIR, else `migrations` from zdm.toml, else
+/// ./migrations; it must be a directory, since such commands run migrations in order.
+fn load_migration_dir(
+    dir: Option<&std::path::Path>,
+    config: &config::Config,
+) -> anyhow::Result<crate::source::MigrationSet> {
+    let dir = dir
+        .map(std::path::Path::to_path_buf)
+        .or(config.migrations.clone())
+        .unwrap_or_else(|| PathBuf::from("migrations"));
+    if !dir.is_dir() {
+        anyhow::bail!(
+            "{}: not a directory; zdm runs a migrations directory in order, so give the directory",
+            dir.display()
+        );
+    }
+    Ok(crate::source::MigrationSet::load(&dir, config.layout)?)
 }
 
 /// Runs the command line and returns the process exit code.

@@ -10,7 +10,6 @@ use super::{EXIT_FINDINGS, EXIT_OK};
 use crate::config::Config;
 use crate::db::{self, BackfillOptions, ConnectOptions, ProcessEnv, RunError, RunOptions, Runner};
 use crate::plan::{MigrationPlan, plan_file};
-use crate::source::MigrationSet;
 
 /// Exit code of a run stopped by SIGINT or SIGTERM (128 + SIGINT, as shells report it).
 pub const EXIT_INTERRUPTED: u8 = 130;
@@ -187,18 +186,7 @@ fn prepare(
     config_path: Option<&std::path::Path>,
 ) -> anyhow::Result<Option<Prepared>> {
     let mut config = Config::load(config_path, None)?;
-    let dir = target
-        .dir
-        .clone()
-        .or(config.migrations.clone())
-        .unwrap_or_else(|| PathBuf::from("migrations"));
-    if !dir.is_dir() {
-        anyhow::bail!(
-            "{}: not a directory; zdm runs a migrations directory in order, so give the directory",
-            dir.display()
-        );
-    }
-    let set = MigrationSet::load(&dir, config.layout)?;
+    let set = super::load_migration_dir(target.dir.as_deref(), &config)?;
     let connection = ConnectOptions::resolve(target.database_url.as_deref(), &ProcessEnv)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -9,7 +9,6 @@ use clap::{Args, ValueEnum};
 use super::{EXIT_FINDINGS, EXIT_OK};
 use crate::config::Config;
 use crate::db::{ConnectOptions, Outcome, ProcessEnv, Verified, VerifyOptions, verify_set};
-use crate::source::MigrationSet;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum VerifyFormat {
@@ -57,18 +56,7 @@ pub struct VerifyArgs {
 
 pub fn run(args: &VerifyArgs, config_path: Option<&std::path::Path>) -> anyhow::Result<u8> {
     let config = Config::load(config_path, None)?;
-    let dir = args
-        .dir
-        .clone()
-        .or(config.migrations.clone())
-        .unwrap_or_else(|| PathBuf::from("migrations"));
-    if !dir.is_dir() {
-        anyhow::bail!(
-            "{}: not a directory; zdm verify runs a migrations directory in order",
-            dir.display()
-        );
-    }
-    let set = MigrationSet::load(&dir, config.layout)?;
+    let set = super::load_migration_dir(args.dir.as_deref(), &config)?;
     let only = (!args.only.is_empty()).then(|| {
         args.only
             .iter()
@@ -82,10 +70,7 @@ pub fn run(args: &VerifyArgs, config_path: Option<&std::path::Path>) -> anyhow::
                 .any(|f| f.path.display().to_string() == **p)
         })
     {
-        anyhow::bail!(
-            "--only {missing}: not a forward migration of {}",
-            dir.display()
-        );
+        anyhow::bail!("--only {missing}: not a forward migration of the migrations directory");
     }
     let server = ConnectOptions::resolve(args.database_url.as_deref(), &ProcessEnv)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
