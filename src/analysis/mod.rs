@@ -288,3 +288,47 @@ pub fn severity_of(rule: &Rule, certain: bool, options: &LintOptions) -> Option<
         Severity::Warning
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A statement is visited once, with the findings of the statements in its DO block, and
+    /// before its own effect on the catalog.
+    #[test]
+    fn statements_are_visited_once_with_their_do_block_findings() {
+        let catalog_sql = "CREATE TABLE t (id int PRIMARY KEY, a int);";
+        let mut catalog = Catalog::from_sql(catalog_sql);
+        let file = SourceFile::from_text(
+            std::path::Path::new("0002_x.sql"),
+            "DO $$ BEGIN CREATE INDEX t_a ON t (a); END $$;\nALTER TABLE t ADD COLUMN b int;\nSELECT 1;"
+                .to_owned(),
+        );
+        let parsed = ParsedFile::read(&file);
+        assert_eq!(
+            parsed.units.len(),
+            4,
+            "three statements and one inside the DO block"
+        );
+        let mut seen = Vec::new();
+        let all = walk(&parsed, &mut catalog, &LintOptions::default(), |f| {
+            let has_b = f
+                .catalog
+                .table(&crate::parse::Name::new(None, "t"))
+                .unwrap()
+                .column("b")
+                .is_some();
+            seen.push((
+                f.index,
+                f.findings.iter().map(|x| x.rule).collect::<Vec<_>>(),
+                has_b,
+            ));
+        });
+        assert_eq!(seen.len(), 3);
+        assert_eq!(seen[0].0, 0);
+        assert!(seen[0].1.contains(&"require-concurrent-index"), "{seen:?}");
+        assert!(!seen[1].2, "the ADD COLUMN is visited before it applies");
+        assert!(seen[2].2);
+        assert!(all.iter().any(|f| f.rule == "require-concurrent-index"));
+    }
+}
