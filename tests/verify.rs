@@ -134,6 +134,12 @@ ALTER TABLE users ALTER COLUMN bio SET NOT NULL;",
             "UPDATE items SET qty = qty * 2 WHERE qty > 1;
 ALTER TABLE items RENAME COLUMN label TO title;",
         ),
+        // NOT NULL on a column the first sample rows leave NULL: tried again on rows without
+        // NULLs instead of being "not comparable".
+        (
+            "set_not_null",
+            "ALTER TABLE users ALTER COLUMN email SET NOT NULL;",
+        ),
         // A type change of a primary key.
         (
             "primary_key_type",
@@ -151,6 +157,7 @@ ALTER TABLE items RENAME COLUMN label TO title;",
             ("check_before_column", "equal"),
             ("not_null_after_update", "equal"),
             ("update_then_rename", "equal"),
+            ("set_not_null", "equal"),
             ("primary_key_type", "equal"),
         ],
     );

@@ -13,6 +13,15 @@ use tokio_postgres::Client;
 /// Rows per table.
 pub const ROWS: i64 = 24;
 
+/// Whether sample rows leave nullable columns NULL (every fourth row) or fill every column: a
+/// migration that makes a column NOT NULL without filling it fails on the first kind, and is
+/// tried on the second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nulls {
+    EveryFourthRow,
+    None,
+}
+
 struct SeedColumn {
     name: String,
     ty: String,
@@ -24,7 +33,7 @@ struct SeedColumn {
 }
 
 /// Fills every ordinary table of the connected database. Returns how many rows went in.
-pub async fn seed(client: &Client) -> Result<u64, tokio_postgres::Error> {
+pub async fn seed(client: &Client, nulls: Nulls) -> Result<u64, tokio_postgres::Error> {
     // Superusers may switch foreign keys and triggers off; others seed with them on.
     let _ = client
         .batch_execute("SET session_replication_role = replica")
@@ -45,7 +54,7 @@ pub async fn seed(client: &Client) -> Result<u64, tokio_postgres::Error> {
         let table: String = t.get(0);
         let oid: u32 = t.get(1);
         let columns = columns(client, oid).await?;
-        total += seed_table(client, &table, &columns).await?;
+        total += seed_table(client, &table, &columns, nulls).await?;
     }
     let _ = client.batch_execute("RESET session_replication_role").await;
     Ok(total)
@@ -159,7 +168,7 @@ pub async fn try_inserts(
             .filter(|c| known.contains(&c.name))
             .collect();
         let all: Vec<&SeedColumn> = columns.iter().collect();
-        let sql = insert_sql(table, &all, "(VALUES (1000001))");
+        let sql = insert_sql(table, &all, "(VALUES (1000001))", Nulls::None);
         client.batch_execute("BEGIN").await?;
         if let Err(e) = client.batch_execute(&sql).await {
             failed.insert(table.clone(), super::message(&e));
@@ -182,7 +191,7 @@ pub async fn try_inserts(
 }
 
 /// `INSERT INTO table (cols) SELECT <sample values> FROM <rows> AS g(i)`.
-fn insert_sql(table: &str, cols: &[&SeedColumn], rows: &str) -> String {
+fn insert_sql(table: &str, cols: &[&SeedColumn], rows: &str, nulls: Nulls) -> String {
     let names = cols
         .iter()
         .map(|c| crate::sql::Ident(&c.name).to_string())
@@ -192,7 +201,7 @@ fn insert_sql(table: &str, cols: &[&SeedColumn], rows: &str) -> String {
     let values = cols
         .iter()
         .map(|c| {
-            if c.not_null {
+            if c.not_null || nulls == Nulls::None {
                 value(c)
             } else {
                 format!("CASE WHEN i % 4 = 0 THEN NULL ELSE {} END", value(c))
@@ -211,8 +220,9 @@ async fn seed_table(
     client: &Client,
     table: &str,
     columns: &[SeedColumn],
+    nulls: Nulls,
 ) -> Result<u64, tokio_postgres::Error> {
-    let insert = |cols: &[&SeedColumn], rows: &str| insert_sql(table, cols, rows);
+    let insert = |cols: &[&SeedColumn], rows: &str| insert_sql(table, cols, rows, nulls);
     let all: Vec<&SeedColumn> = columns.iter().collect();
     let required: Vec<&SeedColumn> = columns
         .iter()
