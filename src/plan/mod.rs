@@ -295,11 +295,8 @@ impl FilePlanner<'_> {
                 Some(SPLIT_MIGRATION),
             ));
         }
-        if is_temporary_table(stmt) {
-            return Err(cannot(
-                "a temporary table lives in one session and, with ON COMMIT, one transaction; zdm runs a migration's statements as separate steps and backfills, so it may not be there for the statements that use it".into(),
-                Some("use a regular table and drop it at the end of the migration"),
-            ));
+        if let Some((reason, help)) = order::needs_the_files_transaction(stmt) {
+            return Err(cannot(reason.into(), Some(help)));
         }
         let planned = match self.combined.get(&i) {
             Some(Combined::Absorbed) => None,
@@ -400,23 +397,6 @@ fn target_table(change: &Change) -> Option<&crate::parse::Name> {
         | Change::Dml { table, .. } => Some(table),
         _ => None,
     }
-}
-
-/// `CREATE TEMP[ORARY] TABLE …`.
-fn is_temporary_table(stmt: &Statement) -> bool {
-    let words: Vec<String> = stmt
-        .tokens
-        .iter()
-        .take(4)
-        .filter_map(|t| match &t.token {
-            sqlparser::tokenizer::Token::Word(w) => Some(w.value.to_uppercase()),
-            _ => None,
-        })
-        .collect();
-    words.first().is_some_and(|w| w == "CREATE")
-        && words
-            .iter()
-            .any(|w| matches!(w.as_str(), "TEMP" | "TEMPORARY"))
 }
 
 /// A lint rule's help with the clause that recommends zdm's own plan removed: when the plan is

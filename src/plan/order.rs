@@ -24,7 +24,7 @@ use sqlparser::tokenizer::Token;
 
 use crate::catalog::Catalog;
 use crate::parse::{AlterAction, ConstraintKind, Name};
-use crate::source::split_statements;
+use crate::source::{Statement, split_statements};
 
 use super::model::Backfill;
 
@@ -66,6 +66,53 @@ impl Held {
             Held::Relation(name) => name.to_string(),
             Held::PrimaryKey(table) => format!("the primary key of {table}"),
         }
+    }
+}
+
+/// Why a statement only means what it says inside the transaction or session of the
+/// statements around it, which zdm's separate steps and backfills do not share (the reason and
+/// what to do instead), or `None`.
+pub fn needs_the_files_transaction(stmt: &Statement) -> Option<(&'static str, &'static str)> {
+    let words: Vec<String> = stmt
+        .tokens
+        .iter()
+        .take(4)
+        .filter_map(|t| match &t.token {
+            Token::Word(w) => Some(w.value.to_uppercase()),
+            _ => None,
+        })
+        .collect();
+    let first = words.first().map(String::as_str);
+    let has = |w: &str| words.iter().any(|x| x == w);
+    match first {
+        Some("CREATE") if has("TEMP") || has("TEMPORARY") => Some((
+            "a temporary table lives in one session and, with ON COMMIT, one transaction; zdm runs a migration's statements as separate steps and backfills, so it may not be there for the statements that use it",
+            "use a regular table and drop it at the end of the migration",
+        )),
+        Some("ROLLBACK" | "ABORT") if !has("PREPARED") => Some((
+            "the migration rolls back its own transaction (or to a savepoint); zdm runs its statements as separate steps, so what the rollback would undo is already committed",
+            "remove the statements the rollback undoes, and the rollback",
+        )),
+        Some("SAVEPOINT" | "RELEASE") => Some((
+            "savepoints belong to the migration's transaction, which zdm's separate steps do not share",
+            "write the migration without savepoints",
+        )),
+        Some("DECLARE") => Some((
+            "a cursor lives in the migration's transaction, which zdm's separate steps do not share",
+            "write the statements that use the cursor as one statement, or as a DO block",
+        )),
+        Some("SET")
+            if has("LOCAL")
+                && !has("LOCK_TIMEOUT")
+                && !has("STATEMENT_TIMEOUT")
+                && !has("IDLE_IN_TRANSACTION_SESSION_TIMEOUT") =>
+        {
+            Some((
+                "SET LOCAL lasts until the end of the migration's transaction, and zdm runs each statement in a transaction of its own, so the statements after it would not see the setting",
+                "qualify names instead of setting search_path, or set what the statements need inside each of them (a DO block)",
+            ))
+        }
+        _ => None,
     }
 }
 
@@ -284,5 +331,34 @@ mod plan_tests {
         assert!(p.expand.is_empty(), "{:?}", p.expand);
         assert_eq!(p.contract.len(), 2);
         assert!(p.contract[1].sql.contains("drop function"));
+    }
+}
+
+#[cfg(test)]
+mod transaction_tests {
+    use crate::plan::testing::plan;
+
+    #[test]
+    fn statements_that_need_the_files_transaction_are_refused() {
+        let setup = "CREATE TABLE t (id int PRIMARY KEY, a int);";
+        for sql in [
+            "CREATE TEMP TABLE ids AS SELECT id FROM t;\nUPDATE t SET a = 1 FROM ids WHERE ids.id = t.id;",
+            "BEGIN;\nDELETE FROM t WHERE id = 1;\nROLLBACK;",
+            "BEGIN;\nSAVEPOINT s;\nUPDATE t SET a = 2 WHERE id = 1;\nROLLBACK TO SAVEPOINT s;\nCOMMIT;",
+            "BEGIN;\nSET LOCAL search_path = other;\nCREATE TABLE x (id int);\nCOMMIT;",
+        ] {
+            let e = plan(setup, sql, 14).unwrap_err().to_string();
+            assert!(
+                e.contains("transaction") || e.contains("session"),
+                "{sql}: {e}"
+            );
+        }
+        // Timeouts are zdm's own business: it runs every step with its own.
+        plan(
+            setup,
+            "SET LOCAL lock_timeout = '1s';\nCREATE TABLE x (id int);",
+            14,
+        )
+        .unwrap();
     }
 }
