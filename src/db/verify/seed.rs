@@ -136,13 +136,29 @@ fn value(c: &SeedColumn) -> String {
     format!("CAST({value} AS {ty})")
 }
 
+/// Why an application's INSERT failed.
+#[derive(Debug, Clone)]
+pub struct InsertError {
+    /// The SQLSTATE, when the server gave one.
+    pub code: Option<String>,
+    pub message: String,
+}
+
+impl InsertError {
+    /// A constraint rejected the sample values (SQLSTATE class 23): a fact about the sample
+    /// rows, not about whether the application's columns are there.
+    pub fn is_constraint_violation(&self) -> bool {
+        self.code.as_deref().is_some_and(|c| c.starts_with("23"))
+    }
+}
+
 /// Tries, for each table, one INSERT of the given columns (an application version's view of
 /// the table) in a transaction that is rolled back, and returns the error of each that fails.
 /// Sequences are set back afterwards, so the tries leave no trace.
 pub async fn try_inserts(
     client: &Client,
     tables: &std::collections::BTreeMap<String, Vec<String>>,
-) -> Result<std::collections::BTreeMap<String, String>, tokio_postgres::Error> {
+) -> Result<std::collections::BTreeMap<String, InsertError>, tokio_postgres::Error> {
     let sequences = client
         .query(
             "SELECT format('%I.%I', schemaname, sequencename), last_value
@@ -159,7 +175,13 @@ pub async fn try_inserts(
             continue;
         };
         let Some(oid) = row.get::<_, Option<u32>>(0) else {
-            failed.insert(table.clone(), format!("relation {table} does not exist"));
+            failed.insert(
+                table.clone(),
+                InsertError {
+                    code: None,
+                    message: format!("relation {table} does not exist"),
+                },
+            );
             continue;
         };
         let columns: Vec<SeedColumn> = columns(client, oid)
@@ -171,7 +193,13 @@ pub async fn try_inserts(
         let sql = insert_sql(table, &all, "(VALUES (1000001))", Nulls::None);
         client.batch_execute("BEGIN").await?;
         if let Err(e) = client.batch_execute(&sql).await {
-            failed.insert(table.clone(), super::message(&e));
+            failed.insert(
+                table.clone(),
+                InsertError {
+                    code: e.code().map(|c| c.code().to_owned()),
+                    message: super::message(&e),
+                },
+            );
         }
         client.batch_execute("ROLLBACK").await?;
     }
