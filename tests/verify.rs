@@ -20,6 +20,9 @@ CREATE TABLE a (id int PRIMARY KEY, x int);
 CREATE TABLE b (id int PRIMARY KEY, y int);
 CREATE TABLE tickets (id int PRIMARY KEY, state text NOT NULL);
 CREATE TABLE keys (id int PRIMARY KEY, v text);
+CREATE TABLE sessions (id text PRIMARY KEY, project text NOT NULL);
+CREATE UNIQUE INDEX sessions_id_project ON sessions (id, project);
+CREATE TABLE traces (id int PRIMARY KEY, session_id text, project text);
 ";
 
 /// Runs `zdm verify --format json` on a folder of `0001_schema.sql` plus the cases, each a
@@ -140,6 +143,20 @@ ALTER TABLE items RENAME COLUMN label TO title;",
             "set_not_null",
             "ALTER TABLE users ALTER COLUMN email SET NOT NULL;",
         ),
+        // A json value into a jsonb column: the backfill tells rows apart without `jsonb = json`.
+        (
+            "json_into_jsonb",
+            "ALTER TABLE users ADD COLUMN meta jsonb;
+UPDATE users SET meta = json_build_object('email', email);",
+        ),
+        // A foreign key after the unique index it would otherwise attach to is dropped: the
+        // drop runs in order, so the key depends on the new primary key, as written.
+        (
+            "drop_unique_index_then_foreign_key",
+            "DROP INDEX sessions_id_project;
+ALTER TABLE sessions DROP CONSTRAINT sessions_pkey, ADD CONSTRAINT sessions_pkey PRIMARY KEY (id, project);
+ALTER TABLE traces ADD CONSTRAINT traces_session_fk FOREIGN KEY (session_id, project) REFERENCES sessions (id, project);",
+        ),
         // A type change of a primary key.
         (
             "primary_key_type",
@@ -158,6 +175,8 @@ ALTER TABLE items RENAME COLUMN label TO title;",
             ("not_null_after_update", "equal"),
             ("update_then_rename", "equal"),
             ("set_not_null", "equal"),
+            ("json_into_jsonb", "equal"),
+            ("drop_unique_index_then_foreign_key", "equal"),
             ("primary_key_type", "equal"),
         ],
     );

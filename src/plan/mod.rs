@@ -364,7 +364,8 @@ impl FilePlanner<'_> {
             }
             if kind == "drop-index" && holds.iter().any(|h| used_later(h, &self.words[i + 1..])) {
                 // The name is used again later in the migration (`DROP INDEX x; CREATE INDEX
-                // x …`): the drop runs where it stands, CONCURRENTLY, instead of at contract.
+                // x …`), or a later foreign key references the table of a unique index: the
+                // drop runs where it stands, CONCURRENTLY, instead of at contract.
                 op.expand.append(&mut op.contract);
             } else if !op.contract.is_empty() {
                 self.held
@@ -561,10 +562,17 @@ fn plan_statement(stmt: &Statement, change: &Change, env: &Env) -> Planned {
         }
         Change::DropIndex { names, .. } if names.iter().any(|n| !(env.is_new)(n)) => {
             let cascade = text::find_word(stmt, "CASCADE").is_some();
+            let mut holds: Vec<Held> = names.iter().cloned().map(Held::Relation).collect();
+            holds.extend(names.iter().filter_map(|n| {
+                let index = env.catalog.index(n)?;
+                index
+                    .unique
+                    .then(|| Held::ReferencedKey(index.table.clone()))
+            }));
             refuse(
                 ops::drop_index::plan(names, cascade, env.catalog),
                 "drop-index",
-                names.iter().cloned().map(Held::Relation).collect(),
+                holds,
             )
         }
         Change::Drop {

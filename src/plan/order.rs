@@ -39,6 +39,10 @@ pub enum Held {
     /// A table's primary key, which goes with a column dropped at contract: until then no
     /// other can be added.
     PrimaryKey(Name),
+    /// A unique index of a table, dropped at contract: a foreign key added before then that
+    /// references the table may come to depend on it instead of on the key the SQL as
+    /// written leaves.
+    ReferencedKey(Name),
 }
 
 impl Held {
@@ -57,6 +61,7 @@ impl Held {
                     table.is_some_and(|x| x.key() == t.key()) || words.contains(&t.name);
                 same_table && words.contains("primary")
             }
+            Held::ReferencedKey(t) => words.contains("references") && words.contains(&t.name),
         }
     }
 
@@ -65,6 +70,7 @@ impl Held {
             Held::Column { table, column } => format!("{table}.{column}"),
             Held::Relation(name) => name.to_string(),
             Held::PrimaryKey(table) => format!("the primary key of {table}"),
+            Held::ReferencedKey(table) => format!("the unique keys of {table}"),
         }
     }
 }

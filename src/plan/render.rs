@@ -319,6 +319,11 @@ pub(crate) struct BatchParts {
     from: String,
     qualified_keys: String,
     filter: String,
+    /// The assigned columns and their new values. A row is out of sync when the two differ as
+    /// text (`ROW(…)::text`): an UPDATE may assign a value of another type than the column's
+    /// (a json expression to a jsonb column), for which no `=` operator exists. Text that
+    /// differs for equal values (`1.5` and `1.50`) only costs an update the SQL as written
+    /// makes too.
     columns: String,
     values: String,
 }
@@ -385,7 +390,7 @@ impl BatchParts {
             ..
         } = self;
         format!(
-            "UPDATE {target} SET {assignments}{from}\n      WHERE ({qualified_keys}) >= ({lower}) AND ({qualified_keys}) {op} ({upper}){filter}\n        AND ({columns}) IS DISTINCT FROM ({values})"
+            "UPDATE {target} SET {assignments}{from}\n      WHERE ({qualified_keys}) >= ({lower}) AND ({qualified_keys}) {op} ({upper}){filter}\n        AND ROW({columns})::text IS DISTINCT FROM ROW({values})::text"
         )
     }
 
@@ -403,7 +408,7 @@ impl BatchParts {
             ..
         } = self;
         format!(
-            "updated AS (\n      UPDATE {target} SET {assignments}{from}\n      WHERE {qualifier}.ctid >= {lower} AND {qualifier}.ctid < {upper}{filter}\n        AND ({columns}) IS DISTINCT FROM ({values})\n      RETURNING 1\n    )"
+            "updated AS (\n      UPDATE {target} SET {assignments}{from}\n      WHERE {qualifier}.ctid >= {lower} AND {qualifier}.ctid < {upper}{filter}\n        AND ROW({columns})::text IS DISTINCT FROM ROW({values})::text\n      RETURNING 1\n    )"
         )
     }
 
@@ -425,7 +430,7 @@ impl BatchParts {
             ..
         } = self;
         format!(
-            "WITH keys AS (\n      SELECT {key_list} FROM {t}\n      WHERE ({key_list}) >= ({lower}) AND ({key_list}) <= ({upper})\n      ORDER BY {key_list} LIMIT {batch} + 1\n    ), batch AS (\n      SELECT {key_list} FROM keys ORDER BY {key_list} LIMIT {batch}\n    ), updated AS (\n      UPDATE {target} SET {assignments}{from}\n      WHERE ({qualified_keys}) IN (SELECT {key_list} FROM batch){filter}\n        AND ({columns}) IS DISTINCT FROM ({values})\n      RETURNING 1\n    )",
+            "WITH keys AS (\n      SELECT {key_list} FROM {t}\n      WHERE ({key_list}) >= ({lower}) AND ({key_list}) <= ({upper})\n      ORDER BY {key_list} LIMIT {batch} + 1\n    ), batch AS (\n      SELECT {key_list} FROM keys ORDER BY {key_list} LIMIT {batch}\n    ), updated AS (\n      UPDATE {target} SET {assignments}{from}\n      WHERE ({qualified_keys}) IN (SELECT {key_list} FROM batch){filter}\n        AND ROW({columns})::text IS DISTINCT FROM ROW({values})::text\n      RETURNING 1\n    )",
         )
     }
 }
