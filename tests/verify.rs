@@ -218,6 +218,12 @@ ALTER TABLE b RENAME TO a;",
             "type_and_foreign_key",
             "ALTER TABLE orders ALTER COLUMN acct TYPE bigint, ADD CONSTRAINT orders_acct_fk FOREIGN KEY (acct) REFERENCES accounts (id);",
         ),
+        // The rename's contract would act on the compatibility view of the renamed table.
+        (
+            "rename_column_then_table",
+            "ALTER TABLE traces RENAME COLUMN project TO project_id;
+ALTER TABLE traces RENAME TO spans;",
+        ),
         (
             "temporary_table",
             "CREATE TEMP TABLE ids AS SELECT id FROM accounts;
@@ -233,6 +239,7 @@ UPDATE accounts SET name = 'x' FROM ids WHERE ids.id = accounts.id;",
             ("table_swap", "refused"),
             ("drop_add_same_column", "refused"),
             ("type_and_foreign_key", "refused"),
+            ("rename_column_then_table", "refused"),
             ("temporary_table", "refused"),
         ],
     );

@@ -295,6 +295,25 @@ impl FilePlanner<'_> {
                 Some(SPLIT_MIGRATION),
             ));
         }
+        // A table renamed (or moved) while an earlier statement's contract still acts on it
+        // under its old name would leave that contract acting on the compatibility view.
+        if let Change::AlterTable { table, actions } = change
+            && actions
+                .iter()
+                .any(|a| matches!(a, AlterAction::RenameTable { .. } | AlterAction::SetSchema))
+            && let Some((h, line)) = self
+                .held
+                .iter()
+                .find(|(h, _)| h.table().key() == table.key())
+        {
+            return Err(cannot(
+                format!(
+                    "this statement renames {table}, on which the statement at line {line} changes {} only at contract, under the name {table}",
+                    h.describe()
+                ),
+                Some(SPLIT_MIGRATION),
+            ));
+        }
         if let Some((reason, help)) = order::needs_the_files_transaction(stmt) {
             return Err(cannot(reason.into(), Some(help)));
         }

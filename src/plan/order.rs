@@ -65,6 +65,16 @@ impl Held {
         }
     }
 
+    /// The table the held name belongs to (for a relation, the relation itself).
+    pub fn table(&self) -> &Name {
+        match self {
+            Held::Column { table, .. } | Held::PrimaryKey(table) | Held::ReferencedKey(table) => {
+                table
+            }
+            Held::Relation(name) => name,
+        }
+    }
+
     pub fn describe(&self) -> String {
         match self {
             Held::Column { table, column } => format!("{table}.{column}"),
