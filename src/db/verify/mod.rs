@@ -420,12 +420,34 @@ async fn run_leniently(client: &Client, file: &SourceFile) -> Result<(), String>
         if transaction_control {
             continue;
         }
-        if let Err(e) = client.batch_execute(&stmt.text).await {
+        let mut result = client.batch_execute(&stmt.text).await;
+        // A schema the application's setup creates outside its migrations (GoTrue's `auth`)
+        // is created here as that setup would, and the statement tried again.
+        if let Err(e) = &result
+            && let Some(schema) = missing_schema(e)
+        {
+            let _ = client.batch_execute("ROLLBACK").await;
+            let create = format!("CREATE SCHEMA IF NOT EXISTS {}", crate::sql::Ident(&schema));
+            if client.batch_execute(&create).await.is_ok() {
+                result = client.batch_execute(&stmt.text).await;
+            }
+        }
+        if let Err(e) = result {
             let _ = client.batch_execute("ROLLBACK").await;
             first.get_or_insert_with(|| format!("line {}: {}", stmt.start.line, message(&e)));
         }
     }
     first.map_or(Ok(()), Err)
+}
+
+/// The schema named by a "schema … does not exist" error (SQLSTATE 3F000).
+fn missing_schema(e: &tokio_postgres::Error) -> Option<String> {
+    let db = e.as_db_error()?;
+    if db.code() != &tokio_postgres::error::SqlState::INVALID_SCHEMA_NAME {
+        return None;
+    }
+    let rest = db.message().strip_prefix("schema \"")?;
+    Some(rest[..rest.find('"')?].to_owned())
 }
 
 /// Expand, the reads and writes of both application versions, contract, and the new
