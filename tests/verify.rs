@@ -23,6 +23,8 @@ CREATE TABLE keys (id int PRIMARY KEY, v text);
 CREATE TABLE sessions (id text PRIMARY KEY, project text NOT NULL);
 CREATE UNIQUE INDEX sessions_id_project ON sessions (id, project);
 CREATE TABLE traces (id int PRIMARY KEY, session_id text, project text);
+CREATE TYPE sort_type AS ENUM ('hot', 'new');
+CREATE TABLE prefs (id int PRIMARY KEY, default_sort sort_type NOT NULL DEFAULT 'hot');
 ";
 
 /// Runs `zdm verify --format json` on a folder of `0001_schema.sql` plus the cases, each a
@@ -157,6 +159,12 @@ UPDATE users SET meta = json_build_object('email', email);",
 ALTER TABLE sessions DROP CONSTRAINT sessions_pkey, ADD CONSTRAINT sessions_pkey PRIMARY KEY (id, project);
 ALTER TABLE traces ADD CONSTRAINT traces_session_fk FOREIGN KEY (session_id, project) REFERENCES sessions (id, project);",
         ),
+        // A column renamed after its type: the shadow column is of the type's new name.
+        (
+            "rename_type_then_column",
+            "ALTER TYPE sort_type RENAME TO post_sort_type;
+ALTER TABLE prefs RENAME COLUMN default_sort TO default_post_sort;",
+        ),
         // A type change of a primary key.
         (
             "primary_key_type",
@@ -177,6 +185,7 @@ ALTER TABLE traces ADD CONSTRAINT traces_session_fk FOREIGN KEY (session_id, pro
             ("set_not_null", "equal"),
             ("json_into_jsonb", "equal"),
             ("drop_unique_index_then_foreign_key", "equal"),
+            ("rename_type_then_column", "equal"),
             ("primary_key_type", "equal"),
         ],
     );

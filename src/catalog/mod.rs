@@ -202,6 +202,21 @@ impl Catalog {
     /// parts are ignored.
     pub fn apply(&mut self, change: &Change) {
         match change {
+            Change::RenameType { from, to } => {
+                // Columns of the type keep it under its new name.
+                let renamed = crate::sql::Ident(to).to_string();
+                for table in self.tables.values_mut() {
+                    for column in &mut table.columns {
+                        let written = column.ty.written.trim_end_matches("[]");
+                        let bare = written.rsplit('.').next().unwrap_or(written);
+                        if bare.trim_matches('"') == from.name {
+                            let array = if column.ty.array { "[]" } else { "" };
+                            column.ty.written = format!("{renamed}{array}");
+                            column.ty.name = to.clone();
+                        }
+                    }
+                }
+            }
             Change::CreateTable {
                 name,
                 columns,

@@ -116,6 +116,10 @@ pub fn convert(stmt: &ast::Statement) -> Change {
                 type_name: name(&at.name),
                 value: add.value.value.clone(),
             },
+            ast::AlterTypeOperation::Rename(r) => Change::RenameType {
+                from: name(&at.name),
+                to: ident(&r.new_name),
+            },
             _ => other("ALTER TYPE", None),
         },
         S::Update(u) => Change::Dml {

@@ -255,6 +255,12 @@ pub enum Change {
         type_name: Name,
         value: String,
     },
+    /// `ALTER TYPE from RENAME TO to`: catalog only, but columns of the type now go by the new
+    /// name, which SQL zdm writes for them (a shadow column's type) must use.
+    RenameType {
+        from: Name,
+        to: String,
+    },
     /// INSERT, UPDATE, DELETE, MERGE.
     Dml {
         kind: DmlKind,
