@@ -23,6 +23,7 @@ CREATE TABLE keys (id int PRIMARY KEY, v text);
 CREATE TABLE sessions (id text PRIMARY KEY, project text NOT NULL);
 CREATE UNIQUE INDEX sessions_id_project ON sessions (id, project);
 CREATE TABLE traces (id int PRIMARY KEY, session_id text, project text);
+CREATE TABLE counters (id serial PRIMARY KEY, n int);
 CREATE TYPE sort_type AS ENUM ('hot', 'new');
 CREATE TABLE prefs (id int PRIMARY KEY, default_sort sort_type NOT NULL DEFAULT 'hot');
 ";
@@ -165,6 +166,13 @@ ALTER TABLE traces ADD CONSTRAINT traces_session_fk FOREIGN KEY (session_id, pro
             "ALTER TYPE sort_type RENAME TO post_sort_type;
 ALTER TABLE prefs RENAME COLUMN default_sort TO default_post_sort;",
         ),
+        // A serial key read from the database (a nextval default, no `serial` type): its
+        // sequence moves to the shadow before the old column is dropped.
+        (
+            "serial_key_type",
+            "ALTER TABLE counters ALTER COLUMN id TYPE bigint;
+ALTER SEQUENCE counters_id_seq AS bigint;",
+        ),
         // A type change of a primary key.
         (
             "primary_key_type",
@@ -186,6 +194,7 @@ ALTER TABLE prefs RENAME COLUMN default_sort TO default_post_sort;",
             ("json_into_jsonb", "equal"),
             ("drop_unique_index_then_foreign_key", "equal"),
             ("rename_type_then_column", "equal"),
+            ("serial_key_type", "equal"),
             ("primary_key_type", "equal"),
         ],
     );

@@ -42,6 +42,9 @@ pub struct Column {
     /// The DEFAULT expression, when one was declared (as sqlparser prints it).
     pub default: Option<String>,
     pub identity: bool,
+    /// The sequence the column owns (a serial's, read from a database): it is dropped with the
+    /// column unless its ownership moves first.
+    pub owned_sequence: Option<Name>,
 }
 
 #[derive(Debug, Clone)]
@@ -95,6 +98,7 @@ impl Column {
             has_default: c.default.is_some() || c.ty.is_serial() || c.generated.is_some(),
             default: c.default.clone(),
             identity: c.generated == Some(crate::parse::Generated::Identity),
+            owned_sequence: None,
         }
     }
 }

@@ -29,7 +29,8 @@ pub async fn introspect(client: &Client, target: &str) -> Result<Catalog, DbErro
             &format!(
                 "SELECT n.nspname::text, c.relname::text, c.relkind = 'p', a.attname::text,
                         format_type(a.atttypid, a.atttypmod), a.attnotnull,
-                        pg_get_expr(d.adbin, d.adrelid), a.attidentity <> ''
+                        pg_get_expr(d.adbin, d.adrelid), a.attidentity <> '',
+                        pg_get_serial_sequence(format('%I.%I', n.nspname, c.relname), a.attname)
                  FROM pg_class c
                  JOIN pg_namespace n ON n.oid = c.relnamespace
                  JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -55,6 +56,10 @@ pub async fn introspect(client: &Client, target: &str) -> Result<Catalog, DbErro
             has_default: default.is_some() || identity,
             default,
             identity,
+            owned_sequence: row
+                .get::<_, Option<String>>(8)
+                .and_then(|s| Name::parse_display(&s))
+                .map(|s| s.key()),
         });
     }
 

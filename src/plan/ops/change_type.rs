@@ -225,10 +225,14 @@ pub fn plan(cx: &OpCx, action: &str, column: &str, ty: &SqlType) -> Result<OpPla
         swap.push(alter(table, &format!("ALTER COLUMN {shadow} SET NOT NULL")));
         swap.push(alter(table, &format!("DROP CONSTRAINT {}", Ident(&check))));
     }
-    if old.ty.is_serial() {
-        // The sequence is owned by the old column and would be dropped with it.
-        let sequence =
-            Name::in_schema_of(table, &fit_name(&format!("{}_{column}_seq", table.name)));
+    // The sequence a serial owns (named by PostgreSQL's rule when zdm only knows the type from
+    // a migration, read from the database otherwise) would be dropped with the old column.
+    let owned_sequence = old.owned_sequence.clone().or_else(|| {
+        old.ty
+            .is_serial()
+            .then(|| Name::in_schema_of(table, &fit_name(&format!("{}_{column}_seq", table.name))))
+    });
+    if let Some(sequence) = owned_sequence {
         swap.push(format!(
             "ALTER SEQUENCE {} OWNED BY {}.{shadow}",
             Qualified(&sequence),
