@@ -24,6 +24,9 @@ CREATE TABLE sessions (id text PRIMARY KEY, project text NOT NULL);
 CREATE UNIQUE INDEX sessions_id_project ON sessions (id, project);
 CREATE TABLE traces (id int PRIMARY KEY, session_id text, project text);
 CREATE TABLE counters (id serial PRIMARY KEY, n int);
+CREATE TABLE perms (id int PRIMARY KEY, role_id int, policy_id int, CONSTRAINT perms_u UNIQUE (role_id, policy_id));
+CREATE TABLE docs (id int PRIMARY KEY, n int);
+CREATE INDEX docs_n_plus_one ON docs ((n + 1));
 CREATE TYPE sort_type AS ENUM ('hot', 'new');
 CREATE TABLE prefs (id int PRIMARY KEY, default_sort sort_type NOT NULL DEFAULT 'hot');
 ";
@@ -242,6 +245,16 @@ ALTER TABLE b RENAME TO a;",
             "ALTER TABLE traces RENAME COLUMN project TO project_id;
 ALTER TABLE traces RENAME TO spans;",
         ),
+        // The contract would bring the constraint back as a bare index (harbor 0170), or drop
+        // an expression index it cannot rebuild.
+        (
+            "type_of_a_unique_constraint_column",
+            "ALTER TABLE perms ALTER COLUMN policy_id TYPE bigint;",
+        ),
+        (
+            "type_under_an_expression_index",
+            "ALTER TABLE docs ALTER COLUMN n TYPE bigint;",
+        ),
         (
             "temporary_table",
             "CREATE TEMP TABLE ids AS SELECT id FROM accounts;
@@ -258,6 +271,8 @@ UPDATE accounts SET name = 'x' FROM ids WHERE ids.id = accounts.id;",
             ("drop_add_same_column", "refused"),
             ("type_and_foreign_key", "refused"),
             ("rename_column_then_table", "refused"),
+            ("type_of_a_unique_constraint_column", "refused"),
+            ("type_under_an_expression_index", "refused"),
             ("temporary_table", "refused"),
         ],
     );

@@ -73,8 +73,28 @@ pub fn plan(cx: &OpCx, action: &str, column: &str, ty: &SqlType) -> Result<OpPla
                     "{table} has CHECK or EXCLUDE constraints; zdm does not yet carry them to the shadow column"
                 ));
             }
+            // Rebuilt as a bare unique index, it would lose what the constraint carries (its
+            // name for ON CONFLICT ON CONSTRAINT, the foreign keys that reference it).
+            ConstraintKind::Unique { columns, .. } if columns.iter().any(|c| c == column) => {
+                return Err(format!(
+                    "{table}.{column} is in the UNIQUE constraint {}; zdm does not yet carry UNIQUE constraints to the shadow column",
+                    c.name.as_deref().unwrap_or("(unnamed)")
+                ));
+            }
             _ => {}
         }
+    }
+    // An expression or partial index is known without its columns: it may use this one, and
+    // the contract, which drops the old column, would drop it without rebuilding it.
+    if let Some((index, _)) = cx
+        .catalog
+        .indexes_of(table)
+        .into_iter()
+        .find(|(_, def)| def.columns.is_empty())
+    {
+        return Err(format!(
+            "{table} has the expression or partial index {index}, which may use {column}; zdm does not yet rebuild such indexes on the shadow column, and the contract would drop it"
+        ));
     }
     let views = cx.catalog.views_using(table, column);
     if !views.is_empty() {
