@@ -138,8 +138,19 @@ fn every_planned_corpus_migration_verifies_equal() {
             .map(|r| r.counts[key].as_u64().unwrap_or(0))
             .sum()
     };
-    eprintln!(
-        "corpus: {} equal, {} different, {} failed, {} refused, {} not comparable, {} as written; {:.0} s",
+    let mut summary: String = results
+        .iter()
+        .map(|r| {
+            format!(
+                "{:<14} {:>5.0} s  {}\n",
+                r.name,
+                r.seconds,
+                serde_json::to_string(&r.counts).unwrap()
+            )
+        })
+        .collect();
+    summary.push_str(&format!(
+        "corpus: {} equal, {} different, {} failed, {} refused, {} not comparable, {} as written; {:.0} s\n",
         total("equal"),
         total("different"),
         total("failed"),
@@ -147,6 +158,13 @@ fn every_planned_corpus_migration_verifies_equal() {
         total("not_comparable"),
         total("as_written"),
         started.elapsed().as_secs_f64()
+    ));
+    eprint!("{summary}");
+    // The test harness shows output only when a test fails; scripts/test prints this file so
+    // that the figures are in every CI log.
+    let _ = std::fs::write(
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("corpus-verify-summary.txt"),
+        &summary,
     );
     let failures: Vec<&String> = results.iter().flat_map(|r| &r.failures).collect();
     assert!(
