@@ -146,6 +146,9 @@ impl BackfillRun<'_> {
             Some(w) => w,
             None => start(self.client, &parts).await?,
         };
+        if b.shadow_copy {
+            self.without_user_triggers(&parts.table).await?;
+        }
         let statements = prepare(self.client, &parts, &walk).await?;
         let total = estimated_rows(self.client, &parts.table).await?;
         let done_before = state::rows_done(self.client, self.migration, self.step_id).await?;
@@ -208,13 +211,68 @@ impl BackfillRun<'_> {
         }
         progress.finish();
         state::set_step(&*self.client, self.migration, self.step_id, "done").await?;
-        tracing::info!(
-            migration = self.migration,
-            step = self.step_id,
-            rows = done_before + rows_this_run,
-            "backfilled {}",
-            b.table
-        );
+        let rows = done_before + rows_this_run;
+        if self.step_id.starts_with("check-") {
+            tracing::info!(
+                migration = self.migration,
+                step = self.step_id,
+                rows,
+                "checked the copy on {} before contract: {rows} rows differed and were copied again",
+                b.table
+            );
+        } else {
+            tracing::info!(
+                migration = self.migration,
+                step = self.step_id,
+                rows,
+                "backfilled {}",
+                b.table
+            );
+        }
+        Ok(())
+    }
+
+    /// Has the batches of a shadow copy run with `session_replication_role = replica`, so
+    /// that the user's row triggers (an `updated_at`, a version counter, an audit insert) do
+    /// not fire for a write the application never made: the copy changes only a column zdm
+    /// created. ENABLE ALWAYS triggers still fire, as they would on a replica. Foreign-key
+    /// triggers are skipped too, which is safe because the copy writes no key column. The
+    /// setting needs superuser (or, on PostgreSQL 15+, `GRANT SET ON PARAMETER`); without it
+    /// the user's triggers fire, and zdm says so when the table has any.
+    async fn without_user_triggers(&mut self, table: &str) -> Result<(), RunError> {
+        let probe = async {
+            let tx = self.client.transaction().await?;
+            tx.batch_execute("SET LOCAL session_replication_role = replica")
+                .await?;
+            tx.rollback().await
+        }
+        .await;
+        match probe {
+            Ok(()) => {
+                self.timeouts
+                    .push_str("; SET LOCAL session_replication_role = replica");
+            }
+            Err(e)
+                if e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) =>
+            {
+                let user_triggers: i64 = self
+                    .client
+                    .query_one(
+                        "SELECT count(*) FROM pg_trigger WHERE tgrelid = $1::text::regclass \
+                         AND NOT tgisinternal AND tgname NOT LIKE '~%'",
+                        &[&table],
+                    )
+                    .await?
+                    .get(0);
+                if user_triggers > 0 {
+                    tracing::warn!(
+                        migration = self.migration,
+                        "{table} has {user_triggers} trigger(s) of its own, and this role may not set session_replication_role: they fire for each row the backfill copies (grant SET ON PARAMETER session_replication_role, or run zdm as a superuser, to avoid it)"
+                    );
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
         Ok(())
     }
 

@@ -124,6 +124,14 @@ pub enum RunError {
         phase: Phase,
     },
     #[error(
+        "{path}:{line}: an expression of this statement fails against the database: {message}; fix the statement (or its -- zdm: directive) and run the command again; nothing of this migration was run"
+    )]
+    Expression {
+        path: String,
+        line: usize,
+        message: String,
+    },
+    #[error(
         "{migration}: expanding it needs the contract of {earlier} first (both change {table}); run `zdm contract`, then `zdm expand` again"
     )]
     NeedsContract {
@@ -288,6 +296,7 @@ impl<'a> Runner<'a> {
             if status == Some("aborted") || reapply {
                 state::clear_steps(self.client, &plan.id).await?;
             }
+            self.check_expressions(plan).await?;
             let plan_json = crate::plan::render::json_plan(plan);
             state::set_status(
                 self.client,
@@ -370,6 +379,17 @@ impl<'a> Runner<'a> {
             )
             .await?;
             let result = async {
+                // The completeness check: before anything drops or replaces a source column,
+                // the shadow copies are walked again and every row still out of sync (one the
+                // backfill missed, a step marked done by hand) is copied. Outside the swap's
+                // lock; rows written after the check are kept right by zdm's triggers.
+                let recorded_backfills = row.plan["backfill"].as_array().into_iter().flatten();
+                for (i, b) in recorded_backfills.enumerate() {
+                    if let Some(b) = backfill_from_json(b).filter(|b| b.shadow_copy) {
+                        self.backfill(&row.id, &format!("check-{}", i + 1), &b)
+                            .await?;
+                    }
+                }
                 for step in steps_from_json(&row.plan["contract"]) {
                     self.run_step(&row.id, &step).await?;
                 }
@@ -452,6 +472,57 @@ impl<'a> Runner<'a> {
             done.push(row.id.clone());
         }
         Ok(done)
+    }
+
+    /// Tries the expressions the plan builds into triggers and backfills against the live
+    /// schema (see [`crate::plan::ExpressionCheck`]) in a transaction that is rolled back,
+    /// before the migration's first step: a typo fails here, naming the file and line, instead
+    /// of after a trigger that evaluates it on every application write is installed.
+    async fn check_expressions(&mut self, plan: &MigrationPlan) -> Result<(), RunError> {
+        // A function, type or table the migration creates is not there yet; an expression
+        // that needs one is checked when its step runs.
+        let creates = |what: &[SqlState]| {
+            what.iter().any(|code| {
+                let word = match *code {
+                    SqlState::UNDEFINED_FUNCTION => "FUNCTION",
+                    SqlState::UNDEFINED_TABLE => "TABLE",
+                    _ => "TYPE",
+                };
+                plan.expand.iter().any(|s| {
+                    let sql = s.sql.to_uppercase();
+                    sql.contains(&format!(" {word} ")) && sql.contains("CREATE ")
+                        || (word == "TYPE"
+                            && (sql.contains(" DOMAIN ") || sql.contains(" EXTENSION ")))
+                })
+            })
+        };
+        let timeouts = self.timeouts();
+        for check in &plan.checks {
+            let tx = self.client.transaction().await?;
+            tx.batch_execute(&timeouts).await?;
+            let result = tx.batch_execute(&check.sql).await;
+            tx.rollback().await?;
+            let Err(e) = result else { continue };
+            let Some(db) = e.as_db_error() else {
+                return Err(e.into());
+            };
+            let code = db.code().clone();
+            let later = [
+                SqlState::UNDEFINED_FUNCTION,
+                SqlState::UNDEFINED_TABLE,
+                SqlState::UNDEFINED_OBJECT,
+            ];
+            if later.contains(&code) && creates(std::slice::from_ref(&code)) {
+                tracing::debug!(migration = %plan.id, "expression check deferred: {}", db.message());
+                continue;
+            }
+            return Err(RunError::Expression {
+                path: plan.path.clone(),
+                line: check.line,
+                message: db.message().to_owned(),
+            });
+        }
+        Ok(())
     }
 
     /// Records a migration as failed with the error that stopped it. A stop on request is not a
@@ -913,6 +984,8 @@ pub fn plan_from_record(file: &SourceFile, recorded: &Value) -> MigrationPlan {
                 .map(|_| steps_from_json(&recorded["down"]["contract"])),
         },
         repeatable: file.repeatable,
+        // A recorded plan was checked before its first step ran.
+        checks: Vec::new(),
         notes: recorded["notes"]
             .as_array()
             .into_iter()
@@ -946,6 +1019,7 @@ fn backfill_from_json(b: &Value) -> Option<Backfill> {
         from: text(&b["from"]),
         // Plans recorded before backfills had a place among the steps ran them after expand.
         after_step: b["after_step"].as_u64().map_or(usize::MAX, |n| n as usize),
+        shadow_copy: b["shadow_copy"].as_bool().unwrap_or(false),
     })
 }
 

@@ -182,6 +182,7 @@ pub fn plan_file(
         body: OpPlan::undoable(),
         operations: Vec::new(),
         held: Vec::new(),
+        checks: Vec::new(),
     };
     let mut failure = None;
     walk(&parsed, catalog, options, |facts| {
@@ -195,7 +196,10 @@ pub fn plan_file(
         return Err(e);
     }
     let FilePlanner {
-        body, operations, ..
+        body,
+        operations,
+        checks,
+        ..
     } = planner;
     let mut plan = MigrationPlan {
         id: migration_id(&file.path),
@@ -215,6 +219,7 @@ pub fn plan_file(
         },
         notes: body.notes,
         repeatable: file.repeatable,
+        checks,
     };
     if plan.repeatable {
         // Undoing a repeatable migration means its previous text, which zdm does not keep:
@@ -249,6 +254,7 @@ struct FilePlanner<'a> {
     operations: Vec<Operation>,
     /// Names an earlier statement's operation changes again at contract, with its line.
     held: Vec<(Held, usize)>,
+    checks: Vec<ExpressionCheck>,
 }
 
 impl FilePlanner<'_> {
@@ -281,6 +287,20 @@ impl FilePlanner<'_> {
                 .and_then(|h| without_self_reference(&h))
                 .unwrap_or_else(|| "none beyond what the reason says".into()),
         };
+        // A directive's expression is pasted into a trigger body and an UPDATE: it must be
+        // one SQL expression, or `0); DELETE FROM t; (SELECT 0` would run as statements.
+        for d in &stmt.directives {
+            if let DirectiveKind::Backfill(expr) | DirectiveKind::Down(expr) = &d.kind
+                && let Err(why) = crate::sql::one_expression(expr)
+            {
+                return Err(PlanError::CannotRunOnline {
+                    path: file.path.clone(),
+                    line: d.position.line,
+                    reason: format!("the directive's `{expr}` is not one SQL expression: {why}"),
+                    help: "write a single expression after the directive, e.g. `-- zdm:backfill lower(email)`".into(),
+                });
+            }
+        }
         let absorbed = matches!(self.combined.get(&i), Some(Combined::Absorbed));
         if let Some((h, line)) = self
             .held
@@ -390,6 +410,14 @@ impl FilePlanner<'_> {
                 self.held
                     .extend(holds.into_iter().map(|h| (h, stmt.start.line)));
             }
+            for b in &op.backfill {
+                if let Some(sql) = expression_check(b, facts) {
+                    self.checks.push(ExpressionCheck {
+                        line: stmt.start.line,
+                        sql,
+                    });
+                }
+            }
             self.operations.push(Operation {
                 kind,
                 line: stmt.start.line,
@@ -399,6 +427,46 @@ impl FilePlanner<'_> {
         }
         Ok(())
     }
+}
+
+/// The check of a backfill's expressions and condition (see [`ExpressionCheck`]): over a
+/// stand-in `(SELECT NULL::type AS column, …)` with the table's columns before the statement,
+/// so it needs neither the table nor a lock. None when the planner does not know the table
+/// completely, the table is created by this migration (its types may be too), or the backfill
+/// reads other tables (they may be too).
+fn expression_check(b: &Backfill, facts: &Facts) -> Option<String> {
+    let table = facts.catalog.table(&b.table)?;
+    if !table.complete || facts.state.is_new(&b.table) || b.from.is_some() {
+        return None;
+    }
+    let columns: Vec<String> = table
+        .columns
+        .iter()
+        .map(|c| {
+            let ty = match c.ty.written.to_lowercase().as_str() {
+                "serial" | "serial4" => "integer".to_owned(),
+                "bigserial" | "serial8" => "bigint".to_owned(),
+                "smallserial" | "serial2" => "smallint".to_owned(),
+                _ => c.ty.written.clone(),
+            };
+            format!("NULL::{ty} AS {}", crate::sql::Ident(&c.name))
+        })
+        .collect();
+    if columns.is_empty() {
+        return None;
+    }
+    let values: Vec<&str> = b.set.iter().map(|a| a.expr.as_str()).collect();
+    let alias = b.alias.clone().unwrap_or_else(|| b.table.name.clone());
+    Some(format!(
+        "SELECT {} FROM (SELECT {}) AS {} WHERE false{}",
+        values.join(", "),
+        columns.join(", "),
+        crate::sql::Ident(&alias),
+        b.filter
+            .as_ref()
+            .map(|f| format!(" AND ({f})"))
+            .unwrap_or_default()
+    ))
 }
 
 /// The way out when a statement depends on what an earlier one changes only at contract.

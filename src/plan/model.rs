@@ -81,6 +81,13 @@ pub struct Backfill {
     /// meaning of their order: a step planned from a later statement (a VALIDATE, a SET NOT
     /// NULL, an index) runs after the backfills of the statements before it.
     pub after_step: usize,
+    /// The backfill copies into a column zdm created for the rollout (the shadow of a type
+    /// change, the new name of a rename): its set expressions are idempotent and the
+    /// application never wrote the target through anything but zdm's trigger. Such a copy runs
+    /// without firing user triggers where the role may, and contract walks the table again
+    /// first, re-copying every row still out of sync (the completeness check) before anything
+    /// drops the source. Never set for a user's UPDATE, which must not run twice.
+    pub shadow_copy: bool,
 }
 
 /// A statement of the migration, as planned.
@@ -162,6 +169,20 @@ pub struct MigrationPlan {
     pub notes: Vec<String>,
     /// Applied again whenever the file changes (Flyway's `R__`), instead of refused as edited.
     pub repeatable: bool,
+    /// The expressions zdm builds into triggers and backfills, to try against the live schema
+    /// before the migration's first step. Not recorded: they run before anything else does.
+    pub checks: Vec<ExpressionCheck>,
+}
+
+/// A query that PostgreSQL parses and plans but never runs (`… WHERE false`), over a stand-in
+/// for the table with the columns and types the planner knows at the statement: it fails when
+/// an expression names a column that is not there, calls a function that does not exist, or
+/// has the wrong type, before any trigger that would evaluate it on every write is installed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpressionCheck {
+    /// The statement's line in its file.
+    pub line: usize,
+    pub sql: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

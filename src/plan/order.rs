@@ -249,6 +249,7 @@ fn mergeable(first: &Backfill, then: &Backfill) -> bool {
         || first.filter != then.filter
         || first.alias != then.alias
         || first.from != then.from
+        || first.shadow_copy != then.shadow_copy
     {
         return false;
     }
@@ -286,6 +287,7 @@ mod tests {
             alias: None,
             from: None,
             after_step: 0,
+            shadow_copy: false,
         }
     }
 

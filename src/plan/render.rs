@@ -268,6 +268,7 @@ pub(crate) fn json_plan(p: &MigrationPlan) -> Value {
             "alias": b.alias,
             "from": b.from,
             "after_step": b.after_step,
+            "shadow_copy": b.shadow_copy,
         })).collect::<Vec<_>>(),
         "contract": p.contract.iter().map(json_step).collect::<Vec<_>>(),
         "down": {

@@ -31,8 +31,15 @@ impl fmt::Display for Qualified<'_> {
     }
 }
 
-/// A BEFORE row trigger zdm installs for the rollout, with its function of the same name in
-/// the table's schema. Triggers only assign `NEW.*`, so they never recurse.
+/// A BEFORE row trigger zdm installs for the rollout, with its function in the table's schema
+/// (named `name`). Triggers only assign `NEW.*`, so they never recurse.
+///
+/// PostgreSQL fires the BEFORE triggers of an event in the byte order of their names, and each
+/// one sees the row as the previous ones left it. zdm's trigger must see the row as the user's
+/// triggers finish it (a user trigger that sets `NEW.version := OLD.version + 1` must have its
+/// value copied, not the one before), so the trigger's name starts with `~`, which sorts after
+/// every ASCII letter, digit and `_`; only a user trigger whose name starts with a non-ASCII
+/// character fires later.
 pub struct RowTrigger<'a> {
     pub table: &'a Name,
     pub name: String,
@@ -45,12 +52,17 @@ impl RowTrigger<'_> {
         Name::in_schema_of(self.table, &self.name)
     }
 
+    /// The trigger's name: the function's, after a `~` so that it fires last.
+    pub fn trigger_name(&self) -> String {
+        fit_name(&format!("~{}", self.name))
+    }
+
     /// The function and the trigger; `body` is PL/pgSQL run before `RETURN NEW`.
     pub fn create(&self, body: &str) -> String {
         let f = Qualified(&self.function());
         format!(
             "CREATE FUNCTION {f}() RETURNS trigger LANGUAGE plpgsql AS $zdm$\nBEGIN\n{body}  RETURN NEW;\nEND\n$zdm$;\nCREATE TRIGGER {} BEFORE {} ON {} FOR EACH ROW EXECUTE FUNCTION {f}()",
-            Ident(&self.name),
+            Ident(&self.trigger_name()),
             self.events,
             Qualified(self.table)
         )
@@ -59,7 +71,7 @@ impl RowTrigger<'_> {
     pub fn drop(&self) -> String {
         format!(
             "DROP TRIGGER IF EXISTS {} ON {};\nDROP FUNCTION IF EXISTS {}()",
-            Ident(&self.name),
+            Ident(&self.trigger_name()),
             Qualified(self.table),
             Qualified(&self.function())
         )
@@ -70,6 +82,27 @@ impl RowTrigger<'_> {
 /// `zdm.backfill`, so values are never copied back through a reverse expression.
 pub const SKIP_DURING_BACKFILL: &str =
     "  IF current_setting('zdm.backfill', true) = 'on' THEN\n    RETURN NEW;\n  END IF;\n";
+
+/// Checks that `text` is exactly one SQL expression (PostgreSQL dialect), nothing before or
+/// after it: text zdm pastes into a trigger body or an UPDATE must not be able to close the
+/// expression and add statements of its own.
+pub fn one_expression(text: &str) -> Result<(), String> {
+    use sqlparser::dialect::PostgreSqlDialect;
+    use sqlparser::parser::Parser;
+    use sqlparser::tokenizer::Token;
+    if text.trim().is_empty() {
+        return Err("it is empty".into());
+    }
+    let dialect = PostgreSqlDialect {};
+    let mut parser = Parser::new(&dialect)
+        .try_with_sql(text)
+        .map_err(|e| e.to_string())?;
+    parser.parse_expr().map_err(|e| e.to_string())?;
+    match parser.peek_token().token {
+        Token::EOF => Ok(()),
+        other => Err(format!("unexpected `{other}` after the expression")),
+    }
+}
 
 /// A string literal, with `'` doubled (standard_conforming_strings is on since 9.1).
 pub fn literal(s: &str) -> String {
@@ -117,6 +150,22 @@ mod tests {
             "\"App\".\"user\""
         );
         assert_eq!(literal("it's"), "'it''s'");
+    }
+
+    #[test]
+    fn one_expression_accepts_expressions_and_nothing_more() {
+        assert!(one_expression("lower(email)").is_ok());
+        assert!(one_expression("coalesce(a, 'x;y') || b::text").is_ok());
+        assert!(one_expression("(SELECT max(x) FROM t WHERE t.id = 1)").is_ok());
+        for bad in [
+            "",
+            "lower(email);",
+            "0 FROM (SELECT NEW.*) AS q); DELETE FROM victim; NEW.z := (SELECT 0",
+            "1; DROP TABLE t",
+            "lower(nmae",
+        ] {
+            assert!(one_expression(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

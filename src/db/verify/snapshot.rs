@@ -163,7 +163,7 @@ const SCHEMA_QUERIES: &[(&str, &str)] = &[
          FROM pg_trigger t
          JOIN pg_class c ON c.oid = t.tgrelid
          JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE NOT t.tgisinternal AND {skip} AND t.tgname NOT LIKE '\\_zdm\\_%'",
+         WHERE NOT t.tgisinternal AND {skip} AND t.tgname NOT LIKE '\\_zdm\\_%' AND t.tgname NOT LIKE '~\\_zdm\\_%'",
     ),
 ];
 

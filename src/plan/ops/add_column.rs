@@ -116,6 +116,7 @@ pub fn plan(
         alias: None,
         from: None,
         after_step: 0,
+        shadow_copy: false,
     });
     if column.not_null {
         let nn = super::set_not_null::steps(table, &column.name, cx.pg_version)?;

@@ -5,8 +5,9 @@
 //! | phase | step | lock |
 //! |---|---|---|
 //! | expand | `ADD COLUMN _zdm_…_new <new type>` (nullable, catalog only) | ACCESS EXCLUSIVE, brief |
-//! | expand | a BEFORE INSERT OR UPDATE trigger sets the shadow from the column (the USING expression, else a cast) whenever a writer sets the column | SHARE ROW EXCLUSIVE, brief |
+//! | expand | a BEFORE INSERT OR UPDATE trigger sets the shadow from the column (the USING expression, else a cast) on every write of the row, so a row a writer moves behind the backfill's cursor (a new ctid, a changed key) is right all the same | SHARE ROW EXCLUSIVE, brief |
 //! | backfill | shadow = USING expression, in batches | ROW EXCLUSIVE |
+//! | contract | the completeness check: the backfill walks the table again and re-copies every row whose shadow differs from what the column gives (see `Backfill::shadow_copy`) | ROW EXCLUSIVE |
 //! | contract | each index on the column (and the primary key) built again on the shadow, CONCURRENTLY | SHARE UPDATE EXCLUSIVE |
 //! | contract | for a NOT NULL column, CHECK (shadow IS NOT NULL) NOT VALID, then VALIDATE | brief; SHARE UPDATE EXCLUSIVE |
 //! | contract | one transaction: drop the trigger, SET NOT NULL, move the sequence of a serial, drop the old column, rename the shadow and its indexes, re-attach the primary key, restore the default | ACCESS EXCLUSIVE, brief |
@@ -145,7 +146,7 @@ pub fn plan(cx: &OpCx, action: &str, column: &str, ty: &SqlType) -> Result<OpPla
     plan.expand.push(Step::tx(
         format!("convert every value written to {column} into the shadow"),
         trigger.create(&format!(
-            "{SKIP_DURING_BACKFILL}  IF TG_OP = 'INSERT' OR NEW.{col} IS DISTINCT FROM OLD.{col} THEN\n    NEW.{shadow} := {conversion};\n  END IF;\n",
+            "{SKIP_DURING_BACKFILL}  NEW.{shadow} := {conversion};\n",
         )),
         LockMode::ShareRowExclusive,
         table,
@@ -161,6 +162,7 @@ pub fn plan(cx: &OpCx, action: &str, column: &str, ty: &SqlType) -> Result<OpPla
         alias: None,
         from: None,
         after_step: 0,
+        shadow_copy: true,
     });
 
     // Indexes on the column, rebuilt on the shadow; renamed to the old names in the swap.

@@ -8,8 +8,9 @@
 //! | phase | step | lock |
 //! |---|---|---|
 //! | expand | `ADD COLUMN new <type>` (nullable, catalog only) | ACCESS EXCLUSIVE, brief |
-//! | expand | a BEFORE INSERT OR UPDATE trigger: an INSERT fills whichever column is missing, an UPDATE copies the column the writer changed to the other | SHARE ROW EXCLUSIVE, brief |
+//! | expand | a BEFORE INSERT OR UPDATE trigger: an INSERT fills whichever column is missing, an UPDATE copies the column the writer changed to the other (and `old` to `new` when the writer changed neither, so a row moved behind the backfill's cursor is right all the same) | SHARE ROW EXCLUSIVE, brief |
 //! | backfill | `new = old` in batches, with `zdm.backfill` set so the trigger stays out of the way | ROW EXCLUSIVE |
+//! | contract | the completeness check: the backfill walks the table again and copies every row where `new` differs from `old` | ROW EXCLUSIVE |
 //! | contract | one transaction: drop the trigger, `DROP COLUMN new`, `RENAME COLUMN old TO new` | ACCESS EXCLUSIVE, brief |
 //! | down expand | drop the trigger and the shadow column | ACCESS EXCLUSIVE, brief |
 //! | down contract | `RENAME COLUMN new TO old` | ACCESS EXCLUSIVE, brief |
@@ -45,7 +46,7 @@ pub fn plan(cx: &OpCx, from: &str, to: &str) -> Result<OpPlan, String> {
     plan.expand.push(Step::tx(
         format!("keep {from} and {to} equal whichever application writes"),
         trigger.create(&format!(
-            "{SKIP_DURING_BACKFILL}  IF TG_OP = 'INSERT' THEN\n    IF NEW.{new} IS NULL THEN\n      NEW.{new} := NEW.{old};\n    ELSE\n      NEW.{old} := NEW.{new};\n    END IF;\n  ELSIF NEW.{old} IS DISTINCT FROM OLD.{old} THEN\n    NEW.{new} := NEW.{old};\n  ELSIF NEW.{new} IS DISTINCT FROM OLD.{new} THEN\n    NEW.{old} := NEW.{new};\n  END IF;\n"
+            "{SKIP_DURING_BACKFILL}  IF TG_OP = 'INSERT' THEN\n    IF NEW.{new} IS NULL THEN\n      NEW.{new} := NEW.{old};\n    ELSE\n      NEW.{old} := NEW.{new};\n    END IF;\n  ELSIF NEW.{old} IS DISTINCT FROM OLD.{old} THEN\n    NEW.{new} := NEW.{old};\n  ELSIF NEW.{new} IS DISTINCT FROM OLD.{new} THEN\n    NEW.{old} := NEW.{new};\n  ELSE\n    NEW.{new} := NEW.{old};\n  END IF;\n"
         )),
         LockMode::ShareRowExclusive,
         table,
@@ -61,6 +62,7 @@ pub fn plan(cx: &OpCx, from: &str, to: &str) -> Result<OpPlan, String> {
         alias: None,
         from: None,
         after_step: 0,
+        shadow_copy: true,
     });
     plan.contract.push(Step::tx(
         format!(

@@ -48,6 +48,7 @@ pub fn plan(cx: &OpCx) -> Result<OpPlan, String> {
         alias,
         from,
         after_step: 0,
+        shadow_copy: false,
     });
     plan.notes.push(format!(
         "the backfill of {} is not undone by down; rows the old application writes during the rollout are not updated by it",
