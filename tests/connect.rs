@@ -140,3 +140,33 @@ fn pg_variables_replace_the_url() {
     let options = ConnectOptions::resolve(None, &vars).unwrap();
     assert_eq!(options.target, format!("{user}@{host}:{port}/{}", db.name));
 }
+
+/// A connection string that does not parse is named in the error, never with its password,
+/// whichever form it takes.
+#[test]
+fn no_password_in_any_message() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in [
+        "host=127.0.0.1 port=abc password=S3cret",
+        "host=127.0.0.1 password='S3 cret' port=abc",
+        "postgres://u@127.0.0.1/db?password=S3cret&connect_timeout=abc",
+        "postgres://u:S3cret@127.0.0.1:abc/db",
+    ] {
+        for command in ["status", "expand", "plan"] {
+            let out = Command::new(env!("CARGO_BIN_EXE_zdm"))
+                .args([command, "--database-url", url])
+                .arg(dir.path())
+                .env_remove("PGPASSWORD")
+                .output()
+                .unwrap();
+            let all = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(!out.status.success(), "{command} {url}: {all}");
+            assert!(!all.contains("S3"), "{command} {url}: {all}");
+            assert!(all.contains("127.0.0.1"), "{command} {url}: {all}");
+        }
+    }
+}

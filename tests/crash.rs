@@ -279,3 +279,52 @@ fn killed_during_create_index_concurrently_rebuilds_the_invalid_index() {
         .get(0);
     assert_eq!(status, "expanded");
 }
+
+/// Every wait ends on a signal: SIGTERM during a ten-minute `--batch-pause` stops the run
+/// within a moment, and `--lock-timeout 0` (wait forever) is refused before anything runs.
+#[test]
+fn waits_are_bounded_and_end_on_a_signal() {
+    let Some(db) = common::TestDatabase::create("crash_sleep") else {
+        return;
+    };
+    let url = db.url_of_database();
+    let dir = tempfile::tempdir().unwrap();
+    setup(&db, dir.path(), &url, 5_000);
+    std::fs::write(
+        dir.path().join("0002_rename.sql"),
+        "ALTER TABLE items RENAME COLUMN label TO title;",
+    )
+    .unwrap();
+    let refused = zdm(&url, dir.path(), &["--lock-timeout", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--lock-timeout"));
+
+    let mut c = db.connect();
+    let long_pause = [
+        "--batch-size",
+        "100",
+        "--batch-time",
+        "0",
+        "--batch-pause",
+        "600000",
+    ];
+    let child = zdm(&url, dir.path(), &long_pause).spawn().unwrap();
+    poll(
+        &mut c,
+        "SELECT EXISTS (SELECT 1 FROM pg_tables WHERE schemaname = 'zdm' AND tablename = 'steps') AND EXISTS (SELECT 1 FROM zdm.steps WHERE step_id = 'backfill-1' AND rows_done > 0)",
+        "the first batch",
+    );
+    let began = Instant::now();
+    signal(&child, "-TERM");
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        began.elapsed() < Duration::from_secs(5),
+        "stopped only after {:?}",
+        began.elapsed()
+    );
+    expand_to_the_end(&url, dir.path());
+}

@@ -33,13 +33,14 @@ pub struct Target {
 /// How a run treats the live database
 #[derive(Debug, Args)]
 pub struct Pace {
-    /// The longest a step may wait for a lock, in milliseconds; application queries queued
-    /// behind zdm's lock request wait at most this long
-    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    /// The longest a step may wait for a lock, in milliseconds (at least 1: PostgreSQL's 0
+    /// would mean waiting forever, with the application's queries queued behind zdm);
+    /// application queries queued behind zdm's lock request wait at most this long
+    #[arg(long, value_name = "MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     lock_timeout: u64,
     /// The lock wait of CONCURRENTLY steps [default: --lock-timeout]; their lock blocks no
     /// application query, so it can be raised where long transactions keep index builds waiting
-    #[arg(long, value_name = "MS")]
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
     concurrent_lock_timeout: Option<u64>,
     /// The longest one statement may run, in milliseconds (0: no limit)
     #[arg(long, value_name = "MS", default_value_t = 0)]

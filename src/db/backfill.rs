@@ -141,16 +141,14 @@ pub(crate) struct BackfillRun<'a> {
 impl BackfillRun<'_> {
     pub async fn run(mut self, b: &Backfill) -> Result<(), RunError> {
         let parts = BatchParts::new(b);
-        let saved = state::cursor(self.client, self.migration, self.step_id).await?;
-        let mut walk = match saved.as_ref().and_then(Walk::from_json) {
-            Some(w) => w,
-            None => start(self.client, &parts).await?,
-        };
-        if b.shadow_copy {
-            self.without_user_triggers(&parts.table).await?;
-        }
-        let statements = prepare(self.client, &parts, &walk).await?;
-        let total = estimated_rows(self.client, &parts.table).await?;
+        // The queries that start the walk wait for locks no longer than a step would.
+        let session_timeouts = self.timeouts.replace("SET LOCAL", "SET");
+        self.client.batch_execute(&session_timeouts).await?;
+        let prepared = self.prepare_walk(b, &parts).await;
+        self.client
+            .batch_execute("RESET lock_timeout; RESET statement_timeout")
+            .await?;
+        let (mut walk, statements, total) = prepared?;
         let done_before = state::rows_done(self.client, self.migration, self.step_id).await?;
         let mut progress = Progress::new(
             format!("{}: backfill {}", self.migration, b.table),
@@ -187,7 +185,7 @@ impl BackfillRun<'_> {
                         super::message(&e),
                         wait.as_millis()
                     );
-                    tokio::time::sleep(wait).await;
+                    self.stop.sleep(wait).await;
                     continue;
                 }
                 Err(e) => {
@@ -230,6 +228,26 @@ impl BackfillRun<'_> {
             );
         }
         Ok(())
+    }
+
+    /// The walk (the saved cursor, or a new one from the table's key range or size), its
+    /// prepared statements and the table's estimated rows.
+    async fn prepare_walk(
+        &mut self,
+        b: &Backfill,
+        parts: &BatchParts,
+    ) -> Result<(Walk, Statements, Option<u64>), RunError> {
+        let saved = state::cursor(self.client, self.migration, self.step_id).await?;
+        let walk = match saved.as_ref().and_then(Walk::from_json) {
+            Some(w) => w,
+            None => start(self.client, parts).await?,
+        };
+        if b.shadow_copy {
+            self.without_user_triggers(&parts.table).await?;
+        }
+        let statements = prepare(self.client, parts, &walk).await?;
+        let total = estimated_rows(self.client, &parts.table).await?;
+        Ok((walk, statements, total))
     }
 
     /// Has the batches of a shadow copy run with `session_replication_role = replica`, so
@@ -352,7 +370,7 @@ impl BackfillRun<'_> {
             wait = wait.max(due.saturating_sub(started.elapsed()));
         }
         if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
+            self.stop.sleep(wait).await;
         }
     }
 
@@ -378,7 +396,7 @@ impl BackfillRun<'_> {
                 "replication lag {lag:.1} s exceeds {} ms; waiting",
                 bound.as_millis()
             );
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            self.stop.sleep(Duration::from_secs(1)).await;
         }
     }
 }

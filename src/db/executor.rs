@@ -79,17 +79,41 @@ impl Phase {
     }
 }
 
-/// A request to stop after the current batch or step (SIGINT, SIGTERM).
+/// A request to stop after the current batch or step (SIGINT, SIGTERM). Every wait of the
+/// runner (a retry's backoff, a rate limit, a pause, a replication-lag hold) is a
+/// [`Stop::sleep`], which ends as soon as a stop is requested.
 #[derive(Debug, Clone, Default)]
-pub struct Stop(Arc<AtomicBool>);
+pub struct Stop(Arc<StopSignal>);
+
+#[derive(Debug, Default)]
+pub struct StopSignal {
+    requested: AtomicBool,
+    wake: tokio::sync::Notify,
+}
 
 impl Stop {
     pub fn request(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.0.requested.store(true, Ordering::SeqCst);
+        self.0.wake.notify_waiters();
     }
 
     pub fn requested(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.0.requested.load(Ordering::SeqCst)
+    }
+
+    /// Sleeps for `duration`, or until a stop is requested.
+    pub async fn sleep(&self, duration: Duration) {
+        let woken = self.0.wake.notified();
+        tokio::pin!(woken);
+        // Registered before the flag is read, so a request in between still wakes it.
+        woken.as_mut().enable();
+        if self.requested() {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(duration) => {}
+            _ = woken => {}
+        }
     }
 }
 
@@ -623,7 +647,12 @@ impl<'a> Runner<'a> {
                 self.options.max_attempts,
                 wait.as_millis()
             );
-            tokio::time::sleep(wait).await;
+            self.options.stop.sleep(wait).await;
+            if self.options.stop.requested() {
+                return Err(RunError::Interrupted {
+                    migration: migration.to_owned(),
+                });
+            }
         }
     }
 
