@@ -328,3 +328,172 @@ fn waits_are_bounded_and_end_on_a_signal() {
     );
     expand_to_the_end(&url, dir.path());
 }
+
+fn migration_status(c: &mut postgres::Client, id: &str) -> String {
+    c.query_one("SELECT status FROM zdm.migrations WHERE id = $1", &[&id])
+        .unwrap()
+        .get(0)
+}
+
+fn run(url: &str, dir: &Path, command: &str, args: &[&str]) -> std::process::Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_zdm"));
+    c.arg(command)
+        .args(args)
+        .arg(dir)
+        .env("DATABASE_URL", url)
+        .env_remove("ZDM_CONFIG");
+    c.output().unwrap()
+}
+
+/// An abort killed half-way leaves the migration aborting: expand refuses it (its steps are
+/// still marked done, so it would record an expand that is not there), and abort finishes.
+#[test]
+fn an_interrupted_abort_resumes_as_an_abort() {
+    let Some(db) = common::TestDatabase::create("crash_abort") else {
+        return;
+    };
+    let url = db.url_of_database();
+    let dir = tempfile::tempdir().unwrap();
+    setup(&db, dir.path(), &url, 1_000);
+    assert!(run(&url, dir.path(), "contract", &[]).status.success());
+    std::fs::write(
+        dir.path().join("0002_rename.sql"),
+        "ALTER TABLE items RENAME COLUMN label TO title;",
+    )
+    .unwrap();
+    expand_to_the_end(&url, dir.path());
+    let mut c = db.connect();
+    let mut blocker = db.connect();
+    blocker
+        .batch_execute("BEGIN; SELECT count(*) FROM items")
+        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_zdm"))
+        .args(["abort", "--lock-timeout", "50", "--max-attempts", "1000"])
+        .arg(dir.path())
+        .env("DATABASE_URL", &url)
+        .env_remove("ZDM_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    poll(
+        &mut c,
+        "SELECT status = 'aborting' FROM zdm.migrations WHERE id = '0002_rename'",
+        "the abort to start",
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    blocker.batch_execute("COMMIT").unwrap();
+    // The killed runner's session may hold the runner lock a moment longer.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let out = loop {
+        let out = run(&url, dir.path(), "expand", &[]);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        if !stderr.contains("another zdm runner") || Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "expand ran: {stderr}");
+    assert!(stderr.contains("zdm abort"), "{stderr}");
+    assert_eq!(migration_status(&mut c, "0002_rename"), "aborting");
+    let out = run(&url, dir.path(), "abort", &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(migration_status(&mut c, "0002_rename"), "aborted");
+    expand_to_the_end(&url, dir.path());
+    assert_eq!(migration_status(&mut c, "0002_rename"), "expanded");
+    let (out_of_sync, rows): (i64, i64) = {
+        let r = c
+            .query_one(
+                "SELECT count(*) FILTER (WHERE title IS DISTINCT FROM label), count(*) FROM items",
+                &[],
+            )
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!((out_of_sync, rows), (0, 1_000));
+}
+
+/// An UPDATE whose new values read the old ones must never run twice over a row: stopped
+/// half-way and aborted (abort cannot undo it, and says so), it is not expanded again unless
+/// the user says `--rerun-backfill`.
+#[test]
+fn a_started_update_is_not_run_again_from_the_start() {
+    let Some(db) = common::TestDatabase::create("crash_rerun") else {
+        return;
+    };
+    let url = db.url_of_database();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("0001_acct.sql"),
+        "CREATE TABLE acct (id int PRIMARY KEY, bal int);",
+    )
+    .unwrap();
+    expand_to_the_end(&url, dir.path());
+    assert!(run(&url, dir.path(), "contract", &[]).status.success());
+    let mut c = db.connect();
+    c.batch_execute("INSERT INTO acct SELECT g, g FROM generate_series(1, 5000) g")
+        .unwrap();
+    std::fs::write(
+        dir.path().join("0002_double.sql"),
+        "UPDATE acct SET bal = bal * 2 WHERE bal > 0;",
+    )
+    .unwrap();
+    let slow = [
+        "--batch-size",
+        "100",
+        "--batch-time",
+        "0",
+        "--batch-pause",
+        "100",
+    ];
+    let child = zdm(&url, dir.path(), &slow).spawn().unwrap();
+    poll(
+        &mut c,
+        "SELECT EXISTS (SELECT 1 FROM zdm.steps WHERE step_id = 'backfill-1' AND rows_done >= 300)",
+        "the backfill to start",
+    );
+    signal(&child, "-TERM");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    let doubled: i64 = c
+        .query_one("SELECT count(*) FROM acct WHERE bal = 2 * id", &[])
+        .unwrap()
+        .get(0);
+    assert!((300..5000).contains(&doubled), "{doubled}");
+
+    let out = run(&url, dir.path(), "abort", &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("cannot undo"), "{stderr}");
+    assert!(stderr.contains(&format!("{doubled} rows")), "{stderr}");
+
+    let out = run(&url, dir.path(), "expand", &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "expand ran again: {stderr}");
+    assert!(stderr.contains("--rerun-backfill"), "{stderr}");
+    let four_times: i64 = c
+        .query_one("SELECT count(*) FROM acct WHERE bal = 4 * id", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(four_times, 0);
+
+    // Told so, it runs; the user accepted that the first rows are doubled twice.
+    let out = run(&url, dir.path(), "expand", &["--rerun-backfill"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let four_times: i64 = c
+        .query_one("SELECT count(*) FROM acct WHERE bal = 4 * id", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(four_times, doubled);
+}

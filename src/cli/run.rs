@@ -86,6 +86,7 @@ impl Pace {
                 max_replication_lag: self.max_replication_lag.map(ms),
             },
             stop: db::Stop::default(),
+            rerun_backfill: false,
         }
     }
 }
@@ -110,6 +111,10 @@ pub struct ExpandArgs {
     target: Target,
     #[command(flatten)]
     pace: Pace,
+    /// Expand a migration again although an aborted run of it had started an UPDATE backfill
+    /// that abort could not undo (its rows would be updated a second time)
+    #[arg(long)]
+    rerun_backfill: bool,
 }
 
 #[derive(Debug, Args)]
@@ -247,27 +252,28 @@ enum Command {
 }
 
 pub fn expand(args: &ExpandArgs, config: Option<&std::path::Path>) -> anyhow::Result<u8> {
-    run(&args.target, &args.pace, config, Command::Expand)
+    let mut options = args.pace.options();
+    options.rerun_backfill = args.rerun_backfill;
+    run(&args.target, options, config, Command::Expand)
 }
 
 pub fn contract(args: &ContractArgs, config: Option<&std::path::Path>) -> anyhow::Result<u8> {
-    run(&args.target, &args.pace, config, Command::Contract)
+    run(&args.target, args.pace.options(), config, Command::Contract)
 }
 
 pub fn abort(args: &AbortArgs, config: Option<&std::path::Path>) -> anyhow::Result<u8> {
-    run(&args.target, &args.pace, config, Command::Abort)
+    run(&args.target, args.pace.options(), config, Command::Abort)
 }
 
 fn run(
     target: &Target,
-    pace: &Pace,
+    options: RunOptions,
     config: Option<&std::path::Path>,
     command: Command,
 ) -> anyhow::Result<u8> {
     let Some(prepared) = prepare(target, config)? else {
         return Ok(EXIT_FINDINGS);
     };
-    let options = pace.options();
     let stop = options.stop.clone();
     prepared.runtime.block_on(async {
         stop_on_signals(stop);

@@ -44,6 +44,10 @@ pub struct RunOptions {
     pub max_attempts: u32,
     pub backfill: BackfillOptions,
     pub stop: Stop,
+    /// Expand a migration again even though an aborted run of it had started a backfill that
+    /// is not safe to repeat (an UPDATE whose new values depend on the old): the user has put
+    /// the rows back or accepts the second application.
+    pub rerun_backfill: bool,
 }
 
 impl Default for RunOptions {
@@ -55,6 +59,7 @@ impl Default for RunOptions {
             max_attempts: 6,
             backfill: BackfillOptions::default(),
             stop: Stop::default(),
+            rerun_backfill: false,
         }
     }
 }
@@ -307,6 +312,27 @@ impl<'a> Runner<'a> {
                         .into(),
                 });
             }
+            // An interrupted abort has undone part of the expand: its steps are still marked
+            // done, so expanding now would skip them and record an expand that is not there.
+            if status == Some("aborting") {
+                return Err(RunError::WrongState {
+                    migration: plan.id.clone(),
+                    status: "being aborted (an abort was interrupted)".into(),
+                    what: "run `zdm abort` to finish undoing it, then `zdm expand`".into(),
+                });
+            }
+            if let Some(kept) = row.and_then(|m| m.not_undone.as_deref())
+                && status == Some("aborted")
+                && !self.options.rerun_backfill
+            {
+                return Err(RunError::WrongState {
+                    migration: plan.id.clone(),
+                    status: "aborted".into(),
+                    what: format!(
+                        "{kept}, which abort could not undo, and running the UPDATE again would apply it a second time to those rows; put them back (or check that a second application is what you want) and run `zdm expand --rerun-backfill`"
+                    ),
+                });
+            }
             let tables = tables_of(plan);
             for (earlier, theirs) in &expanded_before {
                 if let Some(table) = tables.intersection(theirs).next() {
@@ -319,6 +345,7 @@ impl<'a> Runner<'a> {
             }
             if status == Some("aborted") || reapply {
                 state::clear_steps(self.client, &plan.id).await?;
+                state::set_not_undone(&*self.client, &plan.id, None).await?;
             }
             self.check_expressions(plan).await?;
             let plan_json = crate::plan::render::json_plan(plan);
@@ -477,9 +504,14 @@ impl<'a> Runner<'a> {
                     .record_failure(&row.id, &row.checksum, &row.plan, "abort", e)
                     .await);
             }
+            let not_undone = changed_by_backfills(self.client, row).await?;
+            if let Some(text) = &not_undone {
+                tracing::warn!("{}: {text}; abort cannot undo that", row.id);
+            }
             // Forgetting the steps and recording `aborted` commit together: a crash between
             // them would otherwise leave an aborting migration with no record of its steps.
             let tx = self.client.transaction().await?;
+            state::set_not_undone(&tx, &row.id, not_undone.as_deref()).await?;
             state::clear_steps(&tx, &row.id).await?;
             state::set_status(
                 &tx,
@@ -777,6 +809,33 @@ impl<'a> Runner<'a> {
             other => other,
         }
     }
+}
+
+/// What the backfills of a migration being aborted changed that running them again would not
+/// reproduce: each backfill not safe to repeat (see [`Backfill::repeatable`]) that had
+/// updated rows, as `the backfill of acct had updated 5000 rows`. None when there is none.
+async fn changed_by_backfills(
+    client: &Client,
+    row: &state::MigrationState,
+) -> Result<Option<String>, RunError> {
+    let mut changed = Vec::new();
+    let recorded = row.plan["backfill"].as_array().into_iter().flatten();
+    for (i, b) in recorded.enumerate() {
+        let Some(b) = backfill_from_json(b) else {
+            continue;
+        };
+        if b.repeatable() {
+            continue;
+        }
+        let rows = state::rows_done(client, &row.id, &format!("backfill-{}", i + 1)).await?;
+        if rows > 0 {
+            changed.push(format!(
+                "the backfill of {} had updated {rows} rows",
+                b.table
+            ));
+        }
+    }
+    Ok((!changed.is_empty()).then(|| changed.join("; ")))
 }
 
 pub(crate) fn is_retryable(e: &tokio_postgres::Error) -> bool {

@@ -30,6 +30,9 @@ CREATE TABLE IF NOT EXISTS zdm.steps (
     updated_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (migration_id, step_id)
 );
+-- What an aborted run changed that abort could not undo (a started UPDATE backfill), so that
+-- expanding again does not apply it twice unless told to.
+ALTER TABLE zdm.migrations ADD COLUMN IF NOT EXISTS not_undone text;
 ";
 
 /// A migration's recorded state.
@@ -41,6 +44,8 @@ pub struct MigrationState {
     pub phase: String,
     pub last_error: Option<String>,
     pub plan: serde_json::Value,
+    /// Set by an abort that left rows changed (see `set_not_undone`).
+    pub not_undone: Option<String>,
 }
 
 pub async fn ensure_schema(client: &Client) -> Result<(), tokio_postgres::Error> {
@@ -56,7 +61,7 @@ pub async fn ensure_schema(client: &Client) -> Result<(), tokio_postgres::Error>
 pub async fn load(client: &Client) -> Result<Vec<MigrationState>, tokio_postgres::Error> {
     let rows = client
         .query(
-            "SELECT id, checksum, status, phase, last_error, plan FROM zdm.migrations ORDER BY id",
+            "SELECT id, checksum, status, phase, last_error, plan, not_undone FROM zdm.migrations ORDER BY id",
             &[],
         )
         .await?;
@@ -69,6 +74,7 @@ pub async fn load(client: &Client) -> Result<Vec<MigrationState>, tokio_postgres
             phase: r.get(3),
             last_error: r.get(4),
             plan: r.get(5),
+            not_undone: r.get(6),
         })
         .collect())
 }
@@ -90,6 +96,22 @@ pub async fn set_status(
              ON CONFLICT (id) DO UPDATE SET checksum = $2, plan = $3, status = $4, phase = $5,
                  last_error = $6, zdm_version = $7, updated_at = now()",
             &[&id, &checksum, plan, &status, &phase, &error, &env!("CARGO_PKG_VERSION")],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Records what an abort could not undo, or clears it (`None`) when the migration is expanded
+/// again on purpose.
+pub async fn set_not_undone(
+    client: &impl GenericClient,
+    id: &str,
+    text: Option<&str>,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE zdm.migrations SET not_undone = $2 WHERE id = $1",
+            &[&id, &text],
         )
         .await?;
     Ok(())

@@ -1,7 +1,7 @@
 //! The plan of one migration: the steps of each phase with their final SQL, the lock each takes
 //! and whether it runs in a transaction, the backfills, and how to undo each phase.
 
-use crate::classify::LockMode;
+use crate::classify::{LockMode, Volatility, default_volatility};
 use crate::parse::Name;
 
 /// The lock a step takes, on which relation.
@@ -88,6 +88,28 @@ pub struct Backfill {
     /// first, re-copying every row still out of sync (the completeness check) before anything
     /// drops the source. Never set for a user's UPDATE, which must not run twice.
     pub shadow_copy: bool,
+}
+
+impl Backfill {
+    /// Whether running it again over rows it already changed changes nothing more, so that a
+    /// run started, aborted and expanded again ends as if it had run once: a shadow copy, or
+    /// an UPDATE whose new values read none of the columns it assigns and call nothing
+    /// volatile or unknown (`SET b = a WHERE b IS NULL`, not `SET bal = bal * 2`, not
+    /// `SET t = random()`).
+    pub fn repeatable(&self) -> bool {
+        if self.shadow_copy {
+            return true;
+        }
+        let assigned: Vec<&str> = self.set.iter().map(|a| a.column.as_str()).collect();
+        self.set.iter().all(|a| {
+            let read = super::order::identifiers(&a.expr);
+            !assigned.iter().any(|c| read.contains(*c))
+                && !matches!(
+                    default_volatility(&a.expr),
+                    Volatility::Volatile(_) | Volatility::Unknown(_)
+                )
+        }) && self.from.is_none()
+    }
 }
 
 /// A statement of the migration, as planned.
