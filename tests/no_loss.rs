@@ -428,3 +428,366 @@ fn a_directive_that_is_not_one_expression_is_refused() {
     c.batch_execute("INSERT INTO t VALUES (2, 2)").unwrap();
     assert_eq!(count(&mut c, "SELECT count(*) FROM victim"), 1);
 }
+
+/// A folder of a tool zdm does not read yet is refused before anything is read into a plan
+/// or run: a goose file's Down section would otherwise run forward, right after its Up.
+#[test]
+fn folders_of_other_tools_are_refused_never_run() {
+    let Some(db) = common::TestDatabase::create("noloss_foreign") else {
+        return;
+    };
+    let url = db.url_of_database();
+    let projects: [(&str, &[(&str, &str)]); 4] = [
+        (
+            "goose",
+            &[(
+                "00001_users.sql",
+                "-- +goose Up\nCREATE TABLE users (id int);\n\n-- +goose Down\nDROP TABLE users;\n",
+            )],
+        ),
+        (
+            "Sqitch",
+            &[
+                (
+                    "sqitch.plan",
+                    "%project=app\n\nusers 2026-01-01T00:00:00Z A <a@b> # users\n",
+                ),
+                ("deploy/users.sql", "CREATE TABLE users (id int);\n"),
+                ("revert/users.sql", "DROP TABLE users;\n"),
+            ],
+        ),
+        (
+            "Liquibase",
+            &[
+                ("changelog.xml", "<databaseChangeLog/>\n"),
+                ("0001_users.sql", "CREATE TABLE users (id int);\n"),
+            ],
+        ),
+        (
+            "down section",
+            &[(
+                "0001_users.sql",
+                "CREATE TABLE users (id int);\n-- down\nDROP TABLE users;\n",
+            )],
+        ),
+    ];
+    let mut c = db.connect();
+    for (tool, files) in projects {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, text) in files {
+            let p = dir.path().join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        let target = if tool == "Sqitch" {
+            dir.path().join("deploy")
+        } else {
+            dir.path().to_owned()
+        };
+        for command in ["expand", "plan", "lint"] {
+            let out = zdm(&url, &target, &[command]);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{tool}: {command} passed");
+            assert!(stderr.contains(tool), "{tool}: {command}: {stderr}");
+            assert!(stderr.contains("nothing was read or run"), "{stderr}");
+        }
+        assert_eq!(
+            count(
+                &mut c,
+                "SELECT count(*) FROM pg_tables WHERE schemaname = 'zdm'"
+            ),
+            0,
+            "{tool}: zdm started a run"
+        );
+        assert_eq!(
+            count(
+                &mut c,
+                "SELECT count(*) FROM pg_tables WHERE tablename = 'users'"
+            ),
+            0
+        );
+    }
+}
+
+/// `BEGIN … COMMIT` in a migration means all or nothing: the block runs as one transaction,
+/// so a failing second INSERT leaves no first row behind, and abort finds nothing changed.
+#[test]
+fn a_begin_commit_block_runs_as_one_transaction() {
+    let Some(db) = common::TestDatabase::create("noloss_block") else {
+        return;
+    };
+    let url = db.url_of_database();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("0001_t.sql"),
+        "CREATE TABLE t (id int PRIMARY KEY, note text);",
+    )
+    .unwrap();
+    ok(zdm(&url, dir.path(), &["expand"]), "expand 0001");
+    ok(zdm(&url, dir.path(), &["contract"]), "contract 0001");
+    std::fs::write(
+        dir.path().join("0002_rows.sql"),
+        "BEGIN;\nINSERT INTO t VALUES (1, 'first');\nINSERT INTO t VALUES (1, 'duplicate');\nCOMMIT;\n",
+    )
+    .unwrap();
+    let out = zdm(&url, dir.path(), &["expand"]);
+    assert!(!out.status.success());
+    let mut c = db.connect();
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM t"),
+        0,
+        "the first INSERT committed alone"
+    );
+    ok(zdm(&url, dir.path(), &["abort"]), "abort 0002");
+    assert_eq!(count(&mut c, "SELECT count(*) FROM t"), 0);
+
+    // Fixed, the block runs once, whole.
+    std::fs::write(
+        dir.path().join("0002_rows.sql"),
+        "BEGIN;\nINSERT INTO t VALUES (1, 'first');\nINSERT INTO t VALUES (2, 'second');\nCOMMIT;\n",
+    )
+    .unwrap();
+    ok(zdm(&url, dir.path(), &["expand"]), "expand 0002");
+    assert_eq!(count(&mut c, "SELECT count(*) FROM t"), 2);
+
+    // Row writes and a statement zdm runs in phases cannot share one transaction: refused.
+    std::fs::write(
+        dir.path().join("0003_mixed.sql"),
+        "BEGIN;\nINSERT INTO t VALUES (3, 'third');\nCREATE INDEX t_note ON t (note);\nCOMMIT;\n",
+    )
+    .unwrap();
+    let out = zdm(&url, dir.path(), &["plan"]);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{all}");
+    assert!(
+        all.contains("0003_mixed.sql:3") && all.contains("one transaction"),
+        "{all}"
+    );
+}
+
+/// A recorded plan edited in the state table is not run: a contract step rewritten by hand,
+/// or one whose SQL was removed (it would run as an empty statement and be marked done).
+#[test]
+fn a_tampered_recorded_plan_is_refused() {
+    let Some(db) = common::TestDatabase::create("noloss_tamper") else {
+        return;
+    };
+    let url = db.url_of_database();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("0001_acct.sql"),
+        "CREATE TABLE acct (id int PRIMARY KEY, bal int);",
+    )
+    .unwrap();
+    ok(zdm(&url, dir.path(), &["expand"]), "expand 0001");
+    ok(zdm(&url, dir.path(), &["contract"]), "contract 0001");
+    let mut c = db.connect();
+    c.batch_execute("INSERT INTO acct SELECT g, g FROM generate_series(1, 100) g")
+        .unwrap();
+    std::fs::write(
+        dir.path().join("0002_widen.sql"),
+        "ALTER TABLE acct ALTER COLUMN bal TYPE bigint;",
+    )
+    .unwrap();
+    ok(zdm(&url, dir.path(), &["expand"]), "expand 0002");
+    let original: String = c
+        .query_one(
+            "SELECT plan::text FROM zdm.migrations WHERE id = '0002_widen'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    for edit in [
+        "jsonb_set(plan, '{contract,0,sql}', '\"\"')",
+        "jsonb_set(plan, '{contract,0,sql}', '\"DELETE FROM acct\"')",
+    ] {
+        c.batch_execute(&format!(
+            "UPDATE zdm.migrations SET plan = {edit} WHERE id = '0002_widen'"
+        ))
+        .unwrap();
+        for command in ["contract", "abort"] {
+            let out = zdm(&url, dir.path(), &[command]);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{edit}: {command} ran: {stderr}");
+            assert!(stderr.contains("cannot be trusted"), "{stderr}");
+        }
+        assert_eq!(count(&mut c, "SELECT count(*) FROM acct"), 100);
+        c.execute(
+            "UPDATE zdm.migrations SET plan = $1::text::jsonb WHERE id = '0002_widen'",
+            &[&original],
+        )
+        .unwrap();
+    }
+    ok(zdm(&url, dir.path(), &["contract"]), "contract 0002");
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM acct WHERE bal = id"),
+        100
+    );
+}
+
+/// Migrations are known by content as well as by name: a renamed applied file is not applied
+/// again, a missing one and an out-of-order new one are named (and `status --check` fails),
+/// and two files that are one version are an error.
+#[test]
+fn migrations_are_known_by_content_not_only_by_name() {
+    let Some(db) = common::TestDatabase::create("noloss_identity") else {
+        return;
+    };
+    let url = db.url_of_database();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("0001_t.sql"), "CREATE TABLE t (id int PRIMARY KEY);").unwrap();
+    std::fs::write(d.join("0003_rows.sql"), "INSERT INTO t VALUES (1);").unwrap();
+    ok(zdm(&url, d, &["expand"]), "expand");
+    ok(zdm(&url, d, &["contract"]), "contract");
+    let mut c = db.connect();
+
+    // Renamed: the same migration, not applied again (the INSERT would fail on the key).
+    std::fs::rename(d.join("0003_rows.sql"), d.join("0003_first_row.sql")).unwrap();
+    let out = zdm(&url, d, &["expand"]);
+    ok(out, "expand after a rename");
+    assert_eq!(count(&mut c, "SELECT count(*) FROM t"), 1);
+    ok(
+        zdm(&url, d, &["status", "--check"]),
+        "status after a rename",
+    );
+
+    // A new file numbered below an applied one: expand refuses unless told.
+    std::fs::write(d.join("0002_late.sql"), "INSERT INTO t VALUES (2);").unwrap();
+    let out = zdm(&url, d, &["expand"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("0002_late.sql") && stderr.contains("--out-of-order"),
+        "{stderr}"
+    );
+    assert_eq!(count(&mut c, "SELECT count(*) FROM t"), 1);
+    let out = zdm(&url, d, &["status", "--check"]);
+    assert!(
+        !out.status.success(),
+        "status --check passed with an out-of-order file"
+    );
+    ok(
+        zdm(&url, d, &["expand", "--out-of-order"]),
+        "expand --out-of-order",
+    );
+    assert_eq!(count(&mut c, "SELECT count(*) FROM t"), 2);
+    ok(zdm(&url, d, &["contract"]), "contract");
+
+    // A file removed while its migration is expanded: contract refuses, status --check fails.
+    std::fs::write(
+        d.join("0004_col.sql"),
+        "ALTER TABLE t RENAME COLUMN id TO key;",
+    )
+    .unwrap();
+    ok(zdm(&url, d, &["expand"]), "expand 0004");
+    let moved = dir.path().join("0004_col.sql.bak");
+    std::fs::rename(d.join("0004_col.sql"), &moved).unwrap();
+    let out = zdm(&url, d, &["contract"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("0004_col") && stderr.contains("gone"),
+        "{stderr}"
+    );
+    let out = zdm(&url, d, &["status", "--check"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("0004_col"));
+    std::fs::rename(&moved, d.join("0004_col.sql")).unwrap();
+    ok(zdm(&url, d, &["contract"]), "contract 0004");
+
+    // Two files of one version.
+    std::fs::write(d.join("0005_y.sql"), "SELECT 1;").unwrap();
+    std::fs::write(d.join("0005_y.up.sql"), "SELECT 2;").unwrap();
+    let out = zdm(&url, d, &["expand"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("0005_y.sql") && stderr.contains("0005_y.up.sql"),
+        "{stderr}"
+    );
+}
+
+/// int → bigint on a serial primary key: planned offline from the files and live from the
+/// database, the plans are the same; run, aborted, run again and contracted, the key keeps
+/// its sequence (value and ownership) and inserts of both application versions keep working.
+#[test]
+fn a_serial_key_widens_end_to_end_and_live_plans_match_offline_ones() {
+    let Some(db) = common::TestDatabase::create("noloss_serial") else {
+        return;
+    };
+    let url = db.url_of_database();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("0001_orders.sql"),
+        "CREATE TABLE orders (id serial PRIMARY KEY, note text);",
+    )
+    .unwrap();
+    ok(zdm(&url, d, &["expand"]), "expand 0001");
+    ok(zdm(&url, d, &["contract"]), "contract 0001");
+    let mut c = db.connect();
+    c.batch_execute("INSERT INTO orders (note) SELECT 'o' || g FROM generate_series(1, 2000) g")
+        .unwrap();
+    std::fs::write(
+        d.join("0002_widen.sql"),
+        "ALTER TABLE orders ALTER COLUMN id TYPE bigint;",
+    )
+    .unwrap();
+
+    let plan_of = |args: &[&str]| -> serde_json::Value {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_zdm"));
+        cmd.args(["plan", "--format", "json"]).args(args).arg(d);
+        cmd.env_remove("DATABASE_URL").env_remove("ZDM_CONFIG");
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let all: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        all["migrations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == "0002_widen")
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(plan_of(&[]), plan_of(&["--database-url", &url]));
+
+    ok(zdm(&url, d, &["expand"]), "expand 0002");
+    c.batch_execute("INSERT INTO orders (note) VALUES ('old app, expanded')")
+        .unwrap();
+    let out = zdm(&url, d, &["abort"]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    ok(out, "abort 0002");
+    assert!(stdout.contains("0002_widen: aborted"), "{stdout}");
+    ok(zdm(&url, d, &["expand"]), "expand 0002 again");
+    c.batch_execute("INSERT INTO orders (note) VALUES ('old app, expanded again')")
+        .unwrap();
+    ok(zdm(&url, d, &["contract"]), "contract 0002");
+    let id: i64 = c
+        .query_one(
+            "INSERT INTO orders (note) VALUES ('new app') RETURNING id",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(id, 2003);
+    assert_eq!(count(&mut c, "SELECT count(DISTINCT id) FROM orders"), 2003);
+    let owner: Option<String> = c
+        .query_one("SELECT pg_get_serial_sequence('orders', 'id')", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(owner.as_deref(), Some("public.orders_id_seq"));
+    let primary: i64 = count(
+        &mut c,
+        "SELECT count(*) FROM pg_constraint WHERE conrelid = 'orders'::regclass AND contype = 'p' AND conname = 'orders_pkey'",
+    );
+    assert_eq!(primary, 1);
+}

@@ -115,6 +115,9 @@ pub struct ExpandArgs {
     /// that abort could not undo (its rows would be updated a second time)
     #[arg(long)]
     rerun_backfill: bool,
+    /// Expand new migrations numbered below one already applied
+    #[arg(long)]
+    out_of_order: bool,
 }
 
 #[derive(Debug, Args)]
@@ -181,6 +184,8 @@ pub struct StatusArgs {
 /// (read and planned in full first) and a runtime with a connection.
 struct Prepared {
     plans: Vec<MigrationPlan>,
+    /// Which recorded migration each file is; what is missing or out of order.
+    identities: db::Identities,
     runtime: tokio::runtime::Runtime,
     connection: ConnectOptions,
 }
@@ -212,28 +217,35 @@ fn prepare(
             )
         })?;
         let recorded = db::recorded_plans(&client).await?;
+        let identities = db::identify(&set.forward, &recorded)?;
+        for (id, path) in &identities.renamed {
+            tracing::info!("{path} is migration {id}, applied under that name (same content)");
+        }
         let mut catalog = db::introspect(&client, &connection.target).await?;
         let mut plans = Vec::new();
-        for file in &set.forward {
-            let id = crate::plan::migration_id(&file.path);
+        for (file, id) in set.forward.iter().zip(&identities.ids) {
+            let id = id.clone();
             // A repeatable migration whose text changed is planned afresh from the new text.
             let changed = |plan: &serde_json::Value| {
                 file.repeatable
                     && plan["checksum"].as_str() != Some(&crate::plan::checksum(&file.text))
             };
-            match recorded.get(&id) {
-                Some(plan) if !changed(plan) => plans.push(db::plan_from_record(file, plan)),
+            let mut plan = match recorded.get(&id) {
+                Some(plan) if !changed(plan) => db::plan_from_record(file, plan),
                 _ => match plan_file(file, &mut catalog, &config.lint) {
-                    Ok(plan) => plans.push(plan),
+                    Ok(plan) => plan,
                     Err(e) => return anyhow::Ok(Err(e)),
                 },
-            }
+            };
+            plan.id = id;
+            plans.push(plan);
         }
-        anyhow::Ok(Ok(plans))
+        anyhow::Ok(Ok((plans, identities)))
     })?;
     match planned {
-        Ok(plans) => Ok(Some(Prepared {
+        Ok((plans, identities)) => Ok(Some(Prepared {
             plans,
+            identities,
             runtime,
             connection,
         })),
@@ -254,15 +266,33 @@ enum Command {
 pub fn expand(args: &ExpandArgs, config: Option<&std::path::Path>) -> anyhow::Result<u8> {
     let mut options = args.pace.options();
     options.rerun_backfill = args.rerun_backfill;
-    run(&args.target, options, config, Command::Expand)
+    run(
+        &args.target,
+        options,
+        config,
+        Command::Expand,
+        args.out_of_order,
+    )
 }
 
 pub fn contract(args: &ContractArgs, config: Option<&std::path::Path>) -> anyhow::Result<u8> {
-    run(&args.target, args.pace.options(), config, Command::Contract)
+    run(
+        &args.target,
+        args.pace.options(),
+        config,
+        Command::Contract,
+        false,
+    )
 }
 
 pub fn abort(args: &AbortArgs, config: Option<&std::path::Path>) -> anyhow::Result<u8> {
-    run(&args.target, args.pace.options(), config, Command::Abort)
+    run(
+        &args.target,
+        args.pace.options(),
+        config,
+        Command::Abort,
+        false,
+    )
 }
 
 fn run(
@@ -270,6 +300,7 @@ fn run(
     options: RunOptions,
     config: Option<&std::path::Path>,
     command: Command,
+    out_of_order: bool,
 ) -> anyhow::Result<u8> {
     let Some(prepared) = prepare(target, config)? else {
         return Ok(EXIT_FINDINGS);
@@ -278,6 +309,7 @@ fn run(
     prepared.runtime.block_on(async {
         stop_on_signals(stop);
         let mut client = prepared.connection.connect().await?;
+        check_identities(&client, &prepared.identities, command, out_of_order).await?;
         let mut runner = Runner::start(&mut client, options).await?;
         let plans = &prepared.plans;
         let (result, verb) = match command {
@@ -310,6 +342,37 @@ fn run(
             Err(e) => Err(e.into()),
         }
     })
+}
+
+/// Refuses to run with a started migration whose file is gone (zdm needs its file to contract
+/// or abort it; a done one is only named), and expand with a new file numbered below an
+/// applied migration unless `--out-of-order` says so.
+async fn check_identities(
+    client: &tokio_postgres::Client,
+    identities: &db::Identities,
+    command: Command,
+    out_of_order: bool,
+) -> anyhow::Result<()> {
+    let statuses = db::recorded_statuses(client).await?;
+    for (id, path) in &identities.missing {
+        match statuses.get(id).map(String::as_str) {
+            Some("done") | None => tracing::warn!(
+                "migration {id} was applied from {path}, which is gone; its record stays in zdm.migrations"
+            ),
+            Some(status) => anyhow::bail!(
+                "migration {id} is {status}, but its file {path} is gone: restore the file (zdm runs its contract or abort from the state, but checks it against the file); nothing was run"
+            ),
+        }
+    }
+    if matches!(command, Command::Expand)
+        && !out_of_order
+        && let Some((path, later)) = identities.out_of_order.first()
+    {
+        anyhow::bail!(
+            "{path} is new, but numbered before {later}, which is already applied: run in this order it would not be the order of the files; renumber it after the last applied migration, or pass --out-of-order to run it now; nothing was run"
+        );
+    }
+    Ok(())
 }
 
 fn past(verb: &str) -> &'static str {
@@ -402,7 +465,18 @@ pub fn status(args: &StatusArgs, config: Option<&std::path::Path>) -> anyhow::Re
             }
         }
     }
-    let ready = statuses.iter().all(|s| s.status == "done" && !s.edited);
+    let ids = &prepared.identities;
+    for (id, path) in &ids.missing {
+        eprintln!(
+            "{id}: applied from {path}, which is gone (restore it, or keep its record knowingly)"
+        );
+    }
+    for (path, later) in &ids.out_of_order {
+        eprintln!("{path}: new, but numbered before {later}, which is already applied");
+    }
+    let ready = statuses.iter().all(|s| s.status == "done" && !s.edited)
+        && ids.missing.is_empty()
+        && ids.out_of_order.is_empty();
     Ok(if args.check && !ready {
         EXIT_FINDINGS
     } else {

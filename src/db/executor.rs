@@ -348,7 +348,7 @@ impl<'a> Runner<'a> {
                 state::set_not_undone(&*self.client, &plan.id, None).await?;
             }
             self.check_expressions(plan).await?;
-            let plan_json = crate::plan::render::json_plan(plan);
+            let plan_json = crate::plan::render::recorded_plan(plan);
             state::set_status(
                 self.client,
                 &plan.id,
@@ -419,6 +419,7 @@ impl<'a> Runner<'a> {
             if !resumable {
                 break;
             }
+            check_record(row)?;
             state::set_status(
                 self.client,
                 &row.id,
@@ -482,6 +483,7 @@ impl<'a> Runner<'a> {
             if !abortable {
                 continue;
             }
+            check_record(row)?;
             state::set_status(
                 self.client,
                 &row.id,
@@ -535,23 +537,6 @@ impl<'a> Runner<'a> {
     /// before the migration's first step: a typo fails here, naming the file and line, instead
     /// of after a trigger that evaluates it on every application write is installed.
     async fn check_expressions(&mut self, plan: &MigrationPlan) -> Result<(), RunError> {
-        // A function, type or table the migration creates is not there yet; an expression
-        // that needs one is checked when its step runs.
-        let creates = |what: &[SqlState]| {
-            what.iter().any(|code| {
-                let word = match *code {
-                    SqlState::UNDEFINED_FUNCTION => "FUNCTION",
-                    SqlState::UNDEFINED_TABLE => "TABLE",
-                    _ => "TYPE",
-                };
-                plan.expand.iter().any(|s| {
-                    let sql = s.sql.to_uppercase();
-                    sql.contains(&format!(" {word} ")) && sql.contains("CREATE ")
-                        || (word == "TYPE"
-                            && (sql.contains(" DOMAIN ") || sql.contains(" EXTENSION ")))
-                })
-            })
-        };
         let timeouts = self.timeouts();
         for check in &plan.checks {
             let tx = self.client.transaction().await?;
@@ -562,14 +547,8 @@ impl<'a> Runner<'a> {
             let Some(db) = e.as_db_error() else {
                 return Err(e.into());
             };
-            let code = db.code().clone();
-            let later = [
-                SqlState::UNDEFINED_FUNCTION,
-                SqlState::UNDEFINED_TABLE,
-                SqlState::UNDEFINED_OBJECT,
-            ];
-            if later.contains(&code) && creates(std::slice::from_ref(&code)) {
-                tracing::debug!(migration = %plan.id, "expression check deferred: {}", db.message());
+            if made_by_the_migration(plan, check, db) {
+                tracing::debug!(migration = %plan.id, "expression check deferred to its step: {}", db.message());
                 continue;
             }
             return Err(RunError::Expression {
@@ -811,9 +790,125 @@ impl<'a> Runner<'a> {
     }
 }
 
-/// What the backfills of a migration being aborted changed that running them again would not
+/// Whether a check failed only because the migration itself makes what is missing before
+/// the statement (a type, function or table it creates or renames, a column type the
+/// planner's stand-in names): then the expression is checked by its own step instead.
+fn made_by_the_migration(
+    plan: &MigrationPlan,
+    check: &crate::plan::ExpressionCheck,
+    db: &tokio_postgres::error::DbError,
+) -> bool {
+    let missing = [
+        SqlState::UNDEFINED_FUNCTION,
+        SqlState::UNDEFINED_TABLE,
+        SqlState::UNDEFINED_OBJECT,
+        SqlState::UNDEFINED_COLUMN,
+    ];
+    if !missing.contains(db.code()) {
+        return false;
+    }
+    // `type "x" does not exist`, `relation "x" does not exist`, `function f(integer) does not
+    // exist`: the name, lower-cased and without its arguments.
+    let message = db.message();
+    let name = match message.split('"').nth(1) {
+        Some(quoted) => quoted.to_owned(),
+        None => message
+            .trim_start_matches("function ")
+            .split('(')
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+    }
+    .to_lowercase();
+    let name = name.rsplit('.').next().unwrap_or(&name).to_owned();
+    if name.is_empty() {
+        return false;
+    }
+    if check
+        .column_types
+        .iter()
+        .any(|t| t.to_lowercase().contains(&name))
+    {
+        return true;
+    }
+    if *db.code() == SqlState::UNDEFINED_COLUMN {
+        return false;
+    }
+    plan.expand.iter().any(|step| {
+        let sql = step.sql.to_lowercase();
+        sql.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .any(|word| word == name)
+            && ["create ", "alter ", "rename "]
+                .iter()
+                .any(|w| sql.contains(w))
+            && !step.sql.contains(&check.sql)
+            && !sql.contains("returns trigger")
+    })
+}
+
+/// Checks a recorded plan before any of its steps runs: its checksum (a plan edited in the
+/// state table is not run), and that every step and backfill is whole (a step without SQL
+/// would run as an empty statement and be marked done). Plans recorded before zdm kept a
+/// format version carry no checksum; their steps are still checked.
+fn check_record(m: &state::MigrationState) -> Result<(), RunError> {
+    let tampered = |what: String| RunError::WrongState {
+        migration: m.id.clone(),
+        status: "recorded with a plan that cannot be trusted".into(),
+        what: format!(
+            "{what}; the state in zdm.migrations was changed outside zdm: restore it from a backup, or drop the migration's objects by hand and delete its row"
+        ),
+    };
+    let plan = &m.plan;
+    match plan["plan_checksum"].as_str() {
+        Some(sum) if sum != crate::plan::render::plan_checksum(plan) => {
+            return Err(tampered(format!(
+                "its plan's checksum {} does not match its content",
+                sum.chars().take(12).collect::<String>()
+            )));
+        }
+        None if !plan["format"].is_null() => {
+            return Err(tampered("its plan has no checksum".into()));
+        }
+        _ => {}
+    }
+    for phase in ["expand", "contract"] {
+        check_steps(&plan[phase], phase).map_err(&tampered)?;
+    }
+    check_steps(&plan["down"]["expand"], "down expand").map_err(&tampered)?;
+    for (i, b) in plan["backfill"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        if backfill_from_json(b).is_none() {
+            return Err(tampered(format!(
+                "backfill {} of its plan is incomplete",
+                i + 1
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn check_steps(steps: &Value, phase: &str) -> Result<(), String> {
+    for (i, s) in steps.as_array().into_iter().flatten().enumerate() {
+        let whole = s["id"].as_str().is_some_and(|id| !id.is_empty())
+            && s["sql"].as_str().is_some_and(|sql| !sql.trim().is_empty())
+            && s["transaction"].is_boolean();
+        if !whole {
+            return Err(format!(
+                "step {} of its {phase} has no id, SQL or transaction flag",
+                i + 1
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What the backfills of a migration just aborted changed that running them again would not
 /// reproduce: each backfill not safe to repeat (see [`Backfill::repeatable`]) that had
-/// updated rows, as `the backfill of acct had updated 5000 rows`. None when there is none.
+/// updated rows of columns the abort left in place, as `the backfill of acct had updated 5000 rows`. None when there is none.
 async fn changed_by_backfills(
     client: &Client,
     row: &state::MigrationState,
@@ -825,6 +920,20 @@ async fn changed_by_backfills(
             continue;
         };
         if b.repeatable() {
+            continue;
+        }
+        // The abort dropped what the backfill wrote (a column the migration added): nothing
+        // of it is left to apply twice.
+        let columns: Vec<&str> = b.set.iter().map(|a| a.column.as_str()).collect();
+        let left: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_attribute WHERE attrelid = to_regclass($1) \
+                 AND attname = ANY($2) AND attnum > 0 AND NOT attisdropped",
+                &[&crate::sql::Qualified(&b.table).to_string(), &columns],
+            )
+            .await?
+            .get(0);
+        if left == 0 {
             continue;
         }
         let rows = state::rows_done(client, &row.id, &format!("backfill-{}", i + 1)).await?;
@@ -862,6 +971,22 @@ async fn lock_holders(client: &Client, relation: &str) -> Vec<String> {
         .await;
     rows.map(|rows| rows.iter().map(|r| r.get(0)).collect())
         .unwrap_or_default()
+}
+
+/// The status of every recorded migration, by id (none before zdm's first run).
+pub async fn recorded_statuses(client: &Client) -> Result<HashMap<String, String>, RunError> {
+    let schema: Option<String> = client
+        .query_one("SELECT to_regclass('zdm.migrations')::text", &[])
+        .await?
+        .get(0);
+    if schema.is_none() {
+        return Ok(HashMap::new());
+    }
+    Ok(state::load(client)
+        .await?
+        .into_iter()
+        .map(|m| (m.id, m.status))
+        .collect())
 }
 
 /// Each migration's state, for every migration of the plans (pending when never run).
@@ -1041,12 +1166,14 @@ pub async fn recorded_plans(client: &Client) -> Result<HashMap<String, Value>, R
     if schema.is_none() {
         return Ok(HashMap::new());
     }
-    Ok(state::load(client)
-        .await?
-        .into_iter()
-        .filter(|m| m.status != "aborted")
-        .map(|m| (m.id, m.plan))
-        .collect())
+    let mut plans = HashMap::new();
+    for m in state::load(client).await? {
+        if m.status != "aborted" {
+            check_record(&m)?;
+            plans.insert(m.id, m.plan);
+        }
+    }
+    Ok(plans)
 }
 
 /// A started migration's plan as recorded, with the checksum of its file as it is now (so an

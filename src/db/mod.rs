@@ -4,6 +4,7 @@
 mod backfill;
 mod connect;
 mod executor;
+mod identity;
 mod introspect;
 mod state;
 mod verify;
@@ -12,8 +13,9 @@ pub use backfill::BackfillOptions;
 pub use connect::{ConnectOptions, Environment, ProcessEnv, SslMode};
 pub use executor::{
     RUNNER_APPLICATION, RunError, RunOptions, Runner, Status, StepState, Stop, plan_from_record,
-    recorded_plans, status,
+    recorded_plans, recorded_statuses, status,
 };
+pub use identity::{Ambiguous, Identities, identify};
 pub use introspect::introspect;
 pub use verify::{Outcome, Verified, VerifyError, VerifyOptions, verify_set};
 

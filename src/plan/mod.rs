@@ -183,6 +183,7 @@ pub fn plan_file(
         operations: Vec::new(),
         held: Vec::new(),
         checks: Vec::new(),
+        block: None,
     };
     let mut failure = None;
     walk(&parsed, catalog, options, |facts| {
@@ -195,6 +196,7 @@ pub fn plan_file(
     if let Some(e) = failure {
         return Err(e);
     }
+    planner.end_block();
     let FilePlanner {
         body,
         operations,
@@ -255,6 +257,59 @@ struct FilePlanner<'a> {
     /// Names an earlier statement's operation changes again at contract, with its line.
     held: Vec<(Held, usize)>,
     checks: Vec<ExpressionCheck>,
+    /// The migration's explicit `BEGIN … COMMIT` block being planned, if any.
+    block: Option<Block>,
+}
+
+/// An explicit `BEGIN … COMMIT` in a migration. Its statements that plan to plain
+/// transactional steps are collected and run as one step, so the block keeps its meaning (all
+/// or nothing). A statement zdm runs in phases cannot join a transaction; the block's other
+/// steps then run before and after it, which abort undoes, unless the block also writes rows
+/// as written: those would stay committed when a later part fails, so that is refused.
+struct Block {
+    line: usize,
+    /// Steps waiting to run together.
+    steps: Vec<Step>,
+    /// The line of a statement in the block that runs in phases.
+    phased: Option<usize>,
+    /// The line of an INSERT, UPDATE, DELETE or MERGE run as written.
+    writes: Option<usize>,
+    /// The line of the last statement collected.
+    last: usize,
+}
+
+impl Block {
+    /// The collected steps as one transactional step (or as they are, when there is one).
+    fn flush(&mut self) -> Option<Step> {
+        let steps = std::mem::take(&mut self.steps);
+        if steps.len() <= 1 {
+            return steps.into_iter().next();
+        }
+        let lock = steps
+            .iter()
+            .filter_map(|s| s.lock.clone())
+            .max_by_key(|l| l.mode);
+        Some(Step {
+            id: String::new(),
+            description: format!(
+                "lines {}–{} as one transaction, as their BEGIN … COMMIT says: {}",
+                self.line,
+                self.last,
+                steps
+                    .iter()
+                    .map(|s| s.description.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            sql: steps
+                .iter()
+                .map(|s| s.sql.as_str())
+                .collect::<Vec<_>>()
+                .join(";\n"),
+            transaction: true,
+            lock,
+        })
+    }
 }
 
 impl FilePlanner<'_> {
@@ -337,6 +392,24 @@ impl FilePlanner<'_> {
         if let Some((reason, help)) = order::needs_the_files_transaction(stmt) {
             return Err(cannot(reason.into(), Some(help)));
         }
+        match change {
+            Change::Begin => {
+                self.end_block();
+                self.block = Some(Block {
+                    line: stmt.start.line,
+                    steps: Vec::new(),
+                    phased: None,
+                    writes: None,
+                    last: stmt.start.line,
+                });
+                return Ok(());
+            }
+            Change::Commit => {
+                self.end_block();
+                return Ok(());
+            }
+            _ => {}
+        }
         let planned = match self.combined.get(&i) {
             Some(Combined::Absorbed) => None,
             Some(Combined::AddColumn { column, expr }) => {
@@ -410,11 +483,40 @@ impl FilePlanner<'_> {
                 self.held
                     .extend(holds.into_iter().map(|h| (h, stmt.start.line)));
             }
+            if let Some(block) = &mut self.block {
+                let simple = op.backfill.is_empty()
+                    && op.contract.is_empty()
+                    && op.expand.iter().all(|s| s.transaction);
+                if simple {
+                    if kind == "as-written" && matches!(change, Change::Dml { .. }) {
+                        block.writes.get_or_insert(stmt.start.line);
+                    }
+                    block.steps.append(&mut op.expand);
+                    block.last = stmt.start.line;
+                } else {
+                    block.phased.get_or_insert(stmt.start.line);
+                    if let Some(step) = block.flush() {
+                        self.body.expand.push(step);
+                    }
+                }
+                if let (Some(phased), Some(writes)) = (block.phased, block.writes) {
+                    return Err(cannot(
+                        format!(
+                            "the BEGIN at line {} makes the row write at line {writes} and the statement at line {phased}, which zdm runs in phases, one transaction; phases cannot share a transaction, so a failure after the write would leave it committed",
+                            block.line
+                        ),
+                        Some(
+                            "move the row writes into a migration of their own (one BEGIN … COMMIT there runs as one transaction), or drop BEGIN/COMMIT if each statement may commit on its own",
+                        ),
+                    ));
+                }
+            }
             for b in &op.backfill {
-                if let Some(sql) = expression_check(b, facts) {
+                if let Some((column_types, sql)) = expression_check(b, facts) {
                     self.checks.push(ExpressionCheck {
                         line: stmt.start.line,
                         sql,
+                        column_types,
                     });
                 }
             }
@@ -429,17 +531,29 @@ impl FilePlanner<'_> {
     }
 }
 
+impl FilePlanner<'_> {
+    /// Closes the open `BEGIN … COMMIT` block, if any: its collected steps become one step.
+    fn end_block(&mut self) {
+        if let Some(mut block) = self.block.take()
+            && let Some(step) = block.flush()
+        {
+            self.body.expand.push(step);
+        }
+    }
+}
+
 /// The check of a backfill's expressions and condition (see [`ExpressionCheck`]): over a
 /// stand-in `(SELECT NULL::type AS column, …)` with the table's columns before the statement,
 /// so it needs neither the table nor a lock. None when the planner does not know the table
 /// completely, the table is created by this migration (its types may be too), or the backfill
 /// reads other tables (they may be too).
-fn expression_check(b: &Backfill, facts: &Facts) -> Option<String> {
+fn expression_check(b: &Backfill, facts: &Facts) -> Option<(Vec<String>, String)> {
     let table = facts.catalog.table(&b.table)?;
     if !table.complete || facts.state.is_new(&b.table) || b.from.is_some() {
         return None;
     }
-    let columns: Vec<String> = table
+    let mut types = Vec::new();
+    let mut columns: Vec<String> = table
         .columns
         .iter()
         .map(|c| {
@@ -449,23 +563,35 @@ fn expression_check(b: &Backfill, facts: &Facts) -> Option<String> {
                 "smallserial" | "serial2" => "smallint".to_owned(),
                 _ => c.ty.written.clone(),
             };
-            format!("NULL::{ty} AS {}", crate::sql::Ident(&c.name))
+            let column = format!("NULL::{ty} AS {}", crate::sql::Ident(&c.name));
+            types.push(ty);
+            column
         })
         .collect();
     if columns.is_empty() {
         return None;
     }
+    // A column the statement itself adds (the backfill of ADD COLUMN fills it where NULL) is
+    // not in the catalog before the statement; untyped, it stands in as text.
+    for a in &b.set {
+        if table.column(&a.column).is_none() {
+            columns.push(format!("NULL AS {}", crate::sql::Ident(&a.column)));
+        }
+    }
     let values: Vec<&str> = b.set.iter().map(|a| a.expr.as_str()).collect();
     let alias = b.alias.clone().unwrap_or_else(|| b.table.name.clone());
-    Some(format!(
-        "SELECT {} FROM (SELECT {}) AS {} WHERE false{}",
-        values.join(", "),
-        columns.join(", "),
-        crate::sql::Ident(&alias),
-        b.filter
-            .as_ref()
-            .map(|f| format!(" AND ({f})"))
-            .unwrap_or_default()
+    Some((
+        types,
+        format!(
+            "SELECT {} FROM (SELECT {}) AS {} WHERE false{}",
+            values.join(", "),
+            columns.join(", "),
+            crate::sql::Ident(&alias),
+            b.filter
+                .as_ref()
+                .map(|f| format!(" AND ({f})"))
+                .unwrap_or_default()
+        ),
     ))
 }
 

@@ -94,7 +94,7 @@ impl Backfill {
     /// Whether running it again over rows it already changed changes nothing more, so that a
     /// run started, aborted and expanded again ends as if it had run once: a shadow copy, or
     /// an UPDATE whose new values read none of the columns it assigns and call nothing
-    /// volatile or unknown (`SET b = a WHERE b IS NULL`, not `SET bal = bal * 2`, not
+    /// volatile or unknown (a FROM list is only read) (`SET b = a WHERE b IS NULL`, not `SET bal = bal * 2`, not
     /// `SET t = random()`).
     pub fn repeatable(&self) -> bool {
         if self.shadow_copy {
@@ -108,7 +108,7 @@ impl Backfill {
                     default_volatility(&a.expr),
                     Volatility::Volatile(_) | Volatility::Unknown(_)
                 )
-        }) && self.from.is_none()
+        })
     }
 }
 
@@ -205,6 +205,9 @@ pub struct ExpressionCheck {
     /// The statement's line in its file.
     pub line: usize,
     pub sql: String,
+    /// The types of the stand-in's columns, as the planner knows them: a type the migration
+    /// creates or renames earlier does not exist yet, which is no fault of the expression.
+    pub column_types: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

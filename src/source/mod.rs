@@ -8,6 +8,7 @@
 
 mod dbmate;
 mod directive;
+pub mod foreign;
 pub mod layout;
 mod split;
 
@@ -34,6 +35,8 @@ pub enum SourceError {
     NotUtf8 { path: PathBuf, offset: usize },
     #[error("{path}: not a .sql file or a directory of migrations")]
     NotSql { path: PathBuf },
+    #[error("{0}")]
+    Foreign(foreign::Foreign),
 }
 
 /// Whether a file moves the schema forward or undoes a migration.
@@ -80,6 +83,9 @@ impl SourceFile {
                 offset: e.valid_up_to(),
             })?
             .to_owned();
+        if let Some(found) = foreign::in_file(path, &text) {
+            return Err(SourceError::Foreign(found));
+        }
         Ok(SourceFile::with_layout(path, text, layout))
     }
 
@@ -143,6 +149,9 @@ impl MigrationSet {
             },
         })?;
         if meta.is_dir() {
+            if let Some(found) = foreign::in_folder(path) {
+                return Err(SourceError::Foreign(found));
+            }
             let layout = layout
                 .or_else(|| layout::layout_of(path))
                 .unwrap_or(Layout::Plain);
@@ -166,6 +175,9 @@ impl MigrationSet {
             });
         }
         let root = set_root(path);
+        if let Some(found) = foreign::in_folder(root) {
+            return Err(SourceError::Foreign(found));
+        }
         let layout = layout
             .or_else(|| layout::layout_of(root))
             .unwrap_or(Layout::Plain);

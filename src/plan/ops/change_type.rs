@@ -347,6 +347,18 @@ pub fn plan(cx: &OpCx, action: &str, column: &str, ty: &SqlType) -> Result<OpPla
         if old.ty.is_serial() { "its integer type" } else { old.ty.written.as_str() },
         ty.written
     ));
+    // The shadow is added last, and PostgreSQL cannot move a column: after the swap the
+    // column's position differs from the table as written.
+    let last = cx
+        .catalog
+        .table(table)
+        .and_then(|t| t.columns.last())
+        .is_some_and(|c| c.name == column);
+    if !last {
+        plan.notes.push(format!(
+            "after contract {table}.{column} is the table's last column (PostgreSQL cannot put the new column where the old one was): `SELECT *` returns it last, and `INSERT INTO {table} VALUES (…)` without a column list must list the values in the new order; name the columns"
+        ));
+    }
     Ok(plan)
 }
 
