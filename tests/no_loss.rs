@@ -791,3 +791,73 @@ fn a_serial_key_widens_end_to_end_and_live_plans_match_offline_ones() {
     );
     assert_eq!(primary, 1);
 }
+
+/// What was created on a column after the plan (an index, a CHECK) would be dropped with it by
+/// the swap without a word: contract stops before, naming them, and changes nothing.
+#[test]
+fn contract_never_drops_what_it_does_not_rebuild() {
+    let Some(db) = common::TestDatabase::create("noloss_dependents") else {
+        return;
+    };
+    let url = db.url_of_database();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("0001_t.sql"),
+        "CREATE TABLE t (id int PRIMARY KEY, n int);\nCREATE TABLE u (id int PRIMARY KEY, label text);",
+    )
+    .unwrap();
+    ok(zdm(&url, d, &["expand"]), "expand 0001");
+    ok(zdm(&url, d, &["contract"]), "contract 0001");
+    let mut c = db.connect();
+    c.batch_execute(
+        "INSERT INTO t SELECT g, g FROM generate_series(1, 100) g;
+         INSERT INTO u SELECT g, 'l' || g FROM generate_series(1, 100) g",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("0002_widen.sql"),
+        "ALTER TABLE t ALTER COLUMN n TYPE bigint;\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("0003_rename.sql"),
+        "ALTER TABLE u RENAME COLUMN label TO title;\n",
+    )
+    .unwrap();
+    ok(zdm(&url, d, &["expand"]), "expand");
+    // Made by hand during the rollout, unknown to the plans.
+    c.batch_execute(
+        "CREATE UNIQUE INDEX t_n_positive ON t (n) WHERE n > 0;
+         ALTER TABLE t ADD CONSTRAINT n_small CHECK (n < 1000000);
+         CREATE INDEX t_title ON u (title);",
+    )
+    .unwrap();
+    let out = zdm(&url, d, &["contract"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("t_n_positive") && stderr.contains("n_small"),
+        "{stderr}"
+    );
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM pg_indexes WHERE indexname IN ('t_n_positive', 't_title')"
+        ),
+        2
+    );
+    c.batch_execute("DROP INDEX t_n_positive; ALTER TABLE t DROP CONSTRAINT n_small")
+        .unwrap();
+    let out = zdm(&url, d, &["contract"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("t_title"), "{stderr}");
+    c.batch_execute("DROP INDEX t_title").unwrap();
+    ok(zdm(&url, d, &["contract"]), "contract");
+    assert_eq!(count(&mut c, "SELECT count(*) FROM t WHERE n = id"), 100);
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM u WHERE title = 'l' || id"),
+        100
+    );
+}

@@ -104,6 +104,35 @@ pub fn one_expression(text: &str) -> Result<(), String> {
     }
 }
 
+/// A statement that fails, naming them, when anything depends on `table.column` that dropping
+/// the column would silently take with it and that the swap does not put back: an index, a
+/// constraint, extended statistics, a view, a policy, a trigger. `DROP COLUMN` drops indexes
+/// and constraints on the column without a word, so a contract that replaces a column runs
+/// this first, in its transaction, with the indexes it rebuilt as `kept`. The column's default
+/// (re-created on the new column) and a NOT NULL constraint (PostgreSQL 18) do not count.
+pub fn guard_dependents(table: &Name, column: &str, kept: &[Name]) -> String {
+    let table_literal = literal(&Qualified(table).to_string());
+    // Kept indexes as a subquery without NULLs: `x IN (NULL)` is NULL, which would hide
+    // every index from the check.
+    let kept_list = format!(
+        "SELECT to_regclass(k)::oid FROM unnest(ARRAY[{}]::text[]) AS k WHERE to_regclass(k) IS NOT NULL",
+        kept.iter()
+            .map(|n| literal(&Qualified(n).to_string()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    // RAISE reads `%` as a placeholder: the names' own are doubled.
+    let message = literal(&format!(
+        "zdm: the contract would drop % with {}.{}, and it does not rebuild them: drop them (to recreate them after contract) or run zdm abort; nothing was changed",
+        table.to_string().replace('%', "%%"),
+        column.replace('%', "%%")
+    ));
+    format!(
+        "DO $zdm$\nDECLARE\n  lost text;\nBEGIN\n  SELECT string_agg(DISTINCT pg_describe_object(d.classid, d.objid, d.objsubid), ', ') INTO lost\n  FROM pg_depend d\n  WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = {table_literal}::regclass\n    AND d.refobjsubid = (SELECT attnum FROM pg_attribute WHERE attrelid = {table_literal}::regclass AND attname = {column_literal})\n    AND d.deptype IN ('n', 'a')\n    AND d.classid <> 'pg_attrdef'::regclass\n    AND NOT (d.classid = 'pg_class'::regclass AND d.objid IN ({kept_list}))\n    AND NOT (d.classid = 'pg_constraint'::regclass AND EXISTS (SELECT 1 FROM pg_constraint c WHERE c.oid = d.objid AND c.contype = 'n'));\n  IF lost IS NOT NULL THEN\n    RAISE EXCEPTION {message}, lost;\n  END IF;\nEND\n$zdm$",
+        column_literal = literal(column),
+    )
+}
+
 /// A string literal, with `'` doubled (standard_conforming_strings is on since 9.1).
 pub fn literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))

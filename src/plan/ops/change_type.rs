@@ -10,7 +10,7 @@
 //! | contract | the completeness check: the backfill walks the table again and re-copies every row whose shadow differs from what the column gives (see `Backfill::shadow_copy`) | ROW EXCLUSIVE |
 //! | contract | each index on the column (and the primary key) built again on the shadow, CONCURRENTLY | SHARE UPDATE EXCLUSIVE |
 //! | contract | for a NOT NULL column, CHECK (shadow IS NOT NULL) NOT VALID, then VALIDATE | brief; SHARE UPDATE EXCLUSIVE |
-//! | contract | one transaction: drop the trigger, SET NOT NULL, move the sequence of a serial, drop the old column, rename the shadow and its indexes, re-attach the primary key, restore the default | ACCESS EXCLUSIVE, brief |
+//! | contract | one transaction: drop the trigger, SET NOT NULL, move the sequence of a serial, check that nothing the swap does not rebuild depends on the old column (an index or constraint created since the plan), drop the old column, rename the shadow and its indexes, re-attach the primary key, restore the default | ACCESS EXCLUSIVE, brief |
 //! | down expand | drop the trigger and the shadow | ACCESS EXCLUSIVE, brief |
 //! | down contract | `ALTER COLUMN … TYPE <old> USING <reverse>` (a cast, or `-- zdm:down <expr>`): rewrites the table under ACCESS EXCLUSIVE |
 //!
@@ -22,7 +22,8 @@ use crate::classify::LockMode;
 use crate::parse::{ConstraintKind, Name, SqlType};
 use crate::plan::text::using_expr;
 use crate::sql::{
-    Ident, Qualified, RowTrigger, SKIP_DURING_BACKFILL, fit_name, generated_name, literal,
+    Ident, Qualified, RowTrigger, SKIP_DURING_BACKFILL, fit_name, generated_name, guard_dependents,
+    literal,
 };
 
 pub fn plan(cx: &OpCx, action: &str, column: &str, ty: &SqlType) -> Result<OpPlan, String> {
@@ -279,6 +280,11 @@ pub fn plan(cx: &OpCx, action: &str, column: &str, ty: &SqlType) -> Result<OpPla
             &format!("DROP CONSTRAINT {}", Ident(constraint)),
         ));
     }
+    let kept: Vec<Name> = rebuilt
+        .iter()
+        .map(|(_, old_index)| Name::in_schema_of(table, old_index))
+        .collect();
+    swap.push(guard_dependents(table, column, &kept));
     swap.push(alter(table, &format!("DROP COLUMN {col}")));
     swap.push(alter(table, &format!("RENAME COLUMN {shadow} TO {col}")));
     for (new, old_name) in &rebuilt {

@@ -11,7 +11,7 @@
 //! | expand | a BEFORE INSERT OR UPDATE trigger: an INSERT fills whichever column is missing, an UPDATE copies the column the writer changed to the other (and `old` to `new` when the writer changed neither, so a row moved behind the backfill's cursor is right all the same) | SHARE ROW EXCLUSIVE, brief |
 //! | backfill | `new = old` in batches, with `zdm.backfill` set so the trigger stays out of the way | ROW EXCLUSIVE |
 //! | contract | the completeness check: the backfill walks the table again and copies every row where `new` differs from `old` | ROW EXCLUSIVE |
-//! | contract | one transaction: drop the trigger, `DROP COLUMN new`, `RENAME COLUMN old TO new` | ACCESS EXCLUSIVE, brief |
+//! | contract | one transaction: drop the trigger, check that nothing depends on the shadow `new` (an index created on it during the rollout would be dropped with it), `DROP COLUMN new`, `RENAME COLUMN old TO new` | ACCESS EXCLUSIVE, brief |
 //! | down expand | drop the trigger and the shadow column | ACCESS EXCLUSIVE, brief |
 //! | down contract | `RENAME COLUMN new TO old` | ACCESS EXCLUSIVE, brief |
 //!
@@ -19,7 +19,7 @@
 
 use super::{Assignment, Backfill, OpCx, OpPlan, Step, alter};
 use crate::classify::LockMode;
-use crate::sql::{Ident, RowTrigger, SKIP_DURING_BACKFILL, generated_name};
+use crate::sql::{Ident, RowTrigger, SKIP_DURING_BACKFILL, generated_name, guard_dependents};
 
 pub fn plan(cx: &OpCx, from: &str, to: &str) -> Result<OpPlan, String> {
     let table = cx.table;
@@ -69,7 +69,8 @@ pub fn plan(cx: &OpCx, from: &str, to: &str) -> Result<OpPlan, String> {
             "drop the shadow {to} and give {from}, with its indexes and constraints, the name {to}"
         ),
         format!(
-            "{drop_trigger};\n{};\n{}",
+            "{drop_trigger};\n{};\n{};\n{}",
+            guard_dependents(table, to, &[]),
             alter(table, &format!("DROP COLUMN {new}")),
             alter(table, &format!("RENAME COLUMN {old} TO {new}"))
         ),
