@@ -581,7 +581,16 @@ pub fn sql_files(plan: &MigrationPlan) -> Vec<(String, String)> {
             .collect::<Vec<_>>()
             .join("\n"),
     );
-    push("contract", steps_sql(&plan.contract));
+    // The completeness check first, as `zdm contract` runs it: the shadow copies again, each
+    // updating only rows still out of sync.
+    let mut contract: Vec<String> = plan
+        .backfill
+        .iter()
+        .filter(|b| b.shadow_copy)
+        .map(|b| format!("-- the completeness check: {}", backfill_sql(b)))
+        .collect();
+    contract.push(steps_sql(&plan.contract));
+    push("contract", contract.join("\n"));
     push("down-expand", steps_sql(&plan.down.expand));
     if let Some(steps) = &plan.down.contract {
         push("down-contract", steps_sql(steps));
