@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | expand | `ADD COLUMN col type` (nullable, no default: catalog only) | ACCESS EXCLUSIVE, brief |
 //! | expand | `ALTER COLUMN col SET DEFAULT expr` when there is a default: rows either application inserts get it | ACCESS EXCLUSIVE, brief |
-//! | expand | without a default: a BEFORE INSERT trigger fills the column for rows the old application inserts | SHARE ROW EXCLUSIVE, brief |
+//! | expand | a BEFORE UPDATE trigger fills the column in rows updated while still NULL (a row an UPDATE moves behind the backfill's cursor is filled all the same); without a default, BEFORE INSERT too, for rows the old application inserts | SHARE ROW EXCLUSIVE, brief |
 //! | backfill | `col = expr` for rows where it is NULL, in batches | ROW EXCLUSIVE |
 //! | contract | NOT NULL through a validated check (see set_not_null); drop the trigger | brief; validation under SHARE UPDATE EXCLUSIVE |
 //! | down expand | drop the trigger and `DROP COLUMN IF EXISTS col` | ACCESS EXCLUSIVE, brief |
@@ -73,38 +73,55 @@ pub fn plan(
         LockMode::AccessExclusive,
         table,
     ));
+    // The fill trigger gives the column its value in every row a writer touches while it is
+    // still NULL from before (an UPDATE moves the row to a new ctid, possibly behind the
+    // backfill's cursor, which then never sees it), and, without a DEFAULT, in the rows the old
+    // application inserts. The expression may name other columns: it is evaluated over the row.
+    let fill = format!(
+        "NEW.{col} := (SELECT {value} FROM (SELECT NEW.*) AS {alias});",
+        alias = Ident(&table.name),
+    );
+    // With a DEFAULT, inserts get the value from it; without, the trigger fills them too.
+    let (events, condition, what) = match &default {
+        Some(default) => {
+            plan.expand.push(Step::tx(
+                format!("give rows inserted from now on a value for {}", column.name),
+                alter(table, &format!("ALTER COLUMN {col} SET DEFAULT {default}")),
+                LockMode::AccessExclusive,
+                table,
+            ));
+            ("UPDATE", format!("OLD.{col} IS NULL"), "rows updated")
+        }
+        None => (
+            "INSERT OR UPDATE",
+            format!("(TG_OP = 'INSERT' OR OLD.{col} IS NULL)"),
+            "rows the old application inserts, and in rows updated",
+        ),
+    };
     let trigger = RowTrigger {
         table,
         name: generated_name(&[&table.name, &column.name, "fill"]),
-        events: "INSERT",
+        events,
     };
-    if let Some(default) = &default {
-        plan.expand.push(Step::tx(
-            format!("give rows inserted from now on a value for {}", column.name),
-            alter(table, &format!("ALTER COLUMN {col} SET DEFAULT {default}")),
-            LockMode::AccessExclusive,
-            table,
-        ));
-    } else {
-        // The expression may name other columns: evaluate it over the new row.
-        plan.expand.push(Step::tx(
-            format!("fill {} in rows the old application inserts", column.name),
-            trigger.create(&format!(
-                "  IF NEW.{col} IS NULL THEN\n    NEW.{col} := (SELECT {value} FROM (SELECT NEW.*) AS {alias});\n  END IF;\n",
-                alias = Ident(&table.name),
-            )),
-            LockMode::ShareRowExclusive,
-            table,
-        ));
-        let drop_trigger = Step::tx(
-            format!("drop the fill trigger of {}", column.name),
-            trigger.drop(),
-            LockMode::AccessExclusive,
-            table,
-        );
-        plan.contract.push(drop_trigger.clone());
-        plan.down_expand.push(drop_trigger);
-    }
+    plan.expand.push(Step::tx(
+        format!(
+            "fill {} in {what} before the backfill reaches them",
+            column.name
+        ),
+        trigger.create(&format!(
+            "  IF NEW.{col} IS NULL AND {condition} THEN\n    {fill}\n  END IF;\n"
+        )),
+        LockMode::ShareRowExclusive,
+        table,
+    ));
+    let drop_trigger = Step::tx(
+        format!("drop the fill trigger of {}", column.name),
+        trigger.drop(),
+        LockMode::AccessExclusive,
+        table,
+    );
+    plan.contract.push(drop_trigger.clone());
+    plan.down_expand.push(drop_trigger);
     plan.push_backfill(Backfill {
         table: table.clone(),
         key,

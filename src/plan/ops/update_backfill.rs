@@ -22,6 +22,14 @@ pub fn plan(cx: &OpCx) -> Result<OpPlan, String> {
     )?;
     let key = batch_key(cx.catalog, cx.table)?;
     let mut plan = OpPlan::undoable();
+    if key.is_empty() {
+        // Unlike a shadow copy, an UPDATE has no trigger to reach the rows it misses, and it
+        // may not be run twice to find them.
+        plan.notes.push(format!(
+            "{} has no primary or unique NOT NULL key, so the backfill walks it by ctid: a row the old application updates while the backfill runs may move behind it and be missed; add a primary key first, or run the UPDATE while nothing else writes the table",
+            cx.table
+        ));
+    }
     // `SET n = n * 100` is not idempotent: batches already done would be done again if the
     // whole backfill were rerun from the start.
     for (column, expr) in &set {
