@@ -21,39 +21,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use tokio_postgres::{Client, Statement};
 
-use super::executor::{RunError, Stop};
+use super::retry::{backoff, is_retryable};
+use super::run::{BackfillOptions, RunError, Stop};
 use super::state;
 use crate::plan::Backfill;
 use crate::plan::render::BatchParts;
-
-/// How fast a backfill may go.
-#[derive(Debug, Clone)]
-pub struct BackfillOptions {
-    /// Rows in the first batch.
-    pub batch_size: u64,
-    /// Adapt the batch size so a batch takes about this long (zero: keep `batch_size`).
-    pub target_batch_time: Duration,
-    pub max_batch_size: u64,
-    /// At most this many rows per second, on average over the backfill.
-    pub max_rows_per_second: Option<u64>,
-    /// A pause after each batch.
-    pub pause: Duration,
-    /// Wait while a standby's replay lag (`pg_stat_replication.replay_lag`) exceeds this.
-    pub max_replication_lag: Option<Duration>,
-}
-
-impl Default for BackfillOptions {
-    fn default() -> Self {
-        BackfillOptions {
-            batch_size: 1000,
-            target_batch_time: Duration::from_millis(50),
-            max_batch_size: 50_000,
-            max_rows_per_second: None,
-            pause: Duration::ZERO,
-            max_replication_lag: None,
-        }
-    }
-}
 
 impl BackfillOptions {
     /// The next batch size: scaled towards the target duration, at most quadrupling (so the
@@ -175,9 +147,9 @@ impl BackfillRun<'_> {
                 }
                 // A batch that lost a lock wait or deadlocked with the application rolled
                 // back alone; the cursor is where it was, so the same batch is tried again.
-                Err(e) if super::executor::is_retryable(&e) && failures + 1 < self.max_attempts => {
+                Err(e) if is_retryable(&e) && failures + 1 < self.max_attempts => {
                     failures += 1;
-                    let wait = super::executor::backoff(failures);
+                    let wait = backoff(failures);
                     tracing::warn!(
                         migration = self.migration,
                         step = self.step_id,

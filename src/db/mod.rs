@@ -6,17 +6,18 @@ mod connect;
 mod executor;
 mod identity;
 mod introspect;
+mod records;
+mod retry;
+mod run;
 mod state;
 mod verify;
 
-pub use backfill::BackfillOptions;
 pub use connect::{ConnectOptions, Environment, ProcessEnv, SslMode};
-pub use executor::{
-    RUNNER_APPLICATION, RunError, RunOptions, Runner, Status, StepState, Stop, plan_from_record,
-    recorded_plans, recorded_statuses, status,
-};
+pub use executor::{RUNNER_APPLICATION, Runner};
 pub use identity::{Ambiguous, Identities, identify};
 pub use introspect::introspect;
+pub use records::{Status, StepState, plan_from_record, recorded_plans, recorded_statuses, status};
+pub use run::{BackfillOptions, Phase, RunError, RunOptions, Stop};
 pub use verify::{Outcome, Verified, VerifyError, VerifyOptions, verify_set};
 
 use tokio_postgres::Client;

@@ -1,0 +1,200 @@
+//! What a run is given and how it ends: the options of `zdm expand`, `contract` and `abort`,
+//! the stop signal SIGINT and SIGTERM raise, and the error that says what the user does next.
+//! Shared by the runner (`executor`) and the backfill engine (`backfill`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use super::message;
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The longest any step waits for a lock; a queued ACCESS EXCLUSIVE request blocks every
+    /// later query on its table, so this is also the longest the application can be held up.
+    pub lock_timeout: Duration,
+    /// The lock wait of CONCURRENTLY steps, which also wait for every older transaction to
+    /// end. Their SHARE UPDATE EXCLUSIVE lock blocks no application query, so this may be
+    /// raised on databases with long transactions; by default it is `lock_timeout`.
+    pub concurrent_lock_timeout: Option<Duration>,
+    /// The longest one statement may run (zero: no limit).
+    pub statement_timeout: Duration,
+    /// Attempts of a step whose lock is not granted (or that deadlocks) before giving up.
+    pub max_attempts: u32,
+    pub backfill: BackfillOptions,
+    pub stop: Stop,
+    /// Expand a migration again even though an aborted run of it had started a backfill that
+    /// is not safe to repeat (an UPDATE whose new values depend on the old): the user has put
+    /// the rows back or accepts the second application.
+    pub rerun_backfill: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            lock_timeout: Duration::from_secs(1),
+            concurrent_lock_timeout: None,
+            statement_timeout: Duration::ZERO,
+            max_attempts: 6,
+            backfill: BackfillOptions::default(),
+            stop: Stop::default(),
+            rerun_backfill: false,
+        }
+    }
+}
+
+/// The phase a runner is in, for what a failure message advises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Expand,
+    Contract,
+    Abort,
+}
+
+impl Phase {
+    fn advice(self) -> &'static str {
+        match self {
+            Phase::Expand => "fix the cause, then `zdm expand` resumes it; `zdm abort` undoes it",
+            Phase::Contract => "fix the cause, then `zdm contract` resumes it",
+            Phase::Abort => {
+                "fix the cause (an undo may need data the new application did not write), then run `zdm abort` again; `zdm expand` goes forward instead"
+            }
+        }
+    }
+}
+
+/// A request to stop after the current batch or step (SIGINT, SIGTERM). Every wait of the
+/// runner (a retry's backoff, a rate limit, a pause, a replication-lag hold) is a
+/// [`Stop::sleep`], which ends as soon as a stop is requested.
+#[derive(Debug, Clone, Default)]
+pub struct Stop(Arc<StopSignal>);
+
+#[derive(Debug, Default)]
+pub struct StopSignal {
+    requested: AtomicBool,
+    wake: tokio::sync::Notify,
+}
+
+impl Stop {
+    pub fn request(&self) {
+        self.0.requested.store(true, Ordering::SeqCst);
+        self.0.wake.notify_waiters();
+    }
+
+    pub fn requested(&self) -> bool {
+        self.0.requested.load(Ordering::SeqCst)
+    }
+
+    /// Sleeps for `duration`, or until a stop is requested.
+    pub async fn sleep(&self, duration: Duration) {
+        let woken = self.0.wake.notified();
+        tokio::pin!(woken);
+        // Registered before the flag is read, so a request in between still wakes it.
+        woken.as_mut().enable();
+        if self.requested() {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(duration) => {}
+            _ = woken => {}
+        }
+    }
+}
+
+/// Why a run stopped. Each variant says what the user does next.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(
+        "another zdm runner is working on this database{}; wait for it to finish (a session left by a killed runner ends when its statement does, or with `SELECT pg_terminate_backend(pid)`)",
+        .holder.as_deref().map(|h| format!(" ({h})")).unwrap_or_default()
+    )]
+    Busy {
+        pid: Option<i32>,
+        holder: Option<String>,
+    },
+    #[error(
+        "{path}: the migration changed after it was applied (checksum {recorded}, now {current}); restore the file or write a new migration; nothing was run"
+    )]
+    Edited {
+        path: String,
+        recorded: String,
+        current: String,
+    },
+    #[error(
+        "{migration}: {step} failed after {attempts} attempt(s): {message}; the migration is marked failed: {}",
+        .phase.advice()
+    )]
+    Step {
+        migration: String,
+        step: String,
+        attempts: u32,
+        message: String,
+        phase: Phase,
+    },
+    #[error(
+        "{path}:{line}: an expression of this statement fails against the database: {message}; fix the statement (or its -- zdm: directive) and run the command again; nothing of this migration was run"
+    )]
+    Expression {
+        path: String,
+        line: usize,
+        message: String,
+    },
+    #[error(
+        "{migration}: expanding it needs the contract of {earlier} first (both change {table}); run `zdm contract`, then `zdm expand` again"
+    )]
+    NeedsContract {
+        migration: String,
+        earlier: String,
+        table: String,
+    },
+    #[error("{migration} is {status}; {what}")]
+    WrongState {
+        migration: String,
+        status: String,
+        what: String,
+    },
+    #[error(
+        "{migration}: stopped on request; its state is saved: run the same command again to resume, or `zdm abort` to undo"
+    )]
+    Interrupted { migration: String },
+    /// A backfill batch failed; the runner retries it or reports it as a failed `Step`.
+    #[error("backfill batch failed: {}", message(.0))]
+    Batch(tokio_postgres::Error),
+    #[error("database error: {0}")]
+    Db(String),
+}
+
+impl From<tokio_postgres::Error> for RunError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        RunError::Db(message(&e))
+    }
+}
+
+/// How fast a backfill may go.
+#[derive(Debug, Clone)]
+pub struct BackfillOptions {
+    /// Rows in the first batch.
+    pub batch_size: u64,
+    /// Adapt the batch size so a batch takes about this long (zero: keep `batch_size`).
+    pub target_batch_time: Duration,
+    pub max_batch_size: u64,
+    /// At most this many rows per second, on average over the backfill.
+    pub max_rows_per_second: Option<u64>,
+    /// A pause after each batch.
+    pub pause: Duration,
+    /// Wait while a standby's replay lag (`pg_stat_replication.replay_lag`) exceeds this.
+    pub max_replication_lag: Option<Duration>,
+}
+
+impl Default for BackfillOptions {
+    fn default() -> Self {
+        BackfillOptions {
+            batch_size: 1000,
+            target_batch_time: Duration::from_millis(50),
+            max_batch_size: 50_000,
+            max_rows_per_second: None,
+            pause: Duration::ZERO,
+            max_replication_lag: None,
+        }
+    }
+}
