@@ -4,7 +4,9 @@
 //! `source` splits files into statements, `parse` turns each into a [`parse::Change`],
 //! `classify` says which lock it takes and what it rewrites or scans, `analysis` walks a file's
 //! statements once with the rules, and `lint` (findings that `report` renders) and `plan`
-//! (expand, backfill, contract) both consume that pass. Everything except `cli` is pure: no network, no database.
+//! (expand, backfill, contract) both consume that pass. `db` alone talks to PostgreSQL (the live
+//! catalog, the runner, the backfill engine, `zdm verify`); `cli` wires it all to commands.
+//! Everything else is pure: no network, no database.
 
 pub mod analysis;
 pub mod catalog;

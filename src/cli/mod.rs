@@ -1,5 +1,6 @@
 //! The command line: clap definitions and the mapping of outcomes to exit codes.
-//! One file per command. Exit codes: 0 ok, 1 findings (or unsafe), 2 usage or runtime error.
+//! One file per command. Exit codes: 0 ok, 1 findings (a lint error, a refused plan, a failed
+//! step), 2 usage, connection or state error, 130 stopped by SIGINT or SIGTERM.
 
 mod completions;
 mod init;

@@ -50,6 +50,6 @@ pub fn explain(args: &ExplainArgs) -> anyhow::Result<u8> {
     let Some(rule) = rules::find(&args.rule) else {
         bail!("unknown rule `{}`; `zdm rules` lists them", args.rule);
     };
-    print!("{}", crate::lint::docs::rule_page(rule));
+    print!("{}", crate::report::rule_docs::rule_page(rule));
     Ok(EXIT_OK)
 }

@@ -15,12 +15,16 @@ use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
 use super::backfill::BackfillRun;
+use super::message;
 use super::records::{
     backfill_from_json, check_checksums, check_record, reapplies, steps_from_json, tables_in_json,
 };
 use super::retry::{backoff, is_retryable, lock_holders};
 use super::run::{Phase, RunError, RunOptions};
-use super::{message, state};
+use super::state::MigrationStatus::{
+    Aborted, Aborting, Contracting, Done, Expanded, Expanding, Failed,
+};
+use super::state::{self, MigrationStatus};
 use crate::parse::{Change, parse_statement};
 use crate::plan::{Backfill, MigrationPlan, Step};
 use crate::source::split_statements;
@@ -108,19 +112,19 @@ impl<'a> Runner<'a> {
         // Expanded migrations whose contract is still to run, with the tables they change.
         let mut expanded_before: Vec<(String, HashSet<String>)> = recorded
             .iter()
-            .filter(|m| m.status == "expanded" || m.status == "contracting")
+            .filter(|m| matches!(m.status, Expanded | Contracting))
             .filter(|m| m.plan["contract"].as_array().is_some_and(|c| !c.is_empty()))
             .map(|m| (m.id.clone(), tables_in_json(&m.plan)))
             .collect();
         let mut done = Vec::new();
         for plan in plans {
             let row = recorded.iter().find(|m| m.id == plan.id);
-            let status = row.map(|m| m.status.as_str());
+            let status = row.map(|m| m.status);
             let reapply = row.is_some_and(|m| reapplies(plan, m));
-            if matches!(status, Some("expanded" | "contracting" | "done")) && !reapply {
+            if matches!(status, Some(Expanded | Contracting | Done)) && !reapply {
                 continue;
             }
-            if row.is_some_and(|m| m.status == "failed" && m.phase != "expand") {
+            if row.is_some_and(|m| m.status == Failed && m.phase != Phase::Expand) {
                 return Err(RunError::WrongState {
                     migration: plan.id.clone(),
                     status: "failed".into(),
@@ -130,7 +134,7 @@ impl<'a> Runner<'a> {
             }
             // An interrupted abort has undone part of the expand: its steps are still marked
             // done, so expanding now would skip them and record an expand that is not there.
-            if status == Some("aborting") {
+            if status == Some(Aborting) {
                 return Err(RunError::WrongState {
                     migration: plan.id.clone(),
                     status: "being aborted (an abort was interrupted)".into(),
@@ -138,7 +142,7 @@ impl<'a> Runner<'a> {
                 });
             }
             if let Some(kept) = row.and_then(|m| m.not_undone.as_deref())
-                && status == Some("aborted")
+                && status == Some(Aborted)
                 && !self.options.rerun_backfill
             {
                 return Err(RunError::WrongState {
@@ -159,19 +163,19 @@ impl<'a> Runner<'a> {
                     });
                 }
             }
-            if status == Some("aborted") || reapply {
+            if status == Some(Aborted) || reapply {
                 state::clear_steps(self.client, &plan.id).await?;
                 state::set_not_undone(&*self.client, &plan.id, None).await?;
             }
             self.check_expressions(plan).await?;
             let plan_json = crate::plan::render::recorded_plan(plan);
-            state::set_status(
+            record_status(
                 self.client,
                 &plan.id,
                 &plan.checksum,
                 &plan_json,
-                "expanding",
-                "expand",
+                Expanding,
+                Phase::Expand,
                 None,
             )
             .await?;
@@ -194,16 +198,16 @@ impl<'a> Runner<'a> {
             .await;
             if let Err(e) = result {
                 return Err(self
-                    .record_failure(&plan.id, &plan.checksum, &plan_json, "expand", e)
+                    .record_failure(&plan.id, &plan.checksum, &plan_json, Phase::Expand, e)
                     .await);
             }
-            state::set_status(
+            record_status(
                 self.client,
                 &plan.id,
                 &plan.checksum,
                 &plan_json,
-                "expanded",
-                "expand",
+                Expanded,
+                Phase::Expand,
                 None,
             )
             .await?;
@@ -226,23 +230,22 @@ impl<'a> Runner<'a> {
             let Some(row) = recorded.iter().find(|m| m.id == plan.id) else {
                 break; // not expanded yet: later ones cannot be contracted before it
             };
-            let resumable = row.status == "expanded"
-                || row.status == "contracting"
-                || (row.status == "failed" && row.phase == "contract");
-            if row.status == "done" {
+            let resumable = matches!(row.status, Expanded | Contracting)
+                || (row.status == Failed && row.phase == Phase::Contract);
+            if row.status == Done {
                 continue;
             }
             if !resumable {
                 break;
             }
             check_record(row)?;
-            state::set_status(
+            record_status(
                 self.client,
                 &row.id,
                 &row.checksum,
                 &row.plan,
-                "contracting",
-                "contract",
+                Contracting,
+                Phase::Contract,
                 None,
             )
             .await?;
@@ -266,16 +269,16 @@ impl<'a> Runner<'a> {
             .await;
             if let Err(e) = result {
                 return Err(self
-                    .record_failure(&row.id, &row.checksum, &row.plan, "contract", e)
+                    .record_failure(&row.id, &row.checksum, &row.plan, Phase::Contract, e)
                     .await);
             }
-            state::set_status(
+            record_status(
                 self.client,
                 &row.id,
                 &row.checksum,
                 &row.plan,
-                "done",
-                "contract",
+                Done,
+                Phase::Contract,
                 None,
             )
             .await?;
@@ -294,19 +297,19 @@ impl<'a> Runner<'a> {
             let Some(row) = recorded.iter().find(|m| m.id == plan.id) else {
                 continue;
             };
-            let abortable = matches!(row.status.as_str(), "expanding" | "expanded" | "aborting")
-                || (row.status == "failed" && row.phase != "contract");
+            let abortable = matches!(row.status, Expanding | Expanded | Aborting)
+                || (row.status == Failed && row.phase != Phase::Contract);
             if !abortable {
                 continue;
             }
             check_record(row)?;
-            state::set_status(
+            record_status(
                 self.client,
                 &row.id,
                 &row.checksum,
                 &row.plan,
-                "aborting",
-                "abort",
+                Aborting,
+                Phase::Abort,
                 None,
             )
             .await?;
@@ -319,7 +322,7 @@ impl<'a> Runner<'a> {
             .await;
             if let Err(e) = result {
                 return Err(self
-                    .record_failure(&row.id, &row.checksum, &row.plan, "abort", e)
+                    .record_failure(&row.id, &row.checksum, &row.plan, Phase::Abort, e)
                     .await);
             }
             let not_undone = changed_by_backfills(self.client, row).await?;
@@ -331,13 +334,13 @@ impl<'a> Runner<'a> {
             let tx = self.client.transaction().await?;
             state::set_not_undone(&tx, &row.id, not_undone.as_deref()).await?;
             state::clear_steps(&tx, &row.id).await?;
-            state::set_status(
+            record_status(
                 &tx,
                 &row.id,
                 &row.checksum,
                 &row.plan,
-                "aborted",
-                "abort",
+                Aborted,
+                Phase::Abort,
                 None,
             )
             .await?;
@@ -385,25 +388,17 @@ impl<'a> Runner<'a> {
         id: &str,
         checksum: &str,
         plan: &Value,
-        phase: &str,
+        phase: Phase,
         e: RunError,
     ) -> RunError {
         if matches!(e, RunError::Interrupted { .. }) {
             return e;
         }
         let text = e.to_string();
-        if let Err(db) = state::set_status(
-            self.client,
-            id,
-            checksum,
-            plan,
-            "failed",
-            phase,
-            Some(&text),
-        )
-        .await
+        if let Err(db) =
+            record_status(self.client, id, checksum, plan, Failed, phase, Some(&text)).await
         {
-            tracing::warn!("cannot record that {id} failed: {}", message(&db));
+            tracing::warn!("cannot record that {id} failed: {db}");
         }
         e
     }
@@ -603,6 +598,30 @@ impl<'a> Runner<'a> {
             }
             other => other,
         }
+    }
+}
+
+/// Records a status along an allowed move (see [`MigrationStatus`]). Any other move means the
+/// state changed under zdm, and nothing more runs.
+async fn record_status(
+    client: &impl tokio_postgres::GenericClient,
+    id: &str,
+    checksum: &str,
+    plan: &Value,
+    status: MigrationStatus,
+    phase: Phase,
+    error: Option<&str>,
+) -> Result<(), RunError> {
+    match state::set_status(client, id, checksum, plan, status, phase, error).await? {
+        Ok(()) => Ok(()),
+        Err(illegal) => Err(RunError::WrongState {
+            migration: id.to_owned(),
+            status: format!("recorded as {}", illegal.from),
+            what: format!(
+                "zdm does not move a migration from there to {}: zdm.migrations was changed outside zdm (see `zdm status`); nothing more was run",
+                illegal.to.as_str()
+            ),
+        }),
     }
 }
 

@@ -7,7 +7,7 @@ use serde_json::Value;
 use tokio_postgres::Client;
 
 use super::run::RunError;
-use super::state;
+use super::state::{self, MigrationStatus};
 use crate::parse::Name;
 use crate::plan::{Assignment, Backfill, Down, MigrationPlan, Step};
 use crate::source::SourceFile;
@@ -49,7 +49,7 @@ pub async fn recorded_plans(client: &Client) -> Result<HashMap<String, Value>, R
     }
     let mut plans = HashMap::new();
     for m in state::load(client).await? {
-        if m.status != "aborted" {
+        if m.status != MigrationStatus::Aborted {
             check_record(&m)?;
             plans.insert(m.id, m.plan);
         }
@@ -175,7 +175,16 @@ pub(super) fn backfill_from_json(b: &Value) -> Option<Backfill> {
         from: text(&b["from"]),
         // Plans recorded before backfills had a place among the steps ran them after expand.
         after_step: b["after_step"].as_u64().map_or(usize::MAX, |n| n as usize),
-        shadow_copy: b["shadow_copy"].as_bool().unwrap_or(false),
+        // Plans recorded before the flag: a copy into zdm's own `_zdm_…` columns (a type
+        // change's shadow) is one; a rename's cannot be told from a user's UPDATE.
+        shadow_copy: b["shadow_copy"].as_bool().unwrap_or_else(|| {
+            b["set"].as_array().is_some_and(|set| {
+                !set.is_empty()
+                    && set
+                        .iter()
+                        .all(|a| a["column"].as_str().is_some_and(|c| c.starts_with("_zdm_")))
+            })
+        }),
     })
 }
 
@@ -215,7 +224,7 @@ pub async fn recorded_statuses(client: &Client) -> Result<HashMap<String, String
     Ok(state::load(client)
         .await?
         .into_iter()
-        .map(|m| (m.id, m.status))
+        .map(|m| (m.id, m.status.as_str().to_owned()))
         .collect())
 }
 
@@ -245,7 +254,7 @@ pub async fn status(client: &Client, plans: &[MigrationPlan]) -> Result<Vec<Stat
             0
         };
         let current_step = match row {
-            Some(m) if m.status != "done" && m.status != "aborted" => {
+            Some(m) if !matches!(m.status, MigrationStatus::Done | MigrationStatus::Aborted) => {
                 state::latest_step(client, &plan.id)
                     .await?
                     .map(|step| StepState {
@@ -262,15 +271,16 @@ pub async fn status(client: &Client, plans: &[MigrationPlan]) -> Result<Vec<Stat
         out.push(Status {
             id: plan.id.clone(),
             status: match row {
-                Some(m) if !reapply => m.status.clone(),
+                Some(m) if !reapply => m.status.as_str().to_owned(),
                 _ => "pending".to_owned(),
             },
-            phase: row.map(|m| m.phase.clone()),
+            phase: row.map(|m| m.phase.as_str().to_owned()),
             last_error: row.and_then(|m| m.last_error.clone()),
             backfilled_rows,
             current_step,
-            edited: row
-                .is_some_and(|m| m.checksum != plan.checksum && m.status != "aborted" && !reapply),
+            edited: row.is_some_and(|m| {
+                m.checksum != plan.checksum && m.status != MigrationStatus::Aborted && !reapply
+            }),
         });
     }
     Ok(out)
@@ -301,9 +311,9 @@ fn step_description(plan: &Value, id: &str) -> String {
 /// A repeatable migration whose file changed since it was applied runs again: once done, or
 /// once expanded when its contract has nothing to do (the usual `CREATE OR REPLACE`).
 pub(super) fn reapplies(plan: &MigrationPlan, recorded: &state::MigrationState) -> bool {
-    let applied = match recorded.status.as_str() {
-        "done" => true,
-        "expanded" => recorded.plan["contract"]
+    let applied = match recorded.status {
+        MigrationStatus::Done => true,
+        MigrationStatus::Expanded => recorded.plan["contract"]
             .as_array()
             .is_none_or(|c| c.is_empty()),
         _ => false,
@@ -318,7 +328,7 @@ pub(super) fn check_checksums(
     for plan in plans {
         if let Some(m) = recorded.iter().find(|m| m.id == plan.id)
             && m.checksum != plan.checksum
-            && m.status != "aborted"
+            && m.status != MigrationStatus::Aborted
             && !reapplies(plan, m)
         {
             return Err(RunError::Edited {

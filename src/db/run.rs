@@ -43,13 +43,7 @@ impl Default for RunOptions {
     }
 }
 
-/// The phase a runner is in, for what a failure message advises.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    Expand,
-    Contract,
-    Abort,
-}
+pub use super::state::Phase;
 
 impl Phase {
     fn advice(self) -> &'static str {

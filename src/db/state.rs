@@ -35,13 +35,105 @@ CREATE TABLE IF NOT EXISTS zdm.steps (
 ALTER TABLE zdm.migrations ADD COLUMN IF NOT EXISTS not_undone text;
 ";
 
+/// Where a migration is. zdm moves it only along these lines, and `set_status` refuses any
+/// other move, so a state edited by hand or left by a crash cannot send a run the wrong way:
+///
+/// ```text
+/// (new) ─▶ expanding ─▶ expanded ─▶ contracting ─▶ done
+///              │            │             │
+///              ▼            ▼             ▼
+///           aborting ◀── failed ──────────┘   (failed keeps the phase it failed in)
+///              │
+///              ▼
+///           aborted ─▶ expanding                (expanded again)
+/// ```
+///
+/// A repeatable migration (`R__`) goes from done or expanded to expanding when its text changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MigrationStatus {
+    Expanding,
+    Expanded,
+    Contracting,
+    Done,
+    Aborting,
+    Aborted,
+    Failed,
+}
+
+impl MigrationStatus {
+    const ALL: [MigrationStatus; 7] = [
+        MigrationStatus::Expanding,
+        MigrationStatus::Expanded,
+        MigrationStatus::Contracting,
+        MigrationStatus::Done,
+        MigrationStatus::Aborting,
+        MigrationStatus::Aborted,
+        MigrationStatus::Failed,
+    ];
+
+    /// The word in `zdm.migrations.status` and in `zdm status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MigrationStatus::Expanding => "expanding",
+            MigrationStatus::Expanded => "expanded",
+            MigrationStatus::Contracting => "contracting",
+            MigrationStatus::Done => "done",
+            MigrationStatus::Aborting => "aborting",
+            MigrationStatus::Aborted => "aborted",
+            MigrationStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(word: &str) -> Option<MigrationStatus> {
+        Self::ALL.into_iter().find(|s| s.as_str() == word)
+    }
+
+    /// The statuses a migration may be in when it is recorded as `self`.
+    pub fn reached_from(self) -> &'static [MigrationStatus] {
+        use MigrationStatus::*;
+        match self {
+            Expanding => &[Expanding, Aborted, Failed, Expanded, Done],
+            Expanded => &[Expanding],
+            Contracting => &[Expanded, Contracting, Failed],
+            Done => &[Contracting],
+            Aborting => &[Expanding, Expanded, Aborting, Failed],
+            Aborted => &[Aborting],
+            Failed => &[Expanding, Contracting, Aborting, Failed],
+        }
+    }
+}
+
+/// The phase a migration is in, or failed in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Expand,
+    Contract,
+    Abort,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Expand => "expand",
+            Phase::Contract => "contract",
+            Phase::Abort => "abort",
+        }
+    }
+
+    pub fn parse(word: &str) -> Option<Phase> {
+        [Phase::Expand, Phase::Contract, Phase::Abort]
+            .into_iter()
+            .find(|p| p.as_str() == word)
+    }
+}
+
 /// A migration's recorded state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MigrationState {
     pub id: String,
     pub checksum: String,
-    pub status: String,
-    pub phase: String,
+    pub status: MigrationStatus,
+    pub phase: Phase,
     pub last_error: Option<String>,
     pub plan: serde_json::Value,
     /// Set by an abort that left rows changed (see `set_not_undone`).
@@ -65,13 +157,14 @@ pub async fn load(client: &Client) -> Result<Vec<MigrationState>, tokio_postgres
             &[],
         )
         .await?;
+    // The table's CHECK constraints allow only the words `parse` knows.
     Ok(rows
         .iter()
         .map(|r| MigrationState {
             id: r.get(0),
             checksum: r.get(1),
-            status: r.get(2),
-            phase: r.get(3),
+            status: MigrationStatus::parse(r.get(2)).unwrap_or(MigrationStatus::Failed),
+            phase: Phase::parse(r.get(3)).unwrap_or(Phase::Expand),
             last_error: r.get(4),
             plan: r.get(5),
             not_undone: r.get(6),
@@ -79,26 +172,55 @@ pub async fn load(client: &Client) -> Result<Vec<MigrationState>, tokio_postgres
         .collect())
 }
 
-/// Records a migration's status (inserting it the first time).
+/// A status zdm refused to record: the migration was not in a status it may come from.
+#[derive(Debug)]
+pub struct IllegalMove {
+    pub from: String,
+    pub to: MigrationStatus,
+}
+
+/// Records a migration's status (inserting it the first time), only along the moves
+/// [`MigrationStatus::reached_from`] allows; `Ok(Err(_))` names the status it was in instead.
 pub async fn set_status(
     client: &impl GenericClient,
     id: &str,
     checksum: &str,
     plan: &serde_json::Value,
-    status: &str,
-    phase: &str,
+    status: MigrationStatus,
+    phase: Phase,
     error: Option<&str>,
-) -> Result<(), tokio_postgres::Error> {
-    client
+) -> Result<Result<(), IllegalMove>, tokio_postgres::Error> {
+    let from: Vec<&str> = status.reached_from().iter().map(|s| s.as_str()).collect();
+    let written = client
         .execute(
             "INSERT INTO zdm.migrations (id, checksum, plan, status, phase, last_error, zdm_version)
              VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (id) DO UPDATE SET checksum = $2, plan = $3, status = $4, phase = $5,
-                 last_error = $6, zdm_version = $7, updated_at = now()",
-            &[&id, &checksum, plan, &status, &phase, &error, &env!("CARGO_PKG_VERSION")],
+                 last_error = $6, zdm_version = $7, updated_at = now()
+             WHERE zdm.migrations.status = ANY($8)",
+            &[
+                &id,
+                &checksum,
+                plan,
+                &status.as_str(),
+                &phase.as_str(),
+                &error,
+                &env!("CARGO_PKG_VERSION"),
+                &from,
+            ],
         )
         .await?;
-    Ok(())
+    if written == 1 {
+        return Ok(Ok(()));
+    }
+    let now: String = client
+        .query_one("SELECT status FROM zdm.migrations WHERE id = $1", &[&id])
+        .await?
+        .get(0);
+    Ok(Err(IllegalMove {
+        from: now,
+        to: status,
+    }))
 }
 
 /// Records what an abort could not undo, or clears it (`None`) when the migration is expanded
@@ -255,4 +377,27 @@ pub async fn latest_step(
             attempts: r.get(2),
             last_error: r.get(3),
         }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_status_is_reached_only_along_the_documented_moves() {
+        use MigrationStatus::*;
+        for status in MigrationStatus::ALL {
+            assert_eq!(MigrationStatus::parse(status.as_str()), Some(status));
+        }
+        assert!(
+            !Done.reached_from().contains(&Expanded),
+            "contract is skipped"
+        );
+        assert!(
+            !Expanding.reached_from().contains(&Aborting),
+            "an interrupted abort"
+        );
+        assert!(!Expanded.reached_from().contains(&Aborted));
+        assert!(Aborting.reached_from().contains(&Failed));
+    }
 }

@@ -2,8 +2,6 @@
 //! order, with the file's state (transactions, objects created in the file, lock_timeout) and
 //! the catalog of earlier migrations, then applies ignores and configured severities.
 
-pub mod docs;
-
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 

@@ -179,7 +179,7 @@ pub fn plan_file(
         pg_version: options.pg_version,
         words,
         combined,
-        body: OpPlan::undoable(),
+        body: OpPlan::nothing_to_undo_at_contract(),
         operations: Vec::new(),
         held: Vec::new(),
         checks: Vec::new(),
@@ -846,7 +846,7 @@ fn plan_alter(
         DirectiveKind::Backfill(expr) => Some(expr.as_str()),
         _ => None,
     });
-    let mut all = OpPlan::undoable();
+    let mut all = OpPlan::nothing_to_undo_at_contract();
     let mut kinds = Vec::new();
     let mut holds: Vec<Held> = Vec::new();
     for (action, action_text) in ordered {
@@ -961,7 +961,7 @@ fn plan_alter(
                 kinds.push("as-written");
                 // The strongest lock, and of equal ones the first: the altered table's.
                 let lock = effects.iter().rev().max_by_key(|e| e.lock);
-                let mut op = OpPlan::undoable();
+                let mut op = OpPlan::nothing_to_undo_at_contract();
                 op.expand.push(Step {
                     id: String::new(),
                     description: format!(

@@ -136,7 +136,7 @@ pub struct OpPlan {
 
 impl OpPlan {
     /// An operation with nothing to undo after contract.
-    pub fn undoable() -> OpPlan {
+    pub fn nothing_to_undo_at_contract() -> OpPlan {
         OpPlan {
             down_contract: Some(Vec::new()),
             ..OpPlan::default()

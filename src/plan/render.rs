@@ -1,5 +1,7 @@
 //! Plan output: human (terminal), markdown (a PR comment), json, and sql files that run as is
-//! with `psql -v ON_ERROR_STOP=1 -f FILE` in autocommit mode, for teams on other runners.
+//! with `psql -v ON_ERROR_STOP=1 -f FILE` in autocommit mode, for teams on other runners; the
+//! plan as `zdm expand` records it (json with a format version and its own checksum); and the
+//! backfill batch statements the runner prepares (`BatchParts`).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,8 @@
 //! Output formats for lint findings: human (excerpt with underline, colour on a terminal),
 //! json, GitHub workflow annotations and SARIF 2.1.0.
 
+pub mod rule_docs;
+
 use std::io;
 
 use codespan_reporting::diagnostic::{Diagnostic, Label};

@@ -10,7 +10,7 @@
 
 use std::ops::Range;
 
-use super::split::Position;
+use super::position::Position;
 
 /// What a directive asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]

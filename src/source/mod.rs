@@ -10,6 +10,7 @@ mod dbmate;
 mod directive;
 pub mod foreign;
 pub mod layout;
+mod position;
 mod split;
 
 pub use layout::Layout;

@@ -10,13 +10,7 @@ use sqlparser::keywords::Keyword;
 use sqlparser::tokenizer::{Span, Token, TokenWithSpan, Tokenizer, Whitespace};
 
 use super::directive::{Directive, parse_directive};
-
-/// A 1-based line and column (columns count characters, as editors do).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-pub struct Position {
-    pub line: usize,
-    pub column: usize,
-}
+pub use super::position::Position;
 
 /// One SQL statement as written in the file.
 #[derive(Debug, Clone)]

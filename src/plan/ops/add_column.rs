@@ -63,7 +63,7 @@ pub fn plan(
     let key = super::update_backfill::batch_key(cx.catalog, cx.table)?;
     let table = cx.table;
     let col = Ident(&column.name);
-    let mut plan = OpPlan::undoable();
+    let mut plan = OpPlan::nothing_to_undo_at_contract();
     plan.expand.push(Step::tx(
         format!(
             "add {table}.{} as a nullable column (catalog only)",

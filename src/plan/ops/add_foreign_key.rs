@@ -71,7 +71,7 @@ pub fn plan_inline(
             "zdm splits ADD COLUMN {column} … REFERENCES only for a plain nullable column: write ADD COLUMN, then ADD CONSTRAINT … FOREIGN KEY … NOT VALID, as separate statements"
         ));
     }
-    let mut plan = OpPlan::undoable();
+    let mut plan = OpPlan::nothing_to_undo_at_contract();
     plan.expand.push(Step::tx(
         format!(
             "add {}.{column} without its foreign key (catalog only)",
@@ -126,7 +126,7 @@ pub fn named(action: &str, name: Option<&str>, default: &str) -> (String, String
 
 /// The two steps shared by foreign keys and checks.
 pub fn not_valid_then_validate(cx: &OpCx, action: &str, name: &str, add_lock: LockMode) -> OpPlan {
-    let mut plan = OpPlan::undoable();
+    let mut plan = OpPlan::nothing_to_undo_at_contract();
     let action = action.trim_end();
     let not_valid = if action.to_uppercase().ends_with("NOT VALID") {
         action.to_owned()

@@ -45,7 +45,7 @@ pub fn plan(
         schema: cx.table.schema.clone(),
         name: name.clone(),
     };
-    let mut plan = OpPlan::undoable();
+    let mut plan = OpPlan::nothing_to_undo_at_contract();
     if primary {
         let known = cx.catalog.table(cx.table);
         for column in columns {

@@ -35,7 +35,7 @@ pub fn plan(cx: &OpCx, name: Option<&Name>, columns: &[String]) -> Result<OpPlan
             }
         }
     };
-    let mut plan = OpPlan::undoable();
+    let mut plan = OpPlan::nothing_to_undo_at_contract();
     plan.expand.push(Step::no_tx(
         format!("build index {name} on {} without blocking writes", cx.table),
         sql,

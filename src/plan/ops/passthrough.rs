@@ -23,7 +23,7 @@ pub fn plan(stmt: &Statement, change: &Change, class: &Classification) -> OpPlan
             relation: e.relation.clone(),
         }),
     };
-    let mut plan = OpPlan::undoable();
+    let mut plan = OpPlan::nothing_to_undo_at_contract();
     plan.expand.push(step);
     if let Some(undo) = inverse(change) {
         plan.down_expand.push(undo);

@@ -27,7 +27,7 @@ pub fn steps(table: &Name, column: &str, pg_version: u32) -> Result<OpPlan, Stri
     }
     let check = generated_name(&[&table.name, column, "not_null"]);
     let col = Ident(column);
-    let mut plan = OpPlan::undoable();
+    let mut plan = OpPlan::nothing_to_undo_at_contract();
     let validate = Step::tx(
         format!("check that {table}.{column} holds no NULL while reads and writes continue"),
         alter(table, &format!("VALIDATE CONSTRAINT {}", Ident(&check))),

@@ -21,7 +21,7 @@ pub fn plan(cx: &OpCx) -> Result<OpPlan, String> {
         "zdm batches `UPDATE t [AS a] SET … [FROM …] [WHERE …]`; WITH, RETURNING, WHERE CURRENT OF and `(a, b) = …` are not batched: rewrite it, or mark it `-- zdm:allow-locking -- reason`",
     )?;
     let key = batch_key(cx.catalog, cx.table)?;
-    let mut plan = OpPlan::undoable();
+    let mut plan = OpPlan::nothing_to_undo_at_contract();
     if key.is_empty() {
         // Unlike a shadow copy, an UPDATE has no trigger to reach the rows it misses, and it
         // may not be run twice to find them.

@@ -1,10 +1,10 @@
 //! Rule documentation generated from each rule's metadata: `docs/rules/<name>.md` and the
 //! index `docs/rules/README.md`. A test fails when a committed page is stale; regenerate with
-//! `ZDM_UPDATE_DOCS=1 cargo test --lib docs`.
+//! `ZDM_UPDATE_DOCS=1 cargo test --lib rule_docs`.
 
-use super::rules::ALL;
-use super::{LintOptions, Rule, Severity, lint_sql};
-use crate::report::render_human_plain;
+use super::render_human_plain;
+use crate::lint::rules::ALL;
+use crate::lint::{LintOptions, Rule, Severity, lint_sql};
 
 /// The markdown page of one rule.
 pub fn rule_page(rule: &Rule) -> String {
@@ -99,7 +99,7 @@ mod tests {
         }
         assert!(
             stale.is_empty(),
-            "stale rule docs {stale:?}: run `ZDM_UPDATE_DOCS=1 cargo test --lib docs`"
+            "stale rule docs {stale:?}: run `ZDM_UPDATE_DOCS=1 cargo test --lib rule_docs`"
         );
     }
 }
