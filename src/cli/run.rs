@@ -226,9 +226,8 @@ fn prepare(
         for (file, id) in set.forward.iter().zip(&identities.ids) {
             let id = id.clone();
             // A repeatable migration whose text changed is planned afresh from the new text.
-            let changed = |plan: &serde_json::Value| {
-                file.repeatable
-                    && plan["checksum"].as_str() != Some(&crate::plan::checksum(&file.text))
+            let changed = |plan: &crate::plan::recorded::RecordedPlan| {
+                file.repeatable && plan.checksum != crate::plan::checksum(&file.text)
             };
             let mut plan = match recorded.get(&id) {
                 Some(plan) if !changed(plan) => db::plan_from_record(file, plan),

@@ -16,9 +16,7 @@ use tokio_postgres::error::SqlState;
 
 use super::backfill::BackfillRun;
 use super::message;
-use super::records::{
-    backfill_from_json, check_checksums, check_record, reapplies, steps_from_json, tables_in_json,
-};
+use super::records::{check_checksums, read_record, reapplies, tables_of};
 use super::retry::{backoff, is_retryable, lock_holders};
 use super::run::{Phase, RunError, RunOptions};
 use super::state::MigrationStatus::{
@@ -110,12 +108,20 @@ impl<'a> Runner<'a> {
         let recorded = state::load(self.client).await?;
         check_checksums(plans, &recorded)?;
         // Expanded migrations whose contract is still to run, with the tables they change.
-        let mut expanded_before: Vec<(String, HashSet<String>)> = recorded
+        let mut expanded_before: Vec<(String, HashSet<String>)> = Vec::new();
+        for m in recorded
             .iter()
             .filter(|m| matches!(m.status, Expanded | Contracting))
-            .filter(|m| m.plan["contract"].as_array().is_some_and(|c| !c.is_empty()))
-            .map(|m| (m.id.clone(), tables_in_json(&m.plan)))
-            .collect();
+        {
+            let theirs = read_record(m)?;
+            if !theirs.contract.is_empty() {
+                let tables = tables_of(
+                    theirs.expand.iter().chain(&theirs.contract),
+                    &theirs.backfill,
+                );
+                expanded_before.push((m.id.clone(), tables));
+            }
+        }
         let mut done = Vec::new();
         for plan in plans {
             let row = recorded.iter().find(|m| m.id == plan.id);
@@ -153,7 +159,7 @@ impl<'a> Runner<'a> {
                     ),
                 });
             }
-            let tables = tables_of(plan);
+            let tables = tables_of(plan.expand.iter().chain(&plan.contract), &plan.backfill);
             for (earlier, theirs) in &expanded_before {
                 if let Some(table) = tables.intersection(theirs).next() {
                     return Err(RunError::NeedsContract {
@@ -168,7 +174,7 @@ impl<'a> Runner<'a> {
                 state::set_not_undone(&*self.client, &plan.id, None).await?;
             }
             self.check_expressions(plan).await?;
-            let plan_json = crate::plan::render::recorded_plan(plan);
+            let plan_json = crate::plan::recorded::record(plan);
             record_status(
                 self.client,
                 &plan.id,
@@ -238,7 +244,7 @@ impl<'a> Runner<'a> {
             if !resumable {
                 break;
             }
-            check_record(row)?;
+            let recorded_plan = read_record(row)?;
             record_status(
                 self.client,
                 &row.id,
@@ -254,15 +260,14 @@ impl<'a> Runner<'a> {
                 // the shadow copies are walked again and every row still out of sync (one the
                 // backfill missed, a step marked done by hand) is copied. Outside the swap's
                 // lock; rows written after the check are kept right by zdm's triggers.
-                let recorded_backfills = row.plan["backfill"].as_array().into_iter().flatten();
-                for (i, b) in recorded_backfills.enumerate() {
-                    if let Some(b) = backfill_from_json(b).filter(|b| b.shadow_copy) {
-                        self.backfill(&row.id, &format!("check-{}", i + 1), &b)
+                for (i, b) in recorded_plan.backfill.iter().enumerate() {
+                    if b.shadow_copy {
+                        self.backfill(&row.id, &format!("check-{}", i + 1), b)
                             .await?;
                     }
                 }
-                for step in steps_from_json(&row.plan["contract"]) {
-                    self.run_step(&row.id, &step).await?;
+                for step in &recorded_plan.contract {
+                    self.run_step(&row.id, step).await?;
                 }
                 Ok::<(), RunError>(())
             }
@@ -302,7 +307,7 @@ impl<'a> Runner<'a> {
             if !abortable {
                 continue;
             }
-            check_record(row)?;
+            let recorded_plan = read_record(row)?;
             record_status(
                 self.client,
                 &row.id,
@@ -314,8 +319,8 @@ impl<'a> Runner<'a> {
             )
             .await?;
             let result = async {
-                for step in steps_from_json(&row.plan["down"]["expand"]) {
-                    self.run_step(&row.id, &step).await?;
+                for step in &recorded_plan.down.expand {
+                    self.run_step(&row.id, step).await?;
                 }
                 Ok::<(), RunError>(())
             }
@@ -325,7 +330,8 @@ impl<'a> Runner<'a> {
                     .record_failure(&row.id, &row.checksum, &row.plan, Phase::Abort, e)
                     .await);
             }
-            let not_undone = changed_by_backfills(self.client, row).await?;
+            let not_undone =
+                changed_by_backfills(self.client, &row.id, &recorded_plan.backfill).await?;
             if let Some(text) = &not_undone {
                 tracing::warn!("{}: {text}; abort cannot undo that", row.id);
             }
@@ -686,14 +692,11 @@ fn made_by_the_migration(
 /// updated rows of columns the abort left in place, as `the backfill of acct had updated 5000 rows`. None when there is none.
 async fn changed_by_backfills(
     client: &Client,
-    row: &state::MigrationState,
+    id: &str,
+    backfills: &[Backfill],
 ) -> Result<Option<String>, RunError> {
     let mut changed = Vec::new();
-    let recorded = row.plan["backfill"].as_array().into_iter().flatten();
-    for (i, b) in recorded.enumerate() {
-        let Some(b) = backfill_from_json(b) else {
-            continue;
-        };
+    for (i, b) in backfills.iter().enumerate() {
         if b.repeatable() {
             continue;
         }
@@ -711,7 +714,7 @@ async fn changed_by_backfills(
         if left == 0 {
             continue;
         }
-        let rows = state::rows_done(client, &row.id, &format!("backfill-{}", i + 1)).await?;
+        let rows = state::rows_done(client, id, &format!("backfill-{}", i + 1)).await?;
         if rows > 0 {
             changed.push(format!(
                 "the backfill of {} had updated {rows} rows",
@@ -737,16 +740,4 @@ fn created_index(sql: &str) -> Option<String> {
         }
         _ => None,
     }
-}
-
-/// The relations a plan's steps lock or backfill.
-fn tables_of(plan: &MigrationPlan) -> HashSet<String> {
-    let mut out: HashSet<String> = plan
-        .expand
-        .iter()
-        .chain(&plan.contract)
-        .filter_map(|s| s.lock.as_ref().map(|l| l.relation.key().to_string()))
-        .collect();
-    out.extend(plan.backfill.iter().map(|b| b.table.key().to_string()));
-    out
 }

@@ -5,8 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use serde_json::Value;
-
+use crate::plan::recorded::RecordedPlan;
 use crate::source::SourceFile;
 
 /// The files of a folder matched to the recorded migrations.
@@ -39,7 +38,7 @@ pub struct Ambiguous {
 /// status but aborted, as `recorded_plans` returns them).
 pub fn identify(
     files: &[SourceFile],
-    recorded: &HashMap<String, Value>,
+    recorded: &HashMap<String, RecordedPlan>,
 ) -> Result<Identities, Ambiguous> {
     let path = |f: &SourceFile| f.path.display().to_string();
     let mut by_id: HashMap<String, &SourceFile> = HashMap::new();
@@ -82,7 +81,7 @@ pub fn identify(
             let renamed_from = recorded
                 .iter()
                 .filter(|(id, _)| !by_id.contains_key(*id) && !claimed.contains(*id))
-                .find(|(_, plan)| plan["checksum"].as_str() == Some(sum.as_str()))
+                .find(|(_, plan)| plan.checksum == sum)
                 .map(|(id, _)| id.clone());
             match renamed_from {
                 Some(id) => {
@@ -98,7 +97,7 @@ pub fn identify(
     let mut missing: Vec<(String, String)> = recorded
         .iter()
         .filter(|(id, _)| !claimed.contains(*id))
-        .map(|(id, plan)| (id.clone(), plan["path"].as_str().unwrap_or("?").to_owned()))
+        .map(|(id, plan)| (id.clone(), plan.path.clone()))
         .collect();
     missing.sort();
     out.missing = missing;
@@ -126,7 +125,7 @@ pub fn identify(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::plan::Down;
     use std::path::Path;
 
     fn file(name: &str, text: &str) -> SourceFile {
@@ -135,14 +134,24 @@ mod tests {
         f
     }
 
-    fn recorded(entries: &[(&str, &str)]) -> HashMap<String, Value> {
+    fn recorded(entries: &[(&str, &str)]) -> HashMap<String, RecordedPlan> {
         entries
             .iter()
             .map(|(id, text)| {
-                (
-                    (*id).to_owned(),
-                    json!({"checksum": crate::plan::checksum(text), "path": format!("{id}.sql")}),
-                )
+                let plan = RecordedPlan {
+                    id: (*id).to_owned(),
+                    path: format!("{id}.sql"),
+                    checksum: crate::plan::checksum(text),
+                    expand: Vec::new(),
+                    backfill: Vec::new(),
+                    contract: Vec::new(),
+                    down: Down {
+                        expand: Vec::new(),
+                        contract: None,
+                    },
+                    notes: Vec::new(),
+                };
+                ((*id).to_owned(), plan)
             })
             .collect()
     }

@@ -3,13 +3,12 @@
 
 use std::collections::{HashMap, HashSet};
 
-use serde_json::Value;
 use tokio_postgres::Client;
 
 use super::run::RunError;
 use super::state::{self, MigrationStatus};
-use crate::parse::Name;
-use crate::plan::{Assignment, Backfill, Down, MigrationPlan, Step};
+use crate::plan::recorded::RecordedPlan;
+use crate::plan::{Backfill, MigrationPlan, Step};
 use crate::source::SourceFile;
 
 /// A migration's state as `zdm status` shows it.
@@ -37,9 +36,10 @@ pub struct StepState {
     pub last_error: Option<String>,
 }
 
-/// The plans recorded for migrations zdm has started (any status but aborted), by id: these,
-/// not a new plan of the file, are what resuming, contracting or aborting them runs.
-pub async fn recorded_plans(client: &Client) -> Result<HashMap<String, Value>, RunError> {
+/// The plans recorded for migrations zdm has started (any status but aborted), by id, read
+/// and checked: these, not a new plan of the file, are what resuming, contracting or aborting
+/// them runs.
+pub async fn recorded_plans(client: &Client) -> Result<HashMap<String, RecordedPlan>, RunError> {
     let schema: Option<String> = client
         .query_one("SELECT to_regclass('zdm.migrations')::text", &[])
         .await?
@@ -50,8 +50,8 @@ pub async fn recorded_plans(client: &Client) -> Result<HashMap<String, Value>, R
     let mut plans = HashMap::new();
     for m in state::load(client).await? {
         if m.status != MigrationStatus::Aborted {
-            check_record(&m)?;
-            plans.insert(m.id, m.plan);
+            let plan = read_record(&m)?;
+            plans.insert(m.id, plan);
         }
     }
     Ok(plans)
@@ -59,157 +59,33 @@ pub async fn recorded_plans(client: &Client) -> Result<HashMap<String, Value>, R
 
 /// A started migration's plan as recorded, with the checksum of its file as it is now (so an
 /// edited file is still caught).
-pub fn plan_from_record(file: &SourceFile, recorded: &Value) -> MigrationPlan {
+pub fn plan_from_record(file: &SourceFile, recorded: &RecordedPlan) -> MigrationPlan {
     MigrationPlan {
-        id: crate::plan::migration_id(&file.path),
+        id: recorded.id.clone(),
         path: file.path.display().to_string(),
         checksum: crate::plan::checksum(&file.text),
         operations: Vec::new(),
-        expand: steps_from_json(&recorded["expand"]),
-        backfill: recorded["backfill"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(backfill_from_json)
-            .collect(),
-        contract: steps_from_json(&recorded["contract"]),
-        down: Down {
-            expand: steps_from_json(&recorded["down"]["expand"]),
-            contract: recorded["down"]["contract"]
-                .as_array()
-                .map(|_| steps_from_json(&recorded["down"]["contract"])),
-        },
+        expand: recorded.expand.clone(),
+        backfill: recorded.backfill.clone(),
+        contract: recorded.contract.clone(),
+        down: recorded.down.clone(),
         repeatable: file.repeatable,
         // A recorded plan was checked before its first step ran.
         checks: Vec::new(),
-        notes: recorded["notes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|n| n.as_str().map(str::to_owned))
-            .collect(),
+        notes: recorded.notes.clone(),
     }
 }
 
-/// Checks a recorded plan before any of its steps runs: its checksum (a plan edited in the
-/// state table is not run), and that every step and backfill is whole (a step without SQL
-/// would run as an empty statement and be marked done). Plans recorded before zdm kept a
-/// format version carry no checksum; their steps are still checked.
-pub(super) fn check_record(m: &state::MigrationState) -> Result<(), RunError> {
-    let tampered = |what: String| RunError::WrongState {
+/// A migration's recorded plan, read back and checked before any of its steps runs (see
+/// [`crate::plan::recorded::read`]).
+pub(super) fn read_record(m: &state::MigrationState) -> Result<RecordedPlan, RunError> {
+    crate::plan::recorded::read(&m.plan).map_err(|what| RunError::WrongState {
         migration: m.id.clone(),
         status: "recorded with a plan that cannot be trusted".into(),
         what: format!(
             "{what}; the state in zdm.migrations was changed outside zdm: restore it from a backup, or drop the migration's objects by hand and delete its row"
         ),
-    };
-    let plan = &m.plan;
-    match plan["plan_checksum"].as_str() {
-        Some(sum) if sum != crate::plan::render::plan_checksum(plan) => {
-            return Err(tampered(format!(
-                "its plan's checksum {} does not match its content",
-                sum.chars().take(12).collect::<String>()
-            )));
-        }
-        None if !plan["format"].is_null() => {
-            return Err(tampered("its plan has no checksum".into()));
-        }
-        _ => {}
-    }
-    for phase in ["expand", "contract"] {
-        check_steps(&plan[phase], phase).map_err(&tampered)?;
-    }
-    check_steps(&plan["down"]["expand"], "down expand").map_err(&tampered)?;
-    for (i, b) in plan["backfill"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .enumerate()
-    {
-        if backfill_from_json(b).is_none() {
-            return Err(tampered(format!(
-                "backfill {} of its plan is incomplete",
-                i + 1
-            )));
-        }
-    }
-    Ok(())
-}
-
-fn check_steps(steps: &Value, phase: &str) -> Result<(), String> {
-    for (i, s) in steps.as_array().into_iter().flatten().enumerate() {
-        let whole = s["id"].as_str().is_some_and(|id| !id.is_empty())
-            && s["sql"].as_str().is_some_and(|sql| !sql.trim().is_empty())
-            && s["transaction"].is_boolean();
-        if !whole {
-            return Err(format!(
-                "step {} of its {phase} has no id, SQL or transaction flag",
-                i + 1
-            ));
-        }
-    }
-    Ok(())
-}
-
-pub(super) fn backfill_from_json(b: &Value) -> Option<Backfill> {
-    let text = |v: &Value| v.as_str().map(str::to_owned);
-    Some(Backfill {
-        table: Name::parse_display(b["table"].as_str()?)?,
-        key: b["key"]
-            .as_array()?
-            .iter()
-            .filter_map(|k| k.as_str().map(str::to_owned))
-            .collect(),
-        set: b["set"]
-            .as_array()?
-            .iter()
-            .filter_map(|a| {
-                Some(Assignment {
-                    column: text(&a["column"])?,
-                    expr: text(&a["expr"])?,
-                })
-            })
-            .collect(),
-        filter: text(&b["where"]),
-        alias: text(&b["alias"]),
-        from: text(&b["from"]),
-        // Plans recorded before backfills had a place among the steps ran them after expand.
-        after_step: b["after_step"].as_u64().map_or(usize::MAX, |n| n as usize),
-        // Plans recorded before the flag: a copy into zdm's own `_zdm_…` columns (a type
-        // change's shadow) is one; a rename's cannot be told from a user's UPDATE.
-        shadow_copy: b["shadow_copy"].as_bool().unwrap_or_else(|| {
-            b["set"].as_array().is_some_and(|set| {
-                !set.is_empty()
-                    && set
-                        .iter()
-                        .all(|a| a["column"].as_str().is_some_and(|c| c.starts_with("_zdm_")))
-            })
-        }),
     })
-}
-
-/// The steps of a phase, from the plan recorded at expand.
-pub(super) fn steps_from_json(steps: &Value) -> Vec<Step> {
-    steps
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|s| Step {
-            id: s["id"].as_str().unwrap_or_default().to_owned(),
-            description: s["description"].as_str().unwrap_or_default().to_owned(),
-            sql: s["sql"].as_str().unwrap_or_default().to_owned(),
-            transaction: s["transaction"].as_bool().unwrap_or(true),
-            lock: s["lock"]["relation"]
-                .as_str()
-                .zip(s["lock"]["mode"].as_str())
-                .and_then(|(relation, mode)| {
-                    Some(crate::plan::StepLock {
-                        mode: mode.parse().ok()?,
-                        relation: Name::parse_display(relation)?,
-                    })
-                }),
-        })
-        .collect()
 }
 
 /// The status of every recorded migration, by id (none before zdm's first run).
@@ -258,7 +134,9 @@ pub async fn status(client: &Client, plans: &[MigrationPlan]) -> Result<Vec<Stat
                 state::latest_step(client, &plan.id)
                     .await?
                     .map(|step| StepState {
-                        description: step_description(&m.plan, &step.id),
+                        description: crate::plan::recorded::read(&m.plan)
+                            .map(|p| p.describe(&step.id))
+                            .unwrap_or_default(),
                         id: step.id,
                         status: step.status,
                         attempts: step.attempts,
@@ -286,36 +164,14 @@ pub async fn status(client: &Client, plans: &[MigrationPlan]) -> Result<Vec<Stat
     Ok(out)
 }
 
-/// A step's description from a recorded plan (`expand-2`, `backfill-1`, `down-expand-1`…).
-fn step_description(plan: &Value, id: &str) -> String {
-    if let Some(n) = id
-        .strip_prefix("backfill-")
-        .and_then(|n| n.parse::<usize>().ok())
-    {
-        return format!(
-            "backfill {}",
-            plan["backfill"][n - 1]["table"].as_str().unwrap_or("?")
-        );
-    }
-    let phases = [&plan["expand"], &plan["contract"], &plan["down"]["expand"]];
-    phases
-        .iter()
-        .filter_map(|p| p.as_array())
-        .flatten()
-        .find(|s| s["id"] == id)
-        .and_then(|s| s["description"].as_str())
-        .unwrap_or_default()
-        .to_owned()
-}
-
 /// A repeatable migration whose file changed since it was applied runs again: once done, or
 /// once expanded when its contract has nothing to do (the usual `CREATE OR REPLACE`).
 pub(super) fn reapplies(plan: &MigrationPlan, recorded: &state::MigrationState) -> bool {
     let applied = match recorded.status {
         MigrationStatus::Done => true,
-        MigrationStatus::Expanded => recorded.plan["contract"]
-            .as_array()
-            .is_none_or(|c| c.is_empty()),
+        MigrationStatus::Expanded => {
+            crate::plan::recorded::read(&recorded.plan).is_ok_and(|p| p.contract.is_empty())
+        }
         _ => false,
     };
     plan.repeatable && applied && recorded.checksum != plan.checksum
@@ -341,19 +197,15 @@ pub(super) fn check_checksums(
     Ok(())
 }
 
-pub(super) fn tables_in_json(plan: &Value) -> HashSet<String> {
-    let mut out = HashSet::new();
-    for phase in ["expand", "contract"] {
-        for s in plan[phase].as_array().into_iter().flatten() {
-            if let Some(r) = s["lock"]["relation"].as_str() {
-                out.insert(r.trim_start_matches("public.").to_owned());
-            }
-        }
-    }
-    for b in plan["backfill"].as_array().into_iter().flatten() {
-        if let Some(t) = b["table"].as_str() {
-            out.insert(t.trim_start_matches("public.").to_owned());
-        }
-    }
+/// The relations a plan's steps lock or backfill, as `schema.name` keys.
+pub(super) fn tables_of<'a>(
+    steps: impl IntoIterator<Item = &'a Step>,
+    backfills: &[Backfill],
+) -> HashSet<String> {
+    let mut out: HashSet<String> = steps
+        .into_iter()
+        .filter_map(|s| s.lock.as_ref().map(|l| l.relation.key().to_string()))
+        .collect();
+    out.extend(backfills.iter().map(|b| b.table.key().to_string()));
     out
 }

@@ -10,6 +10,7 @@
 mod model;
 pub mod ops;
 mod order;
+pub mod recorded;
 pub(crate) mod render;
 pub mod text;
 

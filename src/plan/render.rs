@@ -1,7 +1,7 @@
 //! Plan output: human (terminal), markdown (a PR comment), json, and sql files that run as is
-//! with `psql -v ON_ERROR_STOP=1 -f FILE` in autocommit mode, for teams on other runners; the
-//! plan as `zdm expand` records it (json with a format version and its own checksum); and the
-//! backfill batch statements the runner prepares (`BatchParts`).
+//! with `psql -v ON_ERROR_STOP=1 -f FILE` in autocommit mode, for teams on other runners; and
+//! the backfill batch statements the runner prepares (`BatchParts`). The recorded plan is
+//! `recorded.rs`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -253,64 +253,6 @@ fn json_step(s: &Step) -> Value {
         "transaction": s.transaction,
         "lock": s.lock.as_ref().map(|l| json!({"mode": l.mode.to_string(), "relation": l.relation.to_string()})),
     })
-}
-
-/// The version of the recorded plan's shape; `zdm expand` stores the plan in this format.
-pub const PLAN_FORMAT: u64 = 1;
-
-/// The checksum a recorded plan carries of itself: SHA-256 of its JSON without the
-/// `plan_checksum` key (serde_json writes object keys sorted, so the text is canonical after a
-/// round trip through jsonb).
-pub fn plan_checksum(plan: &Value) -> String {
-    let mut plan = plan.clone();
-    if let Some(object) = plan.as_object_mut() {
-        object.remove("plan_checksum");
-    }
-    let mut text = String::new();
-    canonical(&plan, &mut text);
-    super::checksum(&text)
-}
-
-/// JSON with every object's keys in sorted order: jsonb stores keys in its own order, so the
-/// text zdm wrote and the text it reads back differ unless both are put in one order.
-fn canonical(v: &Value, out: &mut String) {
-    match v {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
-                canonical(&map[k], out);
-            }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                canonical(item, out);
-            }
-            out.push(']');
-        }
-        other => out.push_str(&other.to_string()),
-    }
-}
-
-/// The plan as `zdm expand` records it: the JSON output, with its format version and its own
-/// checksum, which contract and abort check before they run a step of it.
-pub fn recorded_plan(p: &MigrationPlan) -> Value {
-    let mut plan = json_plan(p);
-    plan["format"] = json!(PLAN_FORMAT);
-    let sum = plan_checksum(&plan);
-    plan["plan_checksum"] = json!(sum);
-    plan
 }
 
 pub(crate) fn json_plan(p: &MigrationPlan) -> Value {
