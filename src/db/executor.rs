@@ -89,11 +89,9 @@ impl<'a> Runner<'a> {
             .await?
             .get(0);
         if schema.as_deref() == Some("zdm") {
-            return Err(RunError::WrongState {
-                migration: "the session".into(),
-                status: "resolving unqualified names to the zdm state schema".into(),
-                what: "the role is probably named zdm and search_path starts with \"$user\": connect as another role, or set search_path (e.g. options=-csearch_path=public in the URL)".into(),
-            });
+            return Err(RunError::Session(
+                "unqualified names resolve to the zdm state schema (the role is probably named zdm and search_path starts with \"$user\"): connect as another role, or set search_path (e.g. options=-csearch_path=public in the URL)".into(),
+            ));
         }
         Ok(Runner {
             client,

@@ -141,6 +141,9 @@ pub enum RunError {
         earlier: String,
         table: String,
     },
+    /// The session zdm got cannot run migrations safely (its settings, not any migration).
+    #[error("the database session is not usable: {0}")]
+    Session(String),
     #[error("{migration} is {status}; {what}")]
     WrongState {
         migration: String,
