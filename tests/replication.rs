@@ -13,12 +13,16 @@ use std::time::{Duration, Instant};
 
 use postgres::{Client, NoTls};
 
-fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+/// Polls `done` every 100 ms; false when `limit` passes first.
+fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
     while !done() {
-        assert!(start.elapsed() < limit, "timed out waiting until {what}");
+        if start.elapsed() > limit {
+            return false;
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
+    true
 }
 
 fn rows_done(c: &mut Client) -> i64 {
@@ -52,23 +56,29 @@ fn backfill_holds_while_the_standby_is_behind() {
     let mut standby_config: postgres::Config = standby_url.parse().unwrap();
     standby_config.dbname(&db.name);
     let mut standby = None;
-    wait_until(
-        "the standby has the test database",
-        Duration::from_secs(30),
-        || {
-            standby = standby_config.connect(NoTls).ok();
-            standby.is_some()
-        },
-    );
-    let mut standby = standby.unwrap();
-    wait_until(
-        "the standby has replayed the table",
-        Duration::from_secs(30),
-        || {
+    let mut last_error = String::new();
+    let connected = wait_until(Duration::from_secs(60), || {
+        match standby_config.connect(NoTls) {
+            Ok(client) => {
+                standby = Some(client);
+                true
+            }
+            Err(e) => {
+                last_error = e.to_string();
+                false
+            }
+        }
+    });
+    let Some(mut standby) = standby.filter(|_| connected) else {
+        panic!("the standby did not get the test database within 60 s: {last_error}");
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || {
             standby
                 .query_one("SELECT count(*) FROM t", &[])
                 .is_ok_and(|r| r.get::<_, i64>(0) == 20000)
-        },
+        }),
+        "the standby did not replay the table within 60 s"
     );
     standby
         .batch_execute("SELECT pg_wal_replay_pause()")

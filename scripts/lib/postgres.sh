@@ -159,6 +159,12 @@ zdm_start_standby() {
     echo "primary_conninfo = 'host=127.0.0.1 port=$port user=postgres application_name=zdm_test_standby'" \
         >>"$ZDM_PG_DATA/standby/postgresql.auto.conf"
     [ "$(id -u)" = 0 ] && chown -R "$ZDM_PG_OWNER" "$ZDM_PG_DATA/standby"
+    # The primary keeps WAL for the standby: without it a standby that falls behind while the
+    # suites write (every CREATE DATABASE logs its template) finds the segments it needs
+    # recycled and stops replaying for good. wal_keep_size is 13+, wal_keep_segments before.
+    local keep="-c wal_keep_size=4GB"
+    "$ZDM_PG_BINDIR/postgres" --version | grep -q ' 12\.' && keep="-c wal_keep_segments=256"
+    ZDM_PG_OPTS="$ZDM_PG_OPTS $keep"
     zdm_as_owner "$pg_ctl" -D "$ZDM_PG_DATA/data" -l "$ZDM_PG_DATA/server.log" -w -t 60 \
         -o "-p $port $ZDM_PG_OPTS" start >/dev/null || return 1
     sport=$(zdm_free_port) || return 1
