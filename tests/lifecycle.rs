@@ -120,12 +120,8 @@ fn options() -> RunOptions {
     }
 }
 
-fn run(index: usize) {
-    let s: &Scenario = &SCENARIOS[index];
-    let Some(db) = common::TestDatabase::create(&format!("life{index}")) else {
-        return;
-    };
-    let url = db.url_of_database();
+/// The plans of a scenario: its schema migration, then its own.
+fn plan_scenario(s: &Scenario) -> Vec<MigrationPlan> {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("0001_schema.sql"),
@@ -134,9 +130,35 @@ fn run(index: usize) {
     .unwrap();
     std::fs::write(dir.path().join("0002_change.sql"), s.migration).unwrap();
     let set = MigrationSet::load(dir.path(), None).unwrap();
-    let plans: Vec<MigrationPlan> = plan_set(&set, &LintOptions::default(), None)
+    plan_set(&set, &LintOptions::default(), None)
         .all_planned()
-        .unwrap_or_else(|e| panic!("{}: {e}", s.name));
+        .unwrap_or_else(|e| panic!("{}: {e}", s.name))
+}
+
+/// Each operation zdm registers (src/plan/ops/mod.rs) is planned by some scenario, so that it
+/// runs end to end under writers here and as psql files in plan_sql.rs.
+#[test]
+fn every_operation_has_a_scenario() {
+    let covered: std::collections::HashSet<&str> = SCENARIOS
+        .iter()
+        .flat_map(|s| plan_scenario(s)[1].operations.clone())
+        .map(|o| o.kind)
+        .collect();
+    for kind in zdm::plan::ops::kinds() {
+        assert!(
+            covered.contains(kind),
+            "no scenario in tests/common/scenarios.rs plans a `{kind}` operation; add one"
+        );
+    }
+}
+
+fn run(index: usize) {
+    let s: &Scenario = &SCENARIOS[index];
+    let Some(db) = common::TestDatabase::create(&format!("life{index}")) else {
+        return;
+    };
+    let url = db.url_of_database();
+    let plans = plan_scenario(s);
     let expand_steps = plans[1].expand.len();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -23,11 +23,9 @@ pub use render::{PlanFormat, render, sql_files as render_sql_files, write_sql_fi
 use crate::analysis::{Facts, LintOptions, ParsedFile, Severity, Unit, walk};
 use crate::catalog::Catalog;
 use crate::classify::{Effect, Env, classify_action};
-use crate::parse::{
-    AlterAction, Change, ColumnSpec, ConstraintKind, DmlKind, ObjectKind, parse_statement,
-};
+use crate::parse::{AlterAction, Change, ColumnSpec, DmlKind, parse_statement};
 use crate::source::{DirectiveKind, MigrationSet, SourceFile, Statement, split_statements};
-use ops::OpCx;
+use ops::{ActionCx, OpCx, Operation as _, StatementCx};
 use order::Held;
 
 /// Why a migration cannot be planned. Nothing of it runs.
@@ -214,11 +212,7 @@ pub fn plan_file(
         contract: body.contract,
         down: Down {
             expand: body.down_expand,
-            // Undo in reverse order of the operations.
-            contract: body.down_contract.map(|mut steps| {
-                steps.reverse();
-                steps
-            }),
+            contract: body.down_contract,
         },
         notes: body.notes,
         repeatable: file.repeatable,
@@ -425,14 +419,14 @@ impl FilePlanner<'_> {
                             table: table.clone(),
                             column: column.name.clone(),
                         }];
-                        Some(("add-column", op, holds))
+                        Some((ops::add_column::AddColumn.kind(), op, holds))
                     }
                     Err(reason) => return Err(cannot(reason, None)),
                 }
             }
             None => match plan_statement(stmt, change, &env) {
                 _ if allow_locking => Some((
-                    "accepted-lock",
+                    ops::passthrough::ACCEPTED_LOCK,
                     ops::passthrough::plan(stmt, change, class),
                     Vec::new(),
                 )),
@@ -452,7 +446,7 @@ impl FilePlanner<'_> {
                 Planned::NoOp => match errors.first() {
                     Some(f) => return Err(cannot(f.message.clone(), f.help.as_deref())),
                     None => Some((
-                        "as-written",
+                        ops::passthrough::AS_WRITTEN,
                         ops::passthrough::plan(stmt, change, class),
                         Vec::new(),
                     )),
@@ -461,7 +455,10 @@ impl FilePlanner<'_> {
         };
         if let Some((kind, mut op, holds)) = planned {
             let mut holds = holds;
-            if kind == "as-written" && !self.held.is_empty() && text::is_word_at(stmt, 0, "DROP") {
+            if kind == ops::passthrough::AS_WRITTEN
+                && !self.held.is_empty()
+                && text::is_word_at(stmt, 0, "DROP")
+            {
                 // A drop after a statement whose own drop waits for contract may depend on it
                 // (`DROP COLUMN c; DROP FUNCTION f` where c's default calls f): it waits for
                 // contract too, after that drop, and its names are held like the others.
@@ -475,7 +472,9 @@ impl FilePlanner<'_> {
                     _ => Vec::new(),
                 };
             }
-            if kind == "drop-index" && holds.iter().any(|h| used_later(h, &self.words[i + 1..])) {
+            if kind == ops::drop_index::DropIndex.kind()
+                && holds.iter().any(|h| used_later(h, &self.words[i + 1..]))
+            {
                 // The name is used again later in the migration (`DROP INDEX x; CREATE INDEX
                 // x …`), or a later foreign key references the table of a unique index: the
                 // drop runs where it stands, CONCURRENTLY, instead of at contract.
@@ -489,7 +488,8 @@ impl FilePlanner<'_> {
                     && op.contract.is_empty()
                     && op.expand.iter().all(|s| s.transaction);
                 if simple {
-                    if kind == "as-written" && matches!(change, Change::Dml { .. }) {
+                    if kind == ops::passthrough::AS_WRITTEN && matches!(change, Change::Dml { .. })
+                    {
                         block.writes.get_or_insert(stmt.start.line);
                     }
                     block.steps.append(&mut op.expand);
@@ -748,10 +748,6 @@ enum Planned {
 }
 
 fn plan_statement(stmt: &Statement, change: &Change, env: &Env) -> Planned {
-    let refuse = |r: Result<OpPlan, String>, kind: &'static str, holds: Vec<Held>| match r {
-        Ok(op) => Planned::Op(kind, op, holds),
-        Err(reason) => Planned::Refused(reason),
-    };
     match change {
         Change::Begin | Change::Commit | Change::Rollback => Planned::Skip,
         Change::Set { name, .. }
@@ -760,56 +756,27 @@ fn plan_statement(stmt: &Statement, change: &Change, env: &Env) -> Planned {
             Planned::Skip
         }
         Change::Unrecognized { reason } => Planned::Unrecognized(reason.clone()),
-        Change::CreateIndex {
-            table,
-            name,
-            columns,
-            concurrently: false,
-            ..
-        } if !(env.is_new)(table) => {
-            let cx = op_cx(stmt, table, env);
-            refuse(
-                ops::create_index::plan(&cx, name.as_ref(), columns),
-                "create-index",
-                Vec::new(),
-            )
-        }
-        Change::DropIndex { names, .. } if names.iter().any(|n| !(env.is_new)(n)) => {
-            let cascade = text::find_word(stmt, "CASCADE").is_some();
-            let mut holds: Vec<Held> = names.iter().cloned().map(Held::Relation).collect();
-            holds.extend(names.iter().filter_map(|n| {
-                let index = env.catalog.index(n)?;
-                index
-                    .unique
-                    .then(|| Held::ReferencedKey(index.table.clone()))
-            }));
-            refuse(
-                ops::drop_index::plan(names, cascade, env.catalog),
-                "drop-index",
-                holds,
-            )
-        }
-        Change::Drop {
-            kind: ObjectKind::Table,
-            names,
-            ..
-        } if names.iter().any(|n| !(env.is_new)(n)) => Planned::Op(
-            "drop-table",
-            ops::drop_table::plan(stmt, names),
-            names.iter().cloned().map(Held::Relation).collect(),
-        ),
-        Change::Dml {
-            kind: DmlKind::Update,
-            table,
-            ..
-        } if !(env.is_new)(table) => {
-            let cx = op_cx(stmt, table, env);
-            refuse(ops::update_backfill::plan(&cx), "backfill", Vec::new())
-        }
         Change::AlterTable { table, actions } if !(env.is_new)(table) => {
             plan_alter(stmt, table, actions, env)
         }
-        _ => Planned::NoOp,
+        _ => {
+            let cx = StatementCx {
+                stmt,
+                change,
+                catalog: env.catalog,
+                pg_version: env.pg_version,
+                is_new: env.is_new,
+            };
+            let taken = ops::OPERATIONS.iter().find_map(|r| {
+                let planned = r.operation.plan_statement(&cx)?;
+                Some((r.operation.kind(), planned))
+            });
+            match taken {
+                Some((kind, Ok(p))) => Planned::Op(kind, p.op, p.holds),
+                Some((_, Err(reason))) => Planned::Refused(reason),
+                None => Planned::NoOp,
+            }
+        }
     }
 }
 
@@ -842,7 +809,6 @@ fn plan_alter(
     // PostgreSQL runs the actions in passes, not in the written order (see `order`).
     let mut ordered: Vec<(&AlterAction, &String)> = actions.iter().zip(&texts).collect();
     ordered.sort_by_key(|(action, _)| order::alter_pass(action));
-    let cx = op_cx(stmt, table, env);
     let backfill = stmt.directives.iter().find_map(|d| match &d.kind {
         DirectiveKind::Backfill(expr) => Some(expr.as_str()),
         _ => None,
@@ -874,84 +840,18 @@ fn plan_alter(
         }
         let effects = classify_action(table, action, env);
         let risky = effects.iter().any(needs_op);
-        let result = match action {
-            AlterAction::AddConstraint(spec) if !spec.not_valid => match &spec.kind {
-                ConstraintKind::ForeignKey {
-                    columns,
-                    references,
-                } => Some((
-                    "add-foreign-key",
-                    ops::add_foreign_key::plan(
-                        &cx,
-                        action_text,
-                        spec.name.as_deref(),
-                        columns,
-                        references,
-                    ),
-                )),
-                ConstraintKind::Check { .. } => Some((
-                    "add-check",
-                    ops::add_check::plan(&cx, action_text, spec.name.as_deref()),
-                )),
-                ConstraintKind::Unique {
-                    columns,
-                    using_index: None,
-                } => Some((
-                    "add-unique",
-                    ops::add_unique::plan(&cx, action_text, spec.name.as_deref(), columns, false),
-                )),
-                ConstraintKind::PrimaryKey {
-                    columns,
-                    using_index: None,
-                } => Some((
-                    "add-primary-key",
-                    ops::add_unique::plan(&cx, action_text, spec.name.as_deref(), columns, true),
-                )),
-                ConstraintKind::NotNull { column } => Some((
-                    "set-not-null",
-                    ops::set_not_null::steps(table, column, env.pg_version),
-                )),
-                _ => None,
-            },
-            AlterAction::SetNotNull { column } if risky => Some((
-                "set-not-null",
-                ops::set_not_null::steps(table, column, env.pg_version),
-            )),
-            AlterAction::AlterColumnType { column, ty, .. } if risky => Some((
-                "change-type",
-                ops::change_type::plan(&cx, action_text, column, ty),
-            )),
-            AlterAction::RenameColumn { from, to } => {
-                Some(("rename-column", ops::rename_column::plan(&cx, from, to)))
-            }
-            AlterAction::RenameTable { to } => Some((
-                "rename-table",
-                Ok(ops::rename_table::plan(table, to, env.pg_version)),
-            )),
-            AlterAction::DropColumn { column } => Some((
-                "drop-column",
-                Ok(ops::drop_column::plan(&cx, action_text, column)),
-            )),
-            AlterAction::AddColumn(col) if col.references.is_some() => Some((
-                "add-foreign-key",
-                ops::add_foreign_key::plan_inline(
-                    &cx,
-                    action_text,
-                    &col.name,
-                    col.references.as_ref().expect("checked"),
-                ),
-            )),
-            AlterAction::AddColumn(col)
-                if risky || (col.not_null && col.default.is_none()) || backfill.is_some() =>
-            {
-                Some((
-                    "add-column",
-                    ops::add_column::plan(&cx, action_text, col, backfill),
-                ))
-            }
-            _ => None,
+        let acx = ActionCx {
+            cx: op_cx(stmt, table, env),
+            action,
+            text: action_text,
+            risky,
+            backfill,
         };
-        let op = match result {
+        let taken = ops::OPERATIONS.iter().find_map(|r| {
+            let planned = r.operation.plan_action(&acx)?;
+            Some((r.operation.kind(), planned))
+        });
+        let op = match taken {
             Some((kind, Ok(op))) => {
                 kinds.push(kind);
                 op
@@ -959,42 +859,8 @@ fn plan_alter(
             Some((_, Err(reason))) => return Planned::Refused(reason),
             None if risky => return Planned::NoOp,
             None => {
-                kinds.push("as-written");
-                // The strongest lock, and of equal ones the first: the altered table's.
-                let lock = effects.iter().rev().max_by_key(|e| e.lock);
-                let mut op = OpPlan::nothing_to_undo_at_contract();
-                op.expand.push(Step {
-                    id: String::new(),
-                    description: format!(
-                        "{} on {table}",
-                        action_text
-                            .split_whitespace()
-                            .take(3)
-                            .collect::<Vec<_>>()
-                            .join(" ")
-                            .to_lowercase()
-                    ),
-                    sql: ops::alter(table, action_text),
-                    // PostgreSQL refuses DETACH … CONCURRENTLY inside a transaction block: it
-                    // commits between its two phases, as CREATE INDEX CONCURRENTLY does.
-                    transaction: !detach_concurrently,
-                    lock: lock.map(|e| StepLock {
-                        mode: e.lock,
-                        relation: e.relation.clone(),
-                    }),
-                });
-                if let AlterAction::AddColumn(col) = action {
-                    op.down_expand.push(Step::tx(
-                        format!("drop {table}.{}", col.name),
-                        ops::alter(
-                            table,
-                            &format!("DROP COLUMN IF EXISTS {}", crate::sql::Ident(&col.name)),
-                        ),
-                        crate::classify::LockMode::AccessExclusive,
-                        table,
-                    ));
-                }
-                op
+                kinds.push(ops::passthrough::AS_WRITTEN);
+                ops::passthrough::action(table, action, action_text, &effects)
             }
         };
         if !op.contract.is_empty() {
@@ -1019,7 +885,7 @@ fn plan_alter(
     let kind = if kinds.len() == 1 {
         kinds[0]
     } else {
-        "alter-table"
+        ops::SEVERAL_KINDS
     };
     Planned::Op(kind, all, holds)
 }

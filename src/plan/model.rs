@@ -150,7 +150,8 @@ impl OpPlan {
     }
 
     /// Appends a later operation: its steps run after these, its backfills keep their place
-    /// among its steps, and its expand is undone before this one's.
+    /// among its steps, and each of its phases is undone before this one's (undo runs in
+    /// reverse operation order; an operation's own undo steps keep their order).
     pub fn append(&mut self, later: OpPlan) {
         let offset = self.expand.len();
         self.expand.extend(later.expand);
@@ -163,7 +164,7 @@ impl OpPlan {
         self.down_expand.splice(0..0, later.down_expand);
         self.down_contract = match (self.down_contract.take(), later.down_contract) {
             (Some(mut a), Some(b)) => {
-                a.extend(b);
+                a.splice(0..0, b);
                 Some(a)
             }
             _ => None,

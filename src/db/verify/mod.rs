@@ -18,6 +18,7 @@ use tokio_postgres::Client;
 
 use super::{ConnectOptions, DbError, RunOptions, Runner, introspect, message};
 use crate::lint::LintOptions;
+use crate::plan::ops::passthrough::{ACCEPTED_LOCK, AS_WRITTEN};
 use crate::plan::{MigrationPlan, plan_file};
 use crate::source::{MigrationSet, SourceFile, split_statements};
 
@@ -355,7 +356,7 @@ async fn written_again(
 fn runs_as_written(plan: &MigrationPlan) -> bool {
     plan.operations
         .iter()
-        .all(|o| matches!(o.kind, "as-written" | "accepted-lock"))
+        .all(|o| [AS_WRITTEN, ACCEPTED_LOCK].contains(&o.kind))
 }
 
 /// The longest one statement may run on sample data: a migration that loops until its data

@@ -7,8 +7,23 @@
 //! | down expand | `DROP CONSTRAINT IF EXISTS name` | ACCESS EXCLUSIVE, brief |
 
 use super::add_foreign_key::{named, not_valid_then_validate};
-use super::{OpCx, OpPlan};
+use super::{ActionCx, OpCx, OpPlan, Operation};
 use crate::classify::LockMode;
+use crate::parse::ConstraintKind;
+
+pub struct AddCheck;
+
+impl Operation for AddCheck {
+    fn kind(&self) -> &'static str {
+        "add-check"
+    }
+
+    fn plan_action(&self, cx: &ActionCx) -> Option<Result<OpPlan, String>> {
+        let spec = cx.validated_constraint()?;
+        matches!(spec.kind, ConstraintKind::Check { .. })
+            .then(|| plan(&cx.cx, cx.text, spec.name.as_deref()))
+    }
+}
 
 pub fn plan(cx: &OpCx, action: &str, name: Option<&str>) -> Result<OpPlan, String> {
     let (name, action) = named(

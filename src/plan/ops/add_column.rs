@@ -12,11 +12,31 @@
 //! | down expand | drop the trigger and `DROP COLUMN IF EXISTS col` | ACCESS EXCLUSIVE, brief |
 //! | down contract | `ALTER COLUMN col DROP NOT NULL` | ACCESS EXCLUSIVE, brief |
 
-use super::{Assignment, Backfill, OpCx, OpPlan, Step, alter};
+use super::{ActionCx, Assignment, Backfill, OpCx, OpPlan, Operation, Step, alter};
 use crate::classify::LockMode;
-use crate::parse::ColumnSpec;
+use crate::parse::{AlterAction, ColumnSpec};
 use crate::plan::text::default_expr;
 use crate::sql::{Ident, RowTrigger, generated_name};
+
+pub struct AddColumn;
+
+impl Operation for AddColumn {
+    fn kind(&self) -> &'static str {
+        "add-column"
+    }
+
+    /// A column existing rows must get a value for: a volatile default, NOT NULL without a
+    /// default, or a value from `-- zdm:backfill`. Other ADD COLUMNs are catalog-only and run
+    /// as written.
+    fn plan_action(&self, cx: &ActionCx) -> Option<Result<OpPlan, String>> {
+        let AlterAction::AddColumn(col) = cx.action else {
+            return None;
+        };
+        let needs_values =
+            cx.risky || (col.not_null && col.default.is_none()) || cx.backfill.is_some();
+        needs_values.then(|| plan(&cx.cx, cx.text, col, cx.backfill))
+    }
+}
 
 pub fn plan(
     cx: &OpCx,

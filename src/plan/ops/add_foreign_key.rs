@@ -9,9 +9,39 @@
 //! From expand on, new and updated rows must satisfy the constraint, whichever application
 //! writes them.
 
-use super::{OpCx, OpPlan, Step, alter};
+use super::{ActionCx, OpCx, OpPlan, Operation, Step, alter};
 use crate::classify::LockMode;
-use crate::parse::Name;
+use crate::parse::{AlterAction, ConstraintKind, Name};
+
+pub struct AddForeignKey;
+
+impl Operation for AddForeignKey {
+    fn kind(&self) -> &'static str {
+        "add-foreign-key"
+    }
+
+    fn plan_action(&self, cx: &ActionCx) -> Option<Result<OpPlan, String>> {
+        if let AlterAction::AddColumn(col) = cx.action {
+            let references = col.references.as_ref()?;
+            return Some(plan_inline(&cx.cx, cx.text, &col.name, references));
+        }
+        let spec = cx.validated_constraint()?;
+        let ConstraintKind::ForeignKey {
+            columns,
+            references,
+        } = &spec.kind
+        else {
+            return None;
+        };
+        Some(plan(
+            &cx.cx,
+            cx.text,
+            spec.name.as_deref(),
+            columns,
+            references,
+        ))
+    }
+}
 use crate::sql::Ident;
 
 pub fn plan(

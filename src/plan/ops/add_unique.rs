@@ -7,9 +7,49 @@
 //! | expand | `ADD CONSTRAINT name UNIQUE/PRIMARY KEY USING INDEX name` | ACCESS EXCLUSIVE, brief |
 //! | down expand | `DROP CONSTRAINT IF EXISTS name`, `DROP INDEX CONCURRENTLY IF EXISTS name` | brief |
 
-use super::{OpCx, OpPlan, Step, alter};
+use super::{ActionCx, OpCx, OpPlan, Operation, Step, alter};
 use crate::classify::LockMode;
-use crate::parse::Name;
+use crate::parse::{ConstraintKind, Name};
+
+pub struct AddUnique;
+
+impl Operation for AddUnique {
+    fn kind(&self) -> &'static str {
+        "add-unique"
+    }
+
+    fn plan_action(&self, cx: &ActionCx) -> Option<Result<OpPlan, String>> {
+        let spec = cx.validated_constraint()?;
+        let ConstraintKind::Unique {
+            columns,
+            using_index: None,
+        } = &spec.kind
+        else {
+            return None;
+        };
+        Some(plan(&cx.cx, cx.text, spec.name.as_deref(), columns, false))
+    }
+}
+
+pub struct AddPrimaryKey;
+
+impl Operation for AddPrimaryKey {
+    fn kind(&self) -> &'static str {
+        "add-primary-key"
+    }
+
+    fn plan_action(&self, cx: &ActionCx) -> Option<Result<OpPlan, String>> {
+        let spec = cx.validated_constraint()?;
+        let ConstraintKind::PrimaryKey {
+            columns,
+            using_index: None,
+        } = &spec.kind
+        else {
+            return None;
+        };
+        Some(plan(&cx.cx, cx.text, spec.name.as_deref(), columns, true))
+    }
+}
 use crate::sql::{Ident, Qualified};
 
 pub fn plan(

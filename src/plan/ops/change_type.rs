@@ -17,14 +17,30 @@
 //! Refused: identity columns, primary keys that foreign keys reference, columns with foreign
 //! keys, and tables with CHECK constraints (zdm does not yet carry them to the shadow).
 
-use super::{Assignment, Backfill, OpCx, OpPlan, Step, alter};
+use super::{ActionCx, Assignment, Backfill, OpCx, OpPlan, Operation, Step, alter};
 use crate::classify::LockMode;
-use crate::parse::{ConstraintKind, Name, SqlType};
+use crate::parse::{AlterAction, ConstraintKind, Name, SqlType};
 use crate::plan::text::using_expr;
 use crate::sql::{
     Ident, Qualified, RowTrigger, SKIP_DURING_BACKFILL, fit_name, generated_name, guard_dependents,
     literal,
 };
+
+pub struct ChangeType;
+
+impl Operation for ChangeType {
+    fn kind(&self) -> &'static str {
+        "change-type"
+    }
+
+    /// A change that rewrites the table; a binary-coercible one runs as written.
+    fn plan_action(&self, cx: &ActionCx) -> Option<Result<OpPlan, String>> {
+        let AlterAction::AlterColumnType { column, ty, .. } = cx.action else {
+            return None;
+        };
+        cx.risky.then(|| plan(&cx.cx, cx.text, column, ty))
+    }
+}
 
 pub fn plan(cx: &OpCx, action: &str, column: &str, ty: &SqlType) -> Result<OpPlan, String> {
     let table = cx.table;

@@ -7,11 +7,36 @@
 //!
 //! A failed build leaves an INVALID index; `zdm expand` drops and rebuilds it on resume.
 
-use super::{OpCx, OpPlan, Step};
+use super::{OpCx, OpPlan, Operation, StatementCx, StatementPlan, Step};
 use crate::classify::LockMode;
-use crate::parse::Name;
+use crate::parse::{Change, Name};
 use crate::plan::text::{find_word, insert_after};
 use crate::sql::{Ident, Qualified, fit_name};
+
+pub struct CreateIndex;
+
+impl Operation for CreateIndex {
+    fn kind(&self) -> &'static str {
+        "create-index"
+    }
+
+    fn plan_statement(&self, cx: &StatementCx) -> Option<Result<StatementPlan, String>> {
+        let Change::CreateIndex {
+            table,
+            name,
+            columns,
+            concurrently: false,
+            ..
+        } = cx.change
+        else {
+            return None;
+        };
+        if (cx.is_new)(table) {
+            return None;
+        }
+        Some(plan(&cx.on(table), name.as_ref(), columns).map(StatementPlan::holding_nothing))
+    }
+}
 
 pub fn plan(cx: &OpCx, name: Option<&Name>, columns: &[String]) -> Result<OpPlan, String> {
     let index_at = find_word(cx.stmt, "INDEX").ok_or("no INDEX keyword")?;

@@ -7,9 +7,25 @@
 //! | down expand | NOT NULL again when expand dropped it, the online way (see set_not_null.rs: a validated check, or NOT NULL NOT VALID on 18); a scanning SET NOT NULL before 12 | brief, SHARE UPDATE EXCLUSIVE while validating |
 //! | down contract | impossible: the column's data is gone |
 
-use super::{OpCx, OpPlan, Step, alter};
+use super::{ActionCx, OpCx, OpPlan, Operation, Step, alter};
 use crate::classify::LockMode;
+use crate::parse::AlterAction;
 use crate::sql::Ident;
+
+pub struct DropColumn;
+
+impl Operation for DropColumn {
+    fn kind(&self) -> &'static str {
+        "drop-column"
+    }
+
+    fn plan_action(&self, cx: &ActionCx) -> Option<Result<OpPlan, String>> {
+        let AlterAction::DropColumn { column } = cx.action else {
+            return None;
+        };
+        Some(Ok(plan(&cx.cx, cx.text, column)))
+    }
+}
 
 pub fn plan(cx: &OpCx, action: &str, column: &str) -> OpPlan {
     let mut plan = OpPlan::default();

@@ -6,11 +6,40 @@
 //! | contract | `DROP INDEX CONCURRENTLY IF EXISTS name`, one per index, outside a transaction | SHARE UPDATE EXCLUSIVE on the table |
 //! | down contract | none: zdm does not keep the index definition; recreate it by hand | |
 
-use super::{OpPlan, Step};
+use super::{OpPlan, Operation, StatementCx, StatementPlan, Step};
 use crate::catalog::Catalog;
 use crate::classify::LockMode;
-use crate::parse::Name;
+use crate::parse::{Change, Name};
+use crate::plan::order::Held;
 use crate::sql::Qualified;
+
+pub struct DropIndex;
+
+impl Operation for DropIndex {
+    fn kind(&self) -> &'static str {
+        "drop-index"
+    }
+
+    fn plan_statement(&self, cx: &StatementCx) -> Option<Result<StatementPlan, String>> {
+        let Change::DropIndex { names, .. } = cx.change else {
+            return None;
+        };
+        if names.iter().all(|n| (cx.is_new)(n)) {
+            return None;
+        }
+        let cascade = crate::plan::text::find_word(cx.stmt, "CASCADE").is_some();
+        // Held until contract: the index names, and the table of a unique index (a later
+        // foreign key may need it as its referenced key).
+        let mut holds: Vec<Held> = names.iter().cloned().map(Held::Relation).collect();
+        holds.extend(names.iter().filter_map(|n| {
+            let index = cx.catalog.index(n)?;
+            index
+                .unique
+                .then(|| Held::ReferencedKey(index.table.clone()))
+        }));
+        Some(plan(names, cascade, cx.catalog).map(|op| StatementPlan { op, holds }))
+    }
+}
 
 pub fn plan(names: &[Name], cascade: bool, catalog: &Catalog) -> Result<OpPlan, String> {
     if cascade {

@@ -5,10 +5,37 @@
 //! | contract | the DROP TABLE as written | ACCESS EXCLUSIVE, brief |
 //! | down contract | impossible: the data is gone |
 
-use super::{OpPlan, Step};
+use super::{OpPlan, Operation, StatementCx, StatementPlan, Step};
 use crate::classify::LockMode;
-use crate::parse::Name;
+use crate::parse::{Change, Name, ObjectKind};
+use crate::plan::order::Held;
 use crate::source::Statement;
+
+pub struct DropTable;
+
+impl Operation for DropTable {
+    fn kind(&self) -> &'static str {
+        "drop-table"
+    }
+
+    fn plan_statement(&self, cx: &StatementCx) -> Option<Result<StatementPlan, String>> {
+        let Change::Drop {
+            kind: ObjectKind::Table,
+            names,
+            ..
+        } = cx.change
+        else {
+            return None;
+        };
+        if names.iter().all(|n| (cx.is_new)(n)) {
+            return None;
+        }
+        Some(Ok(StatementPlan {
+            op: plan(cx.stmt, names),
+            holds: names.iter().cloned().map(Held::Relation).collect(),
+        }))
+    }
+}
 
 pub fn plan(stmt: &Statement, names: &[Name]) -> OpPlan {
     let mut plan = OpPlan::default();

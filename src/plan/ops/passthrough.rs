@@ -1,15 +1,23 @@
-//! Statements that are already safe on a live table run as written.
+//! Statements that are already safe on a live table run as written: what no operation takes
+//! (or what `-- zdm:allow-locking` accepts). Within an ALTER TABLE, each safe action runs as
+//! written on its own.
 //!
 //! | phase | step | lock |
 //! |---|---|---|
-//! | expand | the statement, as written, in its own transaction (outside one for CONCURRENTLY) | whatever it takes; brief |
-//! | down expand | the inverse for objects it creates (`DROP … IF EXISTS`); none otherwise | brief |
+//! | expand | the statement (or the ALTER TABLE action), as written, in its own transaction (outside one for CONCURRENTLY) | whatever it takes; brief |
+//! | down expand | the inverse for objects it creates (`DROP … IF EXISTS`, a column added as written is dropped); none otherwise | brief |
 
-use super::{OpPlan, Step};
-use crate::classify::{Classification, LockMode};
-use crate::parse::{Change, Name, ObjectKind};
+use super::{OpPlan, Step, alter};
+use crate::classify::{Classification, Effect, LockMode};
+use crate::parse::{AlterAction, Change, Name, ObjectKind};
+use crate::plan::model::StepLock;
 use crate::source::Statement;
-use crate::sql::Qualified;
+use crate::sql::{Ident, Qualified};
+
+/// The kind of a statement run as written because it is safe.
+pub const AS_WRITTEN: &str = "as-written";
+/// The kind of a statement run as written because `-- zdm:allow-locking` accepts its lock.
+pub const ACCEPTED_LOCK: &str = "accepted-lock";
 
 pub fn plan(stmt: &Statement, change: &Change, class: &Classification) -> OpPlan {
     let lock = class.effects.iter().max_by_key(|e| e.lock);
@@ -18,7 +26,7 @@ pub fn plan(stmt: &Statement, change: &Change, class: &Classification) -> OpPlan
         description: describe(change),
         sql: stmt.text.clone(),
         transaction: !class.no_transaction,
-        lock: lock.map(|e| super::super::model::StepLock {
+        lock: lock.map(|e| StepLock {
             mode: e.lock,
             relation: e.relation.clone(),
         }),
@@ -27,6 +35,50 @@ pub fn plan(stmt: &Statement, change: &Change, class: &Classification) -> OpPlan
     plan.expand.push(step);
     if let Some(undo) = inverse(change) {
         plan.down_expand.push(undo);
+    }
+    plan
+}
+
+/// One action of an ALTER TABLE as written, under the strongest lock its effects take (of
+/// equal ones the first: the altered table's).
+pub fn action(table: &Name, action: &AlterAction, text: &str, effects: &[Effect]) -> OpPlan {
+    let lock = effects.iter().rev().max_by_key(|e| e.lock);
+    let mut plan = OpPlan::nothing_to_undo_at_contract();
+    plan.expand.push(Step {
+        id: String::new(),
+        description: format!(
+            "{} on {table}",
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+                .to_lowercase()
+        ),
+        sql: alter(table, text),
+        // PostgreSQL refuses DETACH … CONCURRENTLY inside a transaction block: it commits
+        // between its two phases, as CREATE INDEX CONCURRENTLY does.
+        transaction: !matches!(
+            action,
+            AlterAction::DetachPartition {
+                concurrently: true,
+                ..
+            }
+        ),
+        lock: lock.map(|e| StepLock {
+            mode: e.lock,
+            relation: e.relation.clone(),
+        }),
+    });
+    if let AlterAction::AddColumn(col) = action {
+        plan.down_expand.push(Step::tx(
+            format!("drop {table}.{}", col.name),
+            alter(
+                table,
+                &format!("DROP COLUMN IF EXISTS {}", Ident(&col.name)),
+            ),
+            LockMode::AccessExclusive,
+            table,
+        ));
     }
     plan
 }

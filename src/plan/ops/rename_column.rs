@@ -17,9 +17,25 @@
 //!
 //! Queries on the new name are not indexed until contract.
 
-use super::{Assignment, Backfill, OpCx, OpPlan, Step, alter};
+use super::{ActionCx, Assignment, Backfill, OpCx, OpPlan, Operation, Step, alter};
 use crate::classify::LockMode;
+use crate::parse::AlterAction;
 use crate::sql::{Ident, RowTrigger, SKIP_DURING_BACKFILL, generated_name, guard_dependents};
+
+pub struct RenameColumn;
+
+impl Operation for RenameColumn {
+    fn kind(&self) -> &'static str {
+        "rename-column"
+    }
+
+    fn plan_action(&self, cx: &ActionCx) -> Option<Result<OpPlan, String>> {
+        let AlterAction::RenameColumn { from, to } = cx.action else {
+            return None;
+        };
+        Some(plan(&cx.cx, from, to))
+    }
+}
 
 pub fn plan(cx: &OpCx, from: &str, to: &str) -> Result<OpPlan, String> {
     let table = cx.table;

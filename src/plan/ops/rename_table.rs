@@ -14,10 +14,25 @@
 //! apply, as they did on the table. Before 15 the plan says so in a note. Either way the old
 //! application's role needs privileges on the view itself, so the table's grants are copied.
 
-use super::{OpPlan, Step};
+use super::{ActionCx, OpPlan, Operation, Step};
 use crate::classify::LockMode;
-use crate::parse::Name;
+use crate::parse::{AlterAction, Name};
 use crate::sql::{Ident, Qualified, literal};
+
+pub struct RenameTable;
+
+impl Operation for RenameTable {
+    fn kind(&self) -> &'static str {
+        "rename-table"
+    }
+
+    fn plan_action(&self, cx: &ActionCx) -> Option<Result<OpPlan, String>> {
+        let AlterAction::RenameTable { to } = cx.action else {
+            return None;
+        };
+        Some(Ok(plan(cx.cx.table, to, cx.cx.pg_version)))
+    }
+}
 
 pub fn plan(table: &Name, to: &Name, pg_version: u32) -> OpPlan {
     let new = Name {

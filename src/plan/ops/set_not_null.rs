@@ -13,9 +13,29 @@
 //! PostgreSQL 18: `ADD CONSTRAINT … NOT NULL col NOT VALID`, then `VALIDATE CONSTRAINT`.
 //! Before 12 there is no way to skip the scan: the plan fails unless `-- zdm:allow-locking`.
 
-use super::{OpPlan, Step, alter};
+use super::{ActionCx, OpPlan, Operation, Step, alter};
 use crate::classify::LockMode;
-use crate::parse::Name;
+use crate::parse::{AlterAction, ConstraintKind, Name};
+
+pub struct SetNotNull;
+
+impl Operation for SetNotNull {
+    fn kind(&self) -> &'static str {
+        "set-not-null"
+    }
+
+    fn plan_action(&self, cx: &ActionCx) -> Option<Result<OpPlan, String>> {
+        let column = match (cx.action, cx.validated_constraint()) {
+            (_, Some(spec)) => match &spec.kind {
+                ConstraintKind::NotNull { column } => column,
+                _ => return None,
+            },
+            (AlterAction::SetNotNull { column }, None) if cx.risky => column,
+            _ => return None,
+        };
+        Some(steps(cx.cx.table, column, cx.cx.pg_version))
+    }
+}
 use crate::sql::{Ident, generated_name};
 
 /// The steps that make `column` NOT NULL; also used by add-column and primary-key plans.

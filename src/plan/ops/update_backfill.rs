@@ -6,10 +6,33 @@
 //!
 //! Several UPDATEs of one table with the same condition share one pass.
 
-use super::{Assignment, Backfill, OpCx, OpPlan};
+use super::{Assignment, Backfill, OpCx, OpPlan, Operation, StatementCx, StatementPlan};
 use crate::catalog::Catalog;
-use crate::parse::{ConstraintKind, Name};
+use crate::parse::{Change, ConstraintKind, DmlKind, Name};
 use crate::plan::text::{UpdateParts, update_parts};
+
+pub struct UpdateBackfill;
+
+impl Operation for UpdateBackfill {
+    fn kind(&self) -> &'static str {
+        "backfill"
+    }
+
+    fn plan_statement(&self, cx: &StatementCx) -> Option<Result<StatementPlan, String>> {
+        let Change::Dml {
+            kind: DmlKind::Update,
+            table,
+            ..
+        } = cx.change
+        else {
+            return None;
+        };
+        if (cx.is_new)(table) {
+            return None;
+        }
+        Some(plan(&cx.on(table)).map(StatementPlan::holding_nothing))
+    }
+}
 
 pub fn plan(cx: &OpCx) -> Result<OpPlan, String> {
     let UpdateParts {
