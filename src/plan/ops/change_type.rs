@@ -17,13 +17,13 @@
 //! Refused: identity columns, primary keys that foreign keys reference, columns with foreign
 //! keys, and tables with CHECK constraints (zdm does not yet carry them to the shadow).
 
-use super::{ActionCx, Assignment, Backfill, OpCx, OpPlan, Operation, Step, alter};
+use super::shadow::ShadowColumn;
+use super::{ActionCx, OpCx, OpPlan, Operation, Step, alter};
 use crate::classify::LockMode;
 use crate::parse::{AlterAction, ConstraintKind, Name, SqlType};
 use crate::plan::text::using_expr;
 use crate::sql::{
-    Ident, Qualified, RowTrigger, SKIP_DURING_BACKFILL, fit_name, generated_name, guard_dependents,
-    literal,
+    Ident, Qualified, RowTrigger, fit_name, generated_name, guard_dependents, literal,
 };
 
 pub struct ChangeType;
@@ -151,36 +151,24 @@ pub fn plan(cx: &OpCx, action: &str, column: &str, ty: &SqlType) -> Result<OpPla
     };
     let drop_trigger = trigger.drop();
     let mut plan = OpPlan::default();
-    plan.expand.push(Step::tx(
-        format!(
-            "add a shadow column of type {} for {table}.{column} (catalog only)",
-            ty.written
-        ),
-        alter(table, &format!("ADD COLUMN {shadow} {}", ty.written)),
-        LockMode::AccessExclusive,
+    ShadowColumn {
         table,
-    ));
-    plan.expand.push(Step::tx(
-        format!("convert every value written to {column} into the shadow"),
-        trigger.create(&format!(
-            "{SKIP_DURING_BACKFILL}  NEW.{shadow} := {conversion};\n",
-        )),
-        LockMode::ShareRowExclusive,
-        table,
-    ));
-    plan.push_backfill(Backfill {
-        table: table.clone(),
+        name: shadow_name.clone(),
+        ty: ty.written.clone(),
+        trigger,
+        trigger_body: format!("  NEW.{shadow} := {conversion};\n"),
+        copy: expr,
         key,
-        set: vec![Assignment {
-            column: shadow_name.clone(),
-            expr: expr.clone(),
-        }],
-        filter: None,
-        alias: None,
-        from: None,
-        after_step: 0,
-        shadow_copy: true,
-    });
+        says: [
+            format!(
+                "add a shadow column of type {} for {table}.{column} (catalog only)",
+                ty.written
+            ),
+            format!("convert every value written to {column} into the shadow"),
+            format!("drop the conversion trigger and the shadow of {table}.{column}"),
+        ],
+    }
+    .add_to(&mut plan);
 
     // Indexes on the column, rebuilt on the shadow; renamed to the old names in the swap.
     let mut rebuilt: Vec<(String, String)> = Vec::new();
@@ -324,15 +312,6 @@ pub fn plan(cx: &OpCx, action: &str, column: &str, ty: &SqlType) -> Result<OpPla
     plan.contract.push(Step::tx(
         format!("swap the shadow in as {table}.{column} ({})", ty.written),
         swap.join(";\n"),
-        LockMode::AccessExclusive,
-        table,
-    ));
-    plan.down_expand.push(Step::tx(
-        format!("drop the conversion trigger and the shadow of {table}.{column}"),
-        format!(
-            "{drop_trigger};\n{}",
-            alter(table, &format!("DROP COLUMN IF EXISTS {shadow}"))
-        ),
         LockMode::AccessExclusive,
         table,
     ));

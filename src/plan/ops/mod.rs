@@ -18,6 +18,7 @@ pub mod passthrough;
 pub mod rename_column;
 pub mod rename_table;
 pub mod set_not_null;
+mod shadow;
 pub mod update_backfill;
 
 use crate::catalog::Catalog;

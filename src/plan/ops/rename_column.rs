@@ -17,10 +17,11 @@
 //!
 //! Queries on the new name are not indexed until contract.
 
-use super::{ActionCx, Assignment, Backfill, OpCx, OpPlan, Operation, Step, alter};
+use super::shadow::ShadowColumn;
+use super::{ActionCx, OpCx, OpPlan, Operation, Step, alter};
 use crate::classify::LockMode;
 use crate::parse::AlterAction;
-use crate::sql::{Ident, RowTrigger, SKIP_DURING_BACKFILL, generated_name, guard_dependents};
+use crate::sql::{Ident, RowTrigger, generated_name, guard_dependents};
 
 pub struct RenameColumn;
 
@@ -53,33 +54,23 @@ pub fn plan(cx: &OpCx, from: &str, to: &str) -> Result<OpPlan, String> {
     };
     let drop_trigger = trigger.drop();
     let mut plan = OpPlan::default();
-    plan.expand.push(Step::tx(
-        format!("add {to} beside {from} on {table} (catalog only)"),
-        alter(table, &format!("ADD COLUMN {new} {}", column.ty.written)),
-        LockMode::AccessExclusive,
+    ShadowColumn {
         table,
-    ));
-    plan.expand.push(Step::tx(
-        format!("keep {from} and {to} equal whichever application writes"),
-        trigger.create(&format!(
-            "{SKIP_DURING_BACKFILL}  IF TG_OP = 'INSERT' THEN\n    IF NEW.{new} IS NULL THEN\n      NEW.{new} := NEW.{old};\n    ELSE\n      NEW.{old} := NEW.{new};\n    END IF;\n  ELSIF NEW.{old} IS DISTINCT FROM OLD.{old} THEN\n    NEW.{new} := NEW.{old};\n  ELSIF NEW.{new} IS DISTINCT FROM OLD.{new} THEN\n    NEW.{old} := NEW.{new};\n  ELSE\n    NEW.{new} := NEW.{old};\n  END IF;\n"
-        )),
-        LockMode::ShareRowExclusive,
-        table,
-    ));
-    plan.push_backfill(Backfill {
-        table: table.clone(),
+        name: to.to_owned(),
+        ty: column.ty.written.clone(),
+        trigger,
+        trigger_body: format!(
+            "  IF TG_OP = 'INSERT' THEN\n    IF NEW.{new} IS NULL THEN\n      NEW.{new} := NEW.{old};\n    ELSE\n      NEW.{old} := NEW.{new};\n    END IF;\n  ELSIF NEW.{old} IS DISTINCT FROM OLD.{old} THEN\n    NEW.{new} := NEW.{old};\n  ELSIF NEW.{new} IS DISTINCT FROM OLD.{new} THEN\n    NEW.{old} := NEW.{new};\n  ELSE\n    NEW.{new} := NEW.{old};\n  END IF;\n"
+        ),
+        copy: old.to_string(),
         key,
-        set: vec![Assignment {
-            column: to.to_owned(),
-            expr: old.to_string(),
-        }],
-        filter: None,
-        alias: None,
-        from: None,
-        after_step: 0,
-        shadow_copy: true,
-    });
+        says: [
+            format!("add {to} beside {from} on {table} (catalog only)"),
+            format!("keep {from} and {to} equal whichever application writes"),
+            format!("drop the sync trigger and the shadow {to}"),
+        ],
+    }
+    .add_to(&mut plan);
     plan.contract.push(Step::tx(
         format!(
             "drop the shadow {to} and give {from}, with its indexes and constraints, the name {to}"
@@ -89,15 +80,6 @@ pub fn plan(cx: &OpCx, from: &str, to: &str) -> Result<OpPlan, String> {
             guard_dependents(table, to, &[]),
             alter(table, &format!("DROP COLUMN {new}")),
             alter(table, &format!("RENAME COLUMN {old} TO {new}"))
-        ),
-        LockMode::AccessExclusive,
-        table,
-    ));
-    plan.down_expand.push(Step::tx(
-        format!("drop the sync trigger and the shadow {to}"),
-        format!(
-            "{drop_trigger};\n{}",
-            alter(table, &format!("DROP COLUMN IF EXISTS {new}"))
         ),
         LockMode::AccessExclusive,
         table,
