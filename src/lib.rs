@@ -15,6 +15,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod lint;
+pub mod lock;
 pub mod parse;
 pub mod plan;
 pub mod report;

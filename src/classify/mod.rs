@@ -5,16 +5,15 @@
 //! `pg_class.relfilenode`); sources: <https://www.postgresql.org/docs/current/sql-altertable.html>
 //! and <https://www.postgresql.org/docs/current/explicit-locking.html>.
 
-mod lock;
 mod types;
 mod volatility;
 
-pub use lock::LockMode;
+pub use crate::lock::LockMode;
 pub use types::{TypeChange, type_change};
 pub use volatility::{Volatility, default_volatility};
 
 use crate::catalog::Catalog;
-use crate::parse::{AlterAction, Change, ColumnSpec, ConstraintKind, Generated, Name};
+use crate::parse::{AlterAction, Change, ColumnSpec, ConstraintKind, Generated, Name, OtherAction};
 
 /// What the classifier needs to know besides the statement.
 pub struct Env<'a> {
@@ -62,22 +61,17 @@ impl Classification {
 /// Classifies a statement.
 pub fn classify(change: &Change, env: &Env) -> Classification {
     let mut out = Classification::default();
-    let mut push =
-        |relation: &Name, lock: LockMode, rewrite: bool, scan: bool, breaking: Option<String>| {
-            out.effects.push(Effect {
-                relation: relation.clone(),
-                lock,
-                rewrite,
-                scan,
-                breaking,
-                new_relation: (env.is_new)(relation),
-            })
-        };
+    let mut push = |e: Effect| {
+        out.effects.push(Effect {
+            new_relation: (env.is_new)(&e.relation),
+            ..e
+        })
+    };
     match change {
         Change::CreateTable {
             partition_of: Some(parent),
             ..
-        } => push(parent, LockMode::AccessExclusive, false, false, None),
+        } => push(Effect::lock(parent, LockMode::AccessExclusive)),
         Change::CreateIndex {
             table,
             concurrently,
@@ -88,13 +82,12 @@ pub fn classify(change: &Change, env: &Env) -> Classification {
             } else {
                 LockMode::Share
             };
-            push(table, lock, false, true, None);
+            push(Effect::lock(table, lock).scanning(true));
         }
         Change::AlterTable { table, actions } => {
             for action in actions {
-                for (relation, lock, rewrite, scan, breaking) in action_effects(table, action, env)
-                {
-                    push(&relation, lock, rewrite, scan, breaking);
+                for effect in action_effects(table, action, env) {
+                    push(effect);
                 }
             }
         }
@@ -112,23 +105,22 @@ pub fn classify(change: &Change, env: &Env) -> Classification {
                 } else {
                     LockMode::AccessExclusive
                 };
-                push(&table, lock, false, false, None);
+                push(Effect::lock(&table, lock));
             }
         }
         Change::Drop { kind, names, .. } => {
             for n in names {
-                let breaking = Some(format!("the running application still uses {kind} {n}"));
-                push(n, LockMode::AccessExclusive, false, false, breaking);
+                push(
+                    Effect::lock(n, LockMode::AccessExclusive)
+                        .breaking(format!("the running application still uses {kind} {n}")),
+                );
             }
         }
         Change::Truncate { tables, .. } => {
             for t in tables {
                 push(
-                    t,
-                    LockMode::AccessExclusive,
-                    false,
-                    false,
-                    Some(format!("every row of {t} is deleted")),
+                    Effect::lock(t, LockMode::AccessExclusive)
+                        .breaking(format!("every row of {t} is deleted")),
                 );
             }
         }
@@ -143,21 +135,23 @@ pub fn classify(change: &Change, env: &Env) -> Classification {
                 LockMode::Share
             };
             // REINDEX rebuilds the indexes; the table keeps its file.
-            push(name, lock, false, true, None);
+            push(Effect::lock(name, lock).scanning(true));
         }
         Change::Vacuum { full, tables } => {
             for t in tables {
-                if *full {
-                    push(t, LockMode::AccessExclusive, true, true, None);
+                push(if *full {
+                    Effect::lock(t, LockMode::AccessExclusive).rewriting()
                 } else {
-                    push(t, LockMode::ShareUpdateExclusive, false, true, None);
-                }
+                    Effect::lock(t, LockMode::ShareUpdateExclusive).scanning(true)
+                });
             }
         }
-        Change::Cluster { table: Some(t) } => push(t, LockMode::AccessExclusive, true, true, None),
+        Change::Cluster { table: Some(t) } => {
+            push(Effect::lock(t, LockMode::AccessExclusive).rewriting())
+        }
         Change::LockTable { tables, mode } => {
             for t in tables {
-                push(t, *mode, false, false, None);
+                push(Effect::lock(t, *mode));
             }
         }
         Change::RefreshMaterializedView { name, concurrently } => {
@@ -166,11 +160,11 @@ pub fn classify(change: &Change, env: &Env) -> Classification {
             } else {
                 LockMode::AccessExclusive
             };
-            push(name, lock, false, true, None);
+            push(Effect::lock(name, lock).scanning(true));
         }
         Change::Dml {
             table, filtered, ..
-        } => push(table, LockMode::RowExclusive, false, !filtered, None),
+        } => push(Effect::lock(table, LockMode::RowExclusive).scanning(!filtered)),
         _ => {}
     }
     out.no_transaction = match change {
@@ -191,27 +185,60 @@ pub fn classify(change: &Change, env: &Env) -> Classification {
     out
 }
 
-type RawEffect = (Name, LockMode, bool, bool, Option<String>);
+impl Effect {
+    /// `lock` on `relation`, rewriting, scanning and breaking nothing.
+    fn lock(relation: &Name, lock: LockMode) -> Effect {
+        Effect {
+            relation: relation.clone(),
+            lock,
+            rewrite: false,
+            scan: false,
+            breaking: None,
+            new_relation: false,
+        }
+    }
+
+    /// The same lock, held while the whole table is read.
+    fn scanning(self, scan: bool) -> Effect {
+        Effect { scan, ..self }
+    }
+
+    /// The same lock, held while every row is written again (which reads them all too).
+    fn rewriting(self) -> Effect {
+        Effect {
+            rewrite: true,
+            scan: true,
+            ..self
+        }
+    }
+
+    /// The same lock, and the running application breaks.
+    fn breaking(self, why: String) -> Effect {
+        Effect {
+            breaking: Some(why),
+            ..self
+        }
+    }
+}
 
 /// The effects of one ALTER TABLE action (the planner decides per action).
 pub fn classify_action(table: &Name, action: &AlterAction, env: &Env) -> Vec<Effect> {
-    action_effects(table, action, env)
-        .into_iter()
-        .map(|(relation, lock, rewrite, scan, breaking)| Effect {
-            new_relation: (env.is_new)(&relation),
-            relation,
-            lock,
+    let mut effects = action_effects(table, action, env);
+    for e in &mut effects {
+        e.new_relation = (env.is_new)(&e.relation);
+    }
+    effects
+}
+
+fn action_effects(table: &Name, action: &AlterAction, env: &Env) -> Vec<Effect> {
+    use LockMode::*;
+    let ae = |rewrite: bool, scan: bool, breaking: Option<String>| {
+        vec![Effect {
             rewrite,
             scan,
             breaking,
-        })
-        .collect()
-}
-
-fn action_effects(table: &Name, action: &AlterAction, env: &Env) -> Vec<RawEffect> {
-    use LockMode::*;
-    let ae = |rewrite: bool, scan: bool, breaking: Option<String>| {
-        vec![(table.clone(), AccessExclusive, rewrite, scan, breaking)]
+            ..Effect::lock(table, AccessExclusive)
+        }]
     };
     match action {
         AlterAction::AddColumn(col) => {
@@ -231,7 +258,7 @@ fn action_effects(table: &Name, action: &AlterAction, env: &Env) -> Vec<RawEffec
                 }),
             );
             if let Some(parent) = &col.references {
-                effects.push((parent.clone(), ShareRowExclusive, false, false, None));
+                effects.push(Effect::lock(parent, ShareRowExclusive));
             }
             effects
         }
@@ -285,14 +312,8 @@ fn action_effects(table: &Name, action: &AlterAction, env: &Env) -> Vec<RawEffec
         }
         AlterAction::AddConstraint(spec) => match &spec.kind {
             ConstraintKind::ForeignKey { references, .. } => vec![
-                (
-                    table.clone(),
-                    ShareRowExclusive,
-                    false,
-                    !spec.not_valid,
-                    None,
-                ),
-                (references.clone(), ShareRowExclusive, false, false, None),
+                Effect::lock(table, ShareRowExclusive).scanning(!spec.not_valid),
+                Effect::lock(references, ShareRowExclusive),
             ],
             ConstraintKind::Check { .. } | ConstraintKind::NotNull { .. } => {
                 ae(false, !spec.not_valid, None)
@@ -309,7 +330,7 @@ fn action_effects(table: &Name, action: &AlterAction, env: &Env) -> Vec<RawEffec
             }
         },
         AlterAction::ValidateConstraint { .. } => {
-            vec![(table.clone(), ShareUpdateExclusive, false, true, None)]
+            vec![Effect::lock(table, ShareUpdateExclusive).scanning(true)]
         }
         AlterAction::SetLogged
         | AlterAction::SetUnlogged
@@ -323,8 +344,8 @@ fn action_effects(table: &Name, action: &AlterAction, env: &Env) -> Vec<RawEffec
                 AccessExclusive
             };
             vec![
-                (table.clone(), parent, false, false, None),
-                (partition.clone(), AccessExclusive, false, true, None),
+                Effect::lock(table, parent),
+                Effect::lock(partition, AccessExclusive).scanning(true),
             ]
         }
         AlterAction::DetachPartition {
@@ -339,17 +360,49 @@ fn action_effects(table: &Name, action: &AlterAction, env: &Env) -> Vec<RawEffec
                 (false, true) => (AccessExclusive, AccessExclusive),
                 (false, false) => (AccessExclusive, ShareUpdateExclusive),
             };
-            vec![
-                (table.clone(), parent, false, false, None),
-                (partition.clone(), child, false, false, None),
-            ]
+            vec![Effect::lock(table, parent), Effect::lock(partition, child)]
         }
-        AlterAction::Other { lock, .. } => vec![(table.clone(), *lock, false, false, None)],
+        AlterAction::Other(other) => vec![Effect::lock(table, other_action_lock(other))],
         AlterAction::DropNotNull { .. }
         | AlterAction::SetDefault { .. }
         | AlterAction::DropDefault { .. }
         | AlterAction::DropConstraint { .. }
         | AlterAction::RenameConstraint { .. } => ae(false, false, None),
+    }
+}
+
+/// The lock PostgreSQL takes for an ALTER TABLE action zdm knows only by name
+/// (`AlterTableGetLockLevel` in tablecmds.c; `reference/pg-locks.md`).
+fn other_action_lock(action: &OtherAction) -> LockMode {
+    use LockMode::*;
+    match action {
+        // Planner statistics, attribute options, clustering and most storage parameters
+        // (fillfactor, autovacuum_*) leave reads and writes running.
+        OtherAction::SetStatistics
+        | OtherAction::SetAttributeOptions
+        | OtherAction::SetWithoutCluster
+        | OtherAction::SetStorageParameters
+        | OtherAction::ResetStorageParameters
+        | OtherAction::ClusterOn => ShareUpdateExclusive,
+        // Enabling or disabling a trigger blocks writes, not reads.
+        OtherAction::EnableOrDisable => ShareRowExclusive,
+        OtherAction::AlterConstraint
+        | OtherAction::SetStorage
+        | OtherAction::DropExpressionOrIdentity
+        | OtherAction::AddIdentity { .. }
+        | OtherAction::SetIdentityOption
+        | OtherAction::RestartIdentity
+        | OtherAction::SetWithOids
+        | OtherAction::Inherit
+        | OtherAction::NoInherit
+        | OtherAction::OfType
+        | OtherAction::NotOf
+        | OtherAction::OwnerTo
+        | OtherAction::ReplicaIdentity
+        | OtherAction::ForceRowLevelSecurity => AccessExclusive,
+        // What zdm cannot name gets the strongest lock: a claim too weak would let a blocking
+        // statement through the gate.
+        OtherAction::Unlisted(_) => AccessExclusive,
     }
 }
 

@@ -25,7 +25,7 @@ use super::retry::{backoff, is_retryable};
 use super::run::{BackfillOptions, RunError, Stop};
 use super::state;
 use crate::plan::Backfill;
-use crate::plan::render::BatchParts;
+use crate::sql::backfill::BatchParts;
 
 impl BackfillOptions {
     /// The next batch size: scaled towards the target duration, at most quadrupling (so the
@@ -112,7 +112,7 @@ pub(crate) struct BackfillRun<'a> {
 
 impl BackfillRun<'_> {
     pub async fn run(mut self, b: &Backfill) -> Result<(), RunError> {
-        let parts = BatchParts::new(b);
+        let parts = b.batch_parts();
         // The queries that start the walk wait for locks no longer than a step would.
         let session_timeouts = self.timeouts.replace("SET LOCAL", "SET");
         self.client.batch_execute(&session_timeouts).await?;

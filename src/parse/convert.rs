@@ -8,7 +8,7 @@ use sqlparser::ast::{
 };
 
 use super::model::*;
-use crate::classify::LockMode;
+use crate::lock::LockMode;
 
 /// Folds an identifier the way PostgreSQL does: unquoted names are lower-cased.
 pub fn ident(i: &Ident) -> String {
@@ -439,28 +439,16 @@ fn alter_action(op: &AlterTableOperation) -> AlterAction {
                     ty: SqlType::parse(&data_type.to_string()),
                     using: using.as_ref().map(|u| u.to_string()),
                 },
-                AlterColumnOperation::AddGenerated { .. } => AlterAction::Other {
-                    what: format!("ALTER COLUMN {column} ADD GENERATED … AS IDENTITY"),
-                    lock: LockMode::AccessExclusive,
-                },
+                AlterColumnOperation::AddGenerated { .. } => {
+                    AlterAction::Other(OtherAction::AddIdentity { column })
+                }
             }
         }
-        // Trigger enabling and disabling takes SHARE ROW EXCLUSIVE.
         Op::EnableTrigger { .. }
         | Op::DisableTrigger { .. }
         | Op::EnableAlwaysTrigger { .. }
-        | Op::EnableReplicaTrigger { .. } => AlterAction::Other {
-            what: "ENABLE/DISABLE TRIGGER".into(),
-            lock: LockMode::ShareRowExclusive,
-        },
-        // Most storage parameters (fillfactor, autovacuum_*) take SHARE UPDATE EXCLUSIVE.
-        Op::SetOptionsParens { .. } => AlterAction::Other {
-            what: "SET (storage parameters)".into(),
-            lock: LockMode::ShareUpdateExclusive,
-        },
-        other => AlterAction::Other {
-            what: other.to_string(),
-            lock: LockMode::AccessExclusive,
-        },
+        | Op::EnableReplicaTrigger { .. } => AlterAction::Other(OtherAction::EnableOrDisable),
+        Op::SetOptionsParens { .. } => AlterAction::Other(OtherAction::SetStorageParameters),
+        other => AlterAction::Other(OtherAction::Unlisted(other.to_string())),
     }
 }

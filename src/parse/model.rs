@@ -3,104 +3,9 @@
 
 use std::fmt;
 
-use crate::classify::LockMode;
+use crate::lock::LockMode;
 
-/// A possibly schema-qualified object name, with unquoted identifiers folded to lower case as
-/// PostgreSQL does.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Name {
-    pub schema: Option<String>,
-    pub name: String,
-}
-
-impl Name {
-    pub fn new(schema: Option<&str>, name: &str) -> Name {
-        Name {
-            schema: schema.map(str::to_owned),
-            name: name.to_owned(),
-        }
-    }
-
-    /// A name in the same schema as `other`.
-    pub fn in_schema_of(other: &Name, name: &str) -> Name {
-        Name {
-            schema: other.schema.clone(),
-            name: name.to_owned(),
-        }
-    }
-
-    /// Reads back what `Display` writes: `schema.name`, each part bare or `"quoted"`.
-    pub fn parse_display(text: &str) -> Option<Name> {
-        let mut parts = vec![String::new()];
-        let mut chars = text.chars().peekable();
-        let mut quoted = false;
-        while let Some(c) = chars.next() {
-            match c {
-                '"' if quoted && chars.peek() == Some(&'"') => {
-                    chars.next();
-                    parts.last_mut()?.push('"');
-                }
-                '"' => quoted = !quoted,
-                '.' if !quoted => parts.push(String::new()),
-                c => parts.last_mut()?.push(c),
-            }
-        }
-        match parts.as_slice() {
-            [name] => Some(Name::new(None, name)),
-            [schema, name] => Some(Name::new(Some(schema), name)),
-            _ => None,
-        }
-    }
-
-    /// The name without `public.`, so `public.users` and `users` compare equal.
-    pub fn key(&self) -> Name {
-        match self.schema.as_deref() {
-            Some("public") | None => Name::new(None, &self.name),
-            Some(_) => self.clone(),
-        }
-    }
-}
-
-impl fmt::Display for Name {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if let Some(schema) = &self.schema {
-            write!(f, "{}.", display_ident(schema))?;
-        }
-        write!(f, "{}", display_ident(&self.name))
-    }
-}
-
-#[cfg(test)]
-mod name_tests {
-    use super::Name;
-
-    #[test]
-    fn display_reads_back() {
-        for name in [
-            Name::new(None, "users"),
-            Name::new(Some("My Schema"), "a\"b.c"),
-            Name::new(Some("app"), "名前"),
-        ] {
-            assert_eq!(Name::parse_display(&name.to_string()), Some(name));
-        }
-    }
-}
-
-/// Shows an identifier the way a user would write it: bare when that reads back the same.
-pub fn display_ident(ident: &str) -> String {
-    let plain = ident
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && ident
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if plain {
-        ident.to_owned()
-    } else {
-        format!("\"{}\"", ident.replace('"', "\"\""))
-    }
-}
+pub use crate::sql::Name;
 
 /// A column type, normalized so that `character varying(20)` and `varchar(20)` compare equal.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -422,11 +327,83 @@ pub enum AlterAction {
         concurrently: bool,
         finalize: bool,
     },
-    /// Any other action, with the lock PostgreSQL takes for it.
-    Other {
-        what: String,
-        lock: LockMode,
+    /// An action no operation plans and no rule looks into; `classify` says which lock it
+    /// takes.
+    Other(OtherAction),
+}
+
+/// The ALTER TABLE actions zdm knows only by name: what the statement does, never which lock
+/// it takes (that is `classify`'s to say).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OtherAction {
+    AlterConstraint,
+    /// `ALTER COLUMN … SET STATISTICS`.
+    SetStatistics,
+    /// `ALTER COLUMN … SET (n_distinct = …)` and `RESET (…)`.
+    SetAttributeOptions,
+    /// `ALTER COLUMN … SET STORAGE` or `SET COMPRESSION`.
+    SetStorage,
+    /// `ALTER COLUMN … DROP EXPRESSION` or `DROP IDENTITY`.
+    DropExpressionOrIdentity,
+    /// `ALTER COLUMN … ADD GENERATED … AS IDENTITY`.
+    AddIdentity {
+        column: String,
     },
+    /// `ALTER COLUMN … SET GENERATED / INCREMENT / START`.
+    SetIdentityOption,
+    /// `ALTER COLUMN … RESTART`.
+    RestartIdentity,
+    SetWithoutCluster,
+    SetWithOids,
+    /// `SET (fillfactor = …)` and other storage parameters.
+    SetStorageParameters,
+    ResetStorageParameters,
+    ClusterOn,
+    Inherit,
+    NoInherit,
+    OfType,
+    NotOf,
+    OwnerTo,
+    ReplicaIdentity,
+    /// `ENABLE …` / `DISABLE …` (triggers, rules, row level security).
+    EnableOrDisable,
+    ForceRowLevelSecurity,
+    /// Another action sqlparser understood, as written.
+    Unlisted(String),
+}
+
+impl OtherAction {
+    /// What it is, for messages.
+    pub fn what(&self) -> String {
+        match self {
+            OtherAction::AlterConstraint => "ALTER CONSTRAINT".into(),
+            OtherAction::SetStatistics => "ALTER COLUMN … SET STATISTICS".into(),
+            OtherAction::SetAttributeOptions => "ALTER COLUMN … SET (attribute options)".into(),
+            OtherAction::SetStorage => "ALTER COLUMN … SET STORAGE".into(),
+            OtherAction::DropExpressionOrIdentity => {
+                "ALTER COLUMN … DROP EXPRESSION/IDENTITY".into()
+            }
+            OtherAction::AddIdentity { column } => {
+                format!("ALTER COLUMN {column} ADD GENERATED … AS IDENTITY")
+            }
+            OtherAction::SetIdentityOption => "ALTER COLUMN … SET identity option".into(),
+            OtherAction::RestartIdentity => "ALTER COLUMN … RESTART".into(),
+            OtherAction::SetWithoutCluster => "SET WITHOUT CLUSTER".into(),
+            OtherAction::SetWithOids => "SET WITH/WITHOUT OIDS".into(),
+            OtherAction::SetStorageParameters => "SET (storage parameters)".into(),
+            OtherAction::ResetStorageParameters => "RESET (storage parameters)".into(),
+            OtherAction::ClusterOn => "CLUSTER ON".into(),
+            OtherAction::Inherit => "INHERIT".into(),
+            OtherAction::NoInherit => "NO INHERIT".into(),
+            OtherAction::OfType => "OF type".into(),
+            OtherAction::NotOf => "NOT OF".into(),
+            OtherAction::OwnerTo => "OWNER TO".into(),
+            OtherAction::ReplicaIdentity => "REPLICA IDENTITY".into(),
+            OtherAction::EnableOrDisable => "ENABLE/DISABLE".into(),
+            OtherAction::ForceRowLevelSecurity => "FORCE ROW LEVEL SECURITY".into(),
+            OtherAction::Unlisted(text) => text.clone(),
+        }
+    }
 }
 
 /// A table constraint, or a column constraint written inline.

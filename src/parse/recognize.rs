@@ -8,7 +8,7 @@
 use sqlparser::tokenizer::Token;
 
 use super::model::*;
-use crate::classify::LockMode;
+use crate::lock::LockMode;
 use crate::source::SqlToken;
 
 /// A cursor over a statement's significant tokens.
@@ -535,12 +535,7 @@ fn split_actions(tokens: &[SqlToken]) -> Vec<std::ops::Range<usize>> {
 /// One ALTER TABLE action that sqlparser rejected.
 fn recognize_action(tokens: &[SqlToken]) -> Option<AlterAction> {
     let mut c = Cursor::new(tokens);
-    let act = |what: &str, lock: LockMode| {
-        Some(AlterAction::Other {
-            what: what.to_owned(),
-            lock,
-        })
-    };
+    let act = |other: OtherAction| Some(AlterAction::Other(other));
     if c.eat_all(&["ATTACH", "PARTITION"]) {
         return Some(AlterAction::AttachPartition {
             partition: c.name()?,
@@ -572,41 +567,29 @@ fn recognize_action(tokens: &[SqlToken]) -> Option<AlterAction> {
         return None;
     }
     if c.eat_all(&["ALTER", "CONSTRAINT"]) {
-        return act("ALTER CONSTRAINT", LockMode::AccessExclusive);
+        return act(OtherAction::AlterConstraint);
     }
     if c.eat("ALTER") {
         c.eat("COLUMN");
         c.ident()?;
         if c.eat_all(&["SET", "STATISTICS"]) {
-            return act(
-                "ALTER COLUMN … SET STATISTICS",
-                LockMode::ShareUpdateExclusive,
-            );
+            return act(OtherAction::SetStatistics);
         }
         if (c.eat("SET") || c.eat("RESET")) && matches!(c.peek(), Some(Token::LParen)) {
-            return act(
-                "ALTER COLUMN … SET (attribute options)",
-                LockMode::ShareUpdateExclusive,
-            );
+            return act(OtherAction::SetAttributeOptions);
         }
         if c.eat_all(&["SET", "STORAGE"]) || c.eat_all(&["SET", "COMPRESSION"]) {
-            return act("ALTER COLUMN … SET STORAGE", LockMode::AccessExclusive);
+            return act(OtherAction::SetStorage);
         }
         if c.eat("DROP") && c.eat("EXPRESSION") || c.is("DROP") && c.eat_all(&["DROP", "IDENTITY"])
         {
-            return act(
-                "ALTER COLUMN … DROP EXPRESSION/IDENTITY",
-                LockMode::AccessExclusive,
-            );
+            return act(OtherAction::DropExpressionOrIdentity);
         }
         if c.eat("SET") && (c.eat("GENERATED") || c.eat("INCREMENT") || c.eat("START")) {
-            return act(
-                "ALTER COLUMN … SET identity option",
-                LockMode::AccessExclusive,
-            );
+            return act(OtherAction::SetIdentityOption);
         }
         if c.eat("RESTART") {
-            return act("ALTER COLUMN … RESTART", LockMode::AccessExclusive);
+            return act(OtherAction::RestartIdentity);
         }
         return None;
     }
@@ -627,21 +610,21 @@ fn recognize_action(tokens: &[SqlToken]) -> Option<AlterAction> {
             return Some(AlterAction::SetUnlogged);
         }
         if c.eat_all(&["WITHOUT", "CLUSTER"]) {
-            return act("SET WITHOUT CLUSTER", LockMode::ShareUpdateExclusive);
+            return act(OtherAction::SetWithoutCluster);
         }
         if c.eat("WITHOUT") || c.eat("WITH") {
-            return act("SET WITH/WITHOUT OIDS", LockMode::AccessExclusive);
+            return act(OtherAction::SetWithOids);
         }
         if matches!(c.peek(), Some(Token::LParen)) {
-            return act("SET (storage parameters)", LockMode::ShareUpdateExclusive);
+            return act(OtherAction::SetStorageParameters);
         }
         return None;
     }
     if c.eat("RESET") {
-        return act("RESET (storage parameters)", LockMode::ShareUpdateExclusive);
+        return act(OtherAction::ResetStorageParameters);
     }
     if c.eat_all(&["CLUSTER", "ON"]) {
-        return act("CLUSTER ON", LockMode::ShareUpdateExclusive);
+        return act(OtherAction::ClusterOn);
     }
     if c.eat("RENAME") {
         if c.eat("CONSTRAINT") {
@@ -663,23 +646,19 @@ fn recognize_action(tokens: &[SqlToken]) -> Option<AlterAction> {
             to: c.ident()?,
         });
     }
-    for (kw, what, lock) in [
-        ("INHERIT", "INHERIT", LockMode::AccessExclusive),
-        ("NO", "NO INHERIT", LockMode::AccessExclusive),
-        ("OF", "OF type", LockMode::AccessExclusive),
-        ("NOT", "NOT OF", LockMode::AccessExclusive),
-        ("OWNER", "OWNER TO", LockMode::AccessExclusive),
-        ("REPLICA", "REPLICA IDENTITY", LockMode::AccessExclusive),
-        ("ENABLE", "ENABLE", LockMode::ShareRowExclusive),
-        ("DISABLE", "DISABLE", LockMode::ShareRowExclusive),
-        (
-            "FORCE",
-            "FORCE ROW LEVEL SECURITY",
-            LockMode::AccessExclusive,
-        ),
+    for (kw, other) in [
+        ("INHERIT", OtherAction::Inherit),
+        ("NO", OtherAction::NoInherit),
+        ("OF", OtherAction::OfType),
+        ("NOT", OtherAction::NotOf),
+        ("OWNER", OtherAction::OwnerTo),
+        ("REPLICA", OtherAction::ReplicaIdentity),
+        ("ENABLE", OtherAction::EnableOrDisable),
+        ("DISABLE", OtherAction::EnableOrDisable),
+        ("FORCE", OtherAction::ForceRowLevelSecurity),
     ] {
         if c.is(kw) {
-            return act(what, lock);
+            return act(other);
         }
     }
     None

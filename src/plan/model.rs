@@ -3,6 +3,7 @@
 
 use crate::classify::{LockMode, Volatility, default_volatility};
 use crate::parse::Name;
+use crate::sql::backfill::{BatchParts, BatchedUpdate};
 
 /// The lock a step takes, on which relation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,6 +92,23 @@ pub struct Backfill {
 }
 
 impl Backfill {
+    /// The parts its batch statements are built from (`sql::backfill`).
+    pub fn batch_parts(&self) -> BatchParts {
+        let set: Vec<(String, String)> = self
+            .set
+            .iter()
+            .map(|a| (a.column.clone(), a.expr.clone()))
+            .collect();
+        BatchParts::new(&BatchedUpdate {
+            table: &self.table,
+            key: &self.key,
+            set: &set,
+            filter: self.filter.as_deref(),
+            alias: self.alias.as_deref(),
+            from: self.from.as_deref(),
+        })
+    }
+
     /// Whether running it again over rows it already changed changes nothing more, so that a
     /// run started, aborted and expanded again ends as if it had run once: a shadow copy, or
     /// an UPDATE whose new values read none of the columns it assigns and call nothing

@@ -1,6 +1,6 @@
 //! Plan output: human (terminal), markdown (a PR comment), json, and sql files that run as is
-//! with `psql -v ON_ERROR_STOP=1 -f FILE` in autocommit mode, for teams on other runners; and
-//! the backfill batch statements the runner prepares (`BatchParts`). The recorded plan is
+//! with `psql -v ON_ERROR_STOP=1 -f FILE` in autocommit mode, for teams on other runners (their
+//! backfills are the statements `zdm expand` runs, from `sql::backfill`). The recorded plan is
 //! `recorded.rs`.
 
 use std::fmt::Write as _;
@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use super::{Backfill, MigrationPlan, PlanError, Step};
-use crate::sql::{Ident, Qualified, literal};
+use crate::sql::backfill::psql_block;
+use crate::sql::literal;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum PlanFormat {
@@ -308,186 +309,13 @@ fn steps_sql(steps: &[Step]) -> String {
     out
 }
 
-/// The parts of one backfill batch, shared by the SQL files and `zdm expand`.
-pub(crate) struct BatchParts {
-    pub table: String,
-    /// The key columns, quoted; empty when the table has no usable key and batches walk `ctid`.
-    pub keys: Vec<String>,
-    pub key_names: Vec<String>,
-    pub key_list: String,
-    /// How the UPDATE's own columns are qualified: its alias, or the table's name.
-    qualifier: String,
-    target: String,
-    assignments: String,
-    from: String,
-    qualified_keys: String,
-    filter: String,
-    /// The assigned columns and their new values. A row is out of sync when the two differ as
-    /// text (`ROW(…)::text`): an UPDATE may assign a value of another type than the column's
-    /// (a json expression to a jsonb column), for which no `=` operator exists. Text that
-    /// differs for equal values (`1.5` and `1.50`) only costs an update the SQL as written
-    /// makes too.
-    columns: String,
-    values: String,
-}
-
-impl BatchParts {
-    pub fn new(b: &Backfill) -> BatchParts {
-        let table = Qualified(&b.table).to_string();
-        let keys: Vec<String> = b.key.iter().map(|k| Ident(k).to_string()).collect();
-        // Columns of the updated table, qualified: a FROM list may have columns of the same name.
-        let qualifier = match &b.alias {
-            Some(alias) => alias.clone(),
-            None => Ident(&b.table.name).to_string(),
-        };
-        let list = |items: Vec<String>| items.join(", ");
-        BatchParts {
-            key_list: keys.join(", "),
-            target: match &b.alias {
-                Some(alias) => format!("{table} AS {alias}"),
-                None => table.clone(),
-            },
-            assignments: list(
-                b.set
-                    .iter()
-                    .map(|a| format!("{} = {}", Ident(&a.column), a.expr))
-                    .collect(),
-            ),
-            from: b
-                .from
-                .as_deref()
-                .map(|f| format!("\n      FROM {f}"))
-                .unwrap_or_default(),
-            qualified_keys: list(keys.iter().map(|k| format!("{qualifier}.{k}")).collect()),
-            filter: b
-                .filter
-                .as_deref()
-                .map(|f| format!("\n        AND ({f})"))
-                .unwrap_or_default(),
-            columns: list(
-                b.set
-                    .iter()
-                    .map(|a| format!("{qualifier}.{}", Ident(&a.column)))
-                    .collect(),
-            ),
-            values: list(b.set.iter().map(|a| format!("({})", a.expr)).collect()),
-            table,
-            keys,
-            key_names: b.key.clone(),
-            qualifier,
-        }
-    }
-
-    /// The UPDATE of the rows whose key is from `lower` up to `upper` (`op` is `<` or `<=`),
-    /// that still differ: one index range scan, as fast per row as a bulk UPDATE, where
-    /// joining the batch's keys would look each row up on its own.
-    pub fn range_update(&self, lower: &str, op: &str, upper: &str) -> String {
-        let BatchParts {
-            target,
-            assignments,
-            from,
-            qualified_keys,
-            filter,
-            columns,
-            values,
-            ..
-        } = self;
-        format!(
-            "UPDATE {target} SET {assignments}{from}\n      WHERE ({qualified_keys}) >= ({lower}) AND ({qualified_keys}) {op} ({upper}){filter}\n        AND ROW({columns})::text IS DISTINCT FROM ROW({values})::text"
-        )
-    }
-
-    /// The UPDATE of one `ctid` range `lower <= ctid < upper` (SQL tid expressions), for
-    /// tables without a key: PostgreSQL 14+ reads the range with a TID Range Scan.
-    pub fn ctid_cte(&self, lower: &str, upper: &str) -> String {
-        let BatchParts {
-            target,
-            assignments,
-            from,
-            filter,
-            columns,
-            values,
-            qualifier,
-            ..
-        } = self;
-        format!(
-            "updated AS (\n      UPDATE {target} SET {assignments}{from}\n      WHERE {qualifier}.ctid >= {lower} AND {qualifier}.ctid < {upper}{filter}\n        AND ROW({columns})::text IS DISTINCT FROM ROW({values})::text\n      RETURNING 1\n    )"
-        )
-    }
-
-    /// The CTEs of one batch: up to `batch + 1` keys from `lower` to `upper` (SQL row
-    /// expressions) read from the index, the first `batch` of them, and the UPDATE of those rows
-    /// that still differ. The extra key is where the next batch starts. `batch` is SQL too (a
-    /// number, or the executor's parameter, so one prepared statement serves every size).
-    pub fn ctes(&self, lower: &str, upper: &str, batch: &str) -> String {
-        let BatchParts {
-            table: t,
-            key_list,
-            target,
-            assignments,
-            from,
-            qualified_keys,
-            filter,
-            columns,
-            values,
-            ..
-        } = self;
-        format!(
-            "WITH keys AS (\n      SELECT {key_list} FROM {t}\n      WHERE ({key_list}) >= ({lower}) AND ({key_list}) <= ({upper})\n      ORDER BY {key_list} LIMIT {batch} + 1\n    ), batch AS (\n      SELECT {key_list} FROM keys ORDER BY {key_list} LIMIT {batch}\n    ), updated AS (\n      UPDATE {target} SET {assignments}{from}\n      WHERE ({qualified_keys}) IN (SELECT {key_list} FROM batch){filter}\n        AND ROW({columns})::text IS DISTINCT FROM ROW({values})::text\n      RETURNING 1\n    )",
-        )
-    }
-}
-
-/// A backfill as a DO block that commits after each batch (PostgreSQL 11+ allows COMMIT in a
-/// DO block run outside a transaction). Rows past the maximum key at start are the trigger's
-/// job.
+/// A backfill as the psql files run it: the statements `zdm expand` runs, from a DO block.
 fn backfill_sql(b: &Backfill) -> String {
-    let parts = BatchParts::new(b);
-    if parts.keys.is_empty() {
-        return ctid_backfill_sql(b, &parts);
-    }
-    let (t, key_list) = (&parts.table, &parts.key_list);
-    let desc = parts
-        .keys
-        .iter()
-        .map(|k| format!("{k} DESC"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let var = |prefix: &str| {
-        (1..=parts.keys.len())
-            .map(|i| format!("{prefix}{i}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let (next, max) = (var("next_"), var("max_"));
-    let mut declare = String::new();
-    for (i, k) in parts.keys.iter().enumerate() {
-        let _ = writeln!(
-            declare,
-            "  next_{n} {t}.{k}%TYPE;\n  max_{n} {t}.{k}%TYPE;",
-            n = i + 1
-        );
-    }
-    format!(
-        "-- backfill {summary}\nDO $zdm$\nDECLARE\n{declare}BEGIN\n  SELECT {key_list} INTO {max} FROM {t} ORDER BY {desc} LIMIT 1;\n  SELECT {key_list} INTO {next} FROM {t} ORDER BY {key_list} LIMIT 1;\n  WHILE next_1 IS NOT NULL LOOP\n    -- The sync triggers see this setting and do not copy the values back.\n    PERFORM set_config('zdm.backfill', 'on', true);\n    {ctes}\n    SELECT {key_list} INTO {next} FROM keys ORDER BY {key_list} OFFSET {batch} LIMIT 1;\n    COMMIT;\n  END LOOP;\nEND\n$zdm$;\n",
-        summary = backfill_summary(b),
-        ctes = parts.ctes(&next, &max, &BATCH_SIZE.to_string()),
-        batch = BATCH_SIZE,
-    )
-}
-
-/// A backfill of a table without a key: page ranges of `ctid`, bounded by the table's size at
-/// start.
-fn ctid_backfill_sql(b: &Backfill, parts: &BatchParts) -> String {
-    format!(
-        "-- backfill {summary} (no key: walks ctid page ranges)\nDO $zdm$\nDECLARE\n  next_page bigint := 0;\n  end_page bigint := pg_relation_size({table}::regclass) / current_setting('block_size')::int;\n  updated_rows bigint;\nBEGIN\n  WHILE next_page < end_page LOOP\n    -- The sync triggers see this setting and do not copy the values back.\n    PERFORM set_config('zdm.backfill', 'on', true);\n    WITH {cte}\n    SELECT count(*) INTO updated_rows FROM updated;\n    next_page := next_page + {pages};\n    COMMIT;\n  END LOOP;\nEND\n$zdm$;\n",
-        summary = backfill_summary(b),
-        table = literal(&parts.table),
-        cte = parts.ctid_cte(
-            "format('(%s,0)', next_page)::tid",
-            &format!("format('(%s,0)', next_page + {CTID_PAGES})::tid")
-        ),
-        pages = CTID_PAGES,
+    psql_block(
+        &b.batch_parts(),
+        &backfill_summary(b),
+        BATCH_SIZE,
+        CTID_PAGES,
     )
 }
 

@@ -4,7 +4,10 @@
 
 use std::fmt;
 
-use crate::parse::Name;
+pub mod backfill;
+mod name;
+
+pub use name::{Name, display_ident};
 
 /// PostgreSQL truncates identifiers longer than this (NAMEDATALEN - 1).
 pub const MAX_IDENTIFIER_BYTES: usize = 63;

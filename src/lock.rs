@@ -1,5 +1,7 @@
 //! PostgreSQL's table-level lock modes and which of them conflict
-//! (<https://www.postgresql.org/docs/current/explicit-locking.html>, table 13.2).
+//! (<https://www.postgresql.org/docs/current/explicit-locking.html>, table 13.2). A leaf: it
+//! imports nothing from zdm, so that `parse` (a `LOCK TABLE … IN … MODE` names one) and
+//! `classify` (which decides every other lock) both use it without importing each other.
 
 use std::fmt;
 
