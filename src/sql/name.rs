@@ -70,22 +70,6 @@ impl fmt::Display for Name {
     }
 }
 
-#[cfg(test)]
-mod name_tests {
-    use super::Name;
-
-    #[test]
-    fn display_reads_back() {
-        for name in [
-            Name::new(None, "users"),
-            Name::new(Some("My Schema"), "a\"b.c"),
-            Name::new(Some("app"), "名前"),
-        ] {
-            assert_eq!(Name::parse_display(&name.to_string()), Some(name));
-        }
-    }
-}
-
 /// Shows an identifier the way a user would write it: bare when that reads back the same.
 pub fn display_ident(ident: &str) -> String {
     let plain = ident
@@ -99,5 +83,21 @@ pub fn display_ident(ident: &str) -> String {
         ident.to_owned()
     } else {
         format!("\"{}\"", ident.replace('"', "\"\""))
+    }
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::Name;
+
+    #[test]
+    fn display_reads_back() {
+        for name in [
+            Name::new(None, "users"),
+            Name::new(Some("My Schema"), "a\"b.c"),
+            Name::new(Some("app"), "名前"),
+        ] {
+            assert_eq!(Name::parse_display(&name.to_string()), Some(name));
+        }
     }
 }
