@@ -300,7 +300,8 @@ impl Block {
                 .iter()
                 .map(|s| s.sql.as_str())
                 .collect::<Vec<_>>()
-                .join(";\n"),
+                .join(";\n")
+                .into(),
             transaction: true,
             lock,
         })

@@ -3,6 +3,7 @@
 
 use crate::classify::{LockMode, Volatility, default_volatility};
 use crate::parse::Name;
+use crate::sql::Sql;
 use crate::sql::backfill::{BatchParts, BatchedUpdate};
 
 /// The lock a step takes, on which relation.
@@ -18,7 +19,7 @@ pub struct Step {
     /// `expand-1`, `contract-2`, `down-expand-1`…, assigned when the plan is assembled.
     pub id: String,
     pub description: String,
-    pub sql: String,
+    pub sql: Sql,
     /// Runs inside a transaction (with `SET LOCAL lock_timeout`); CONCURRENTLY steps do not.
     pub transaction: bool,
     pub lock: Option<StepLock>,
@@ -28,7 +29,7 @@ impl Step {
     /// A step that runs in its own short transaction.
     pub fn tx(
         description: impl Into<String>,
-        sql: impl Into<String>,
+        sql: impl Into<Sql>,
         lock: LockMode,
         relation: &Name,
     ) -> Step {
@@ -47,7 +48,7 @@ impl Step {
     /// A step that must run outside a transaction block (CONCURRENTLY).
     pub fn no_tx(
         description: impl Into<String>,
-        sql: impl Into<String>,
+        sql: impl Into<Sql>,
         lock: LockMode,
         relation: &Name,
     ) -> Step {

@@ -209,7 +209,7 @@ impl WireStep {
         Ok(Step {
             id: self.id,
             description: self.description,
-            sql: self.sql,
+            sql: self.sql.into(),
             transaction: self.transaction,
             lock,
         })

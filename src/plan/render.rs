@@ -250,7 +250,7 @@ fn json_step(s: &Step) -> Value {
     json!({
         "id": s.id,
         "description": s.description,
-        "sql": s.sql,
+        "sql": s.sql.as_str(),
         "transaction": s.transaction,
         "lock": s.lock.as_ref().map(|l| json!({"mode": l.mode.to_string(), "relation": l.relation.to_string()})),
     })

@@ -9,6 +9,44 @@ mod name;
 
 pub use name::{Name, display_ident};
 
+/// The SQL of one step zdm runs: statements built here (identifiers through [`Ident`],
+/// literals through [`literal`]), or a user's statement as written. A type of its own so that
+/// a step's SQL is never confused with a description, a name or a message.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Sql(String);
+
+impl Sql {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for Sql {
+    fn from(text: String) -> Sql {
+        Sql(text)
+    }
+}
+
+impl From<&str> for Sql {
+    fn from(text: &str) -> Sql {
+        Sql(text.to_owned())
+    }
+}
+
+impl std::ops::Deref for Sql {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Sql {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// PostgreSQL truncates identifiers longer than this (NAMEDATALEN - 1).
 pub const MAX_IDENTIFIER_BYTES: usize = 63;
 

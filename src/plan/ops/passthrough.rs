@@ -24,7 +24,7 @@ pub fn plan(stmt: &Statement, change: &Change, class: &Classification) -> OpPlan
     let step = Step {
         id: String::new(),
         description: describe(change),
-        sql: stmt.text.clone(),
+        sql: stmt.text.as_str().into(),
         transaction: !class.no_transaction,
         lock: lock.map(|e| StepLock {
             mode: e.lock,
@@ -54,7 +54,7 @@ pub fn action(table: &Name, action: &AlterAction, text: &str, effects: &[Effect]
                 .join(" ")
                 .to_lowercase()
         ),
-        sql: alter(table, text),
+        sql: alter(table, text).into(),
         // PostgreSQL refuses DETACH … CONCURRENTLY inside a transaction block: it commits
         // between its two phases, as CREATE INDEX CONCURRENTLY does.
         transaction: !matches!(
