@@ -170,7 +170,7 @@ pub fn plan_file(
     let statements: Vec<&Unit> = parsed.statements().collect();
     let words: Vec<HashSet<String>> = statements
         .iter()
-        .map(|u| order::identifiers(&u.stmt.text))
+        .map(|u| text::identifiers(&u.stmt.text))
         .collect();
     let combined = combine_add_update_not_null(&statements, &words);
     let mut planner = FilePlanner {
@@ -818,7 +818,7 @@ fn plan_alter(
     let mut kinds = Vec::new();
     let mut holds: Vec<Held> = Vec::new();
     for (action, action_text) in ordered {
-        let words = order::identifiers(action_text);
+        let words = text::identifiers(action_text);
         if let Some(h) = holds.iter().find(|h| h.used_by(&words, Some(table))) {
             return Planned::OutOfOrder(format!(
                 "`{}` uses {}, which an earlier action of this ALTER TABLE changes only at contract",

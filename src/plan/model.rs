@@ -121,7 +121,7 @@ impl Backfill {
         }
         let assigned: Vec<&str> = self.set.iter().map(|a| a.column.as_str()).collect();
         self.set.iter().all(|a| {
-            let read = super::order::identifiers(&a.expr);
+            let read = super::text::identifiers(&a.expr);
             !assigned.iter().any(|c| read.contains(*c))
                 && !matches!(
                     default_volatility(&a.expr),

@@ -24,9 +24,10 @@ use sqlparser::tokenizer::Token;
 
 use crate::catalog::Catalog;
 use crate::parse::{AlterAction, ConstraintKind, Name};
-use crate::source::{Statement, split_statements};
+use crate::source::Statement;
 
 use super::model::Backfill;
+use super::text::identifiers;
 
 /// A name an operation changes again at contract, so that nothing later in the migration may
 /// use it.
@@ -186,24 +187,6 @@ pub fn dependents(catalog: &Catalog, table: &Name, column: &str) -> Vec<Held> {
     out
 }
 
-/// The identifiers of a piece of SQL as PostgreSQL resolves them: unquoted words folded to
-/// lower case, quoted ones as written. Keywords are included; callers compare against names.
-pub fn identifiers(sql: &str) -> HashSet<String> {
-    let mut out = HashSet::new();
-    for stmt in split_statements(sql).statements {
-        for t in stmt.tokens {
-            if let Token::Word(w) = t.token {
-                out.insert(if w.quote_style.is_some() {
-                    w.value
-                } else {
-                    w.value.to_lowercase()
-                });
-            }
-        }
-    }
-    out
-}
-
 /// The pass in which PostgreSQL runs an ALTER TABLE action (lower first). Actions of one pass
 /// keep their written order.
 pub fn alter_pass(action: &AlterAction) -> u8 {
@@ -271,6 +254,7 @@ fn mergeable(first: &Backfill, then: &Backfill) -> bool {
 mod tests {
     use super::*;
     use crate::plan::model::Assignment;
+    use crate::source::split_statements;
 
     fn backfill(set: &[(&str, &str)], filter: Option<&str>) -> Backfill {
         Backfill {

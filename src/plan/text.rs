@@ -4,7 +4,9 @@
 
 use sqlparser::tokenizer::Token;
 
-use crate::source::{SqlToken, Statement};
+use std::collections::HashSet;
+
+use crate::source::{SqlToken, Statement, split_statements};
 
 fn is_word(t: &SqlToken, kw: &str) -> bool {
     matches!(&t.token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(kw))
@@ -266,6 +268,24 @@ pub fn is_word_at(stmt: &Statement, i: usize, kw: &str) -> bool {
 
 pub fn find_word(stmt: &Statement, kw: &str) -> Option<usize> {
     stmt.tokens.iter().position(|t| is_word(t, kw))
+}
+
+/// The identifiers of a piece of SQL as PostgreSQL resolves them: unquoted words folded to
+/// lower case, quoted ones as written. Keywords are included; callers compare against names.
+pub fn identifiers(sql: &str) -> HashSet<String> {
+    let mut out = HashSet::new();
+    for stmt in split_statements(sql).statements {
+        for t in stmt.tokens {
+            if let Token::Word(w) = t.token {
+                out.insert(if w.quote_style.is_some() {
+                    w.value
+                } else {
+                    w.value.to_lowercase()
+                });
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
