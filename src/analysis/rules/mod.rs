@@ -108,6 +108,24 @@ mod tests {
         }
     }
 
+    /// A rule file whose `RULE` is missing from `ALL` would compile and never run.
+    #[test]
+    fn every_rule_file_is_in_all() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/analysis/rules");
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            if let Some(stem) = name.strip_suffix(".rs")
+                && stem != "mod"
+            {
+                let rule = stem.replace('_', "-");
+                assert!(
+                    ALL.iter().any(|r| r.name == rule),
+                    "src/analysis/rules/{name} is not in ALL (src/analysis/rules/mod.rs), or its RULE is not named {rule}"
+                );
+            }
+        }
+    }
+
     /// Every rule fires on its bad example and the good example raises no finding of it (nor
     /// any other error). The rendered output of the bad example is snapshotted.
     #[test]
