@@ -48,83 +48,8 @@ pub fn plan(cx: &OpCx, action: &str, column: &str, ty: &SqlType) -> Result<OpPla
     let old = known.and_then(|t| t.column(column)).ok_or_else(|| {
         format!("zdm does not know {table}.{column} (no earlier migration declares it), so it cannot plan its type change")
     })?;
-    let t = known.expect("the column was found in it");
-    if old.identity {
-        return Err(format!(
-            "{table}.{column} is an identity column; zdm does not yet move an identity to a shadow column"
-        ));
-    }
-    let primary: Option<(Option<String>, Vec<String>)> =
-        t.constraints.iter().find_map(|c| match &c.kind {
-            ConstraintKind::PrimaryKey { columns, .. } if columns.iter().any(|c| c == column) => {
-                Some((c.name.clone(), columns.clone()))
-            }
-            _ => None,
-        });
-    if primary.is_some() {
-        let referenced_by: Vec<String> = cx
-            .catalog
-            .tables()
-            .filter(|(_, other)| {
-                other.constraints.iter().any(
-                    |c| matches!(&c.kind, ConstraintKind::ForeignKey { references, .. } if references.key() == table.key()),
-                )
-            })
-            .map(|(n, _)| n.to_string())
-            .collect();
-        if !referenced_by.is_empty() {
-            return Err(format!(
-                "{table}.{column} is in the primary key that foreign keys of {} reference; change the referencing columns first, or accept the lock",
-                referenced_by.join(", ")
-            ));
-        }
-    }
-    for c in &t.constraints {
-        match &c.kind {
-            ConstraintKind::ForeignKey { columns, .. } if columns.iter().any(|c| c == column) => {
-                return Err(format!(
-                    "{table}.{column} has a foreign key; zdm does not yet carry it to the shadow column"
-                ));
-            }
-            ConstraintKind::Check { .. } | ConstraintKind::Exclude => {
-                return Err(format!(
-                    "{table} has CHECK or EXCLUDE constraints; zdm does not yet carry them to the shadow column"
-                ));
-            }
-            // Rebuilt as a bare unique index, it would lose what the constraint carries (its
-            // name for ON CONFLICT ON CONSTRAINT, the foreign keys that reference it).
-            ConstraintKind::Unique { columns, .. } if columns.iter().any(|c| c == column) => {
-                return Err(format!(
-                    "{table}.{column} is in the UNIQUE constraint {}; zdm does not yet carry UNIQUE constraints to the shadow column",
-                    c.name.as_deref().unwrap_or("(unnamed)")
-                ));
-            }
-            _ => {}
-        }
-    }
-    // An expression or partial index is known without its columns: it may use this one, and
-    // the contract, which drops the old column, would drop it without rebuilding it.
-    if let Some((index, _)) = cx
-        .catalog
-        .indexes_of(table)
-        .into_iter()
-        .find(|(_, def)| def.columns.is_empty())
-    {
-        return Err(format!(
-            "{table} has the expression or partial index {index}, which may use {column}; zdm does not yet rebuild such indexes on the shadow column, and the contract would drop it"
-        ));
-    }
-    let views = cx.catalog.views_using(table, column);
-    if !views.is_empty() {
-        return Err(format!(
-            "{} may use {table}.{column}, and PostgreSQL cannot drop or retype a column a view uses; drop the views in an earlier migration and recreate them after this one",
-            views
-                .iter()
-                .map(|v| format!("view {v}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-    }
+    let primary =
+        primary_key_to_carry(cx, known.expect("the column was found in it"), column, old)?;
     let key = super::update_backfill::batch_key(cx.catalog, table)?;
 
     let col = Ident(column);
@@ -361,6 +286,94 @@ pub fn plan(cx: &OpCx, action: &str, column: &str, ty: &SqlType) -> Result<OpPla
         ));
     }
     Ok(plan)
+}
+
+/// The primary key the column is in (its name, its columns), which the swap rebuilds on the
+/// shadow; or why zdm cannot carry what depends on the column to the shadow yet.
+fn primary_key_to_carry(
+    cx: &OpCx,
+    t: &crate::catalog::Table,
+    column: &str,
+    old: &crate::catalog::Column,
+) -> Result<Option<(Option<String>, Vec<String>)>, String> {
+    let table = cx.table;
+    if old.identity {
+        return Err(format!(
+            "{table}.{column} is an identity column; zdm does not yet move an identity to a shadow column"
+        ));
+    }
+    let primary: Option<(Option<String>, Vec<String>)> =
+        t.constraints.iter().find_map(|c| match &c.kind {
+            ConstraintKind::PrimaryKey { columns, .. } if columns.iter().any(|c| c == column) => {
+                Some((c.name.clone(), columns.clone()))
+            }
+            _ => None,
+        });
+    if primary.is_some() {
+        let referenced_by: Vec<String> = cx
+            .catalog
+            .tables()
+            .filter(|(_, other)| {
+                other.constraints.iter().any(
+                    |c| matches!(&c.kind, ConstraintKind::ForeignKey { references, .. } if references.key() == table.key()),
+                )
+            })
+            .map(|(n, _)| n.to_string())
+            .collect();
+        if !referenced_by.is_empty() {
+            return Err(format!(
+                "{table}.{column} is in the primary key that foreign keys of {} reference; change the referencing columns first, or accept the lock",
+                referenced_by.join(", ")
+            ));
+        }
+    }
+    for c in &t.constraints {
+        match &c.kind {
+            ConstraintKind::ForeignKey { columns, .. } if columns.iter().any(|c| c == column) => {
+                return Err(format!(
+                    "{table}.{column} has a foreign key; zdm does not yet carry it to the shadow column"
+                ));
+            }
+            ConstraintKind::Check { .. } | ConstraintKind::Exclude => {
+                return Err(format!(
+                    "{table} has CHECK or EXCLUDE constraints; zdm does not yet carry them to the shadow column"
+                ));
+            }
+            // Rebuilt as a bare unique index, it would lose what the constraint carries (its
+            // name for ON CONFLICT ON CONSTRAINT, the foreign keys that reference it).
+            ConstraintKind::Unique { columns, .. } if columns.iter().any(|c| c == column) => {
+                return Err(format!(
+                    "{table}.{column} is in the UNIQUE constraint {}; zdm does not yet carry UNIQUE constraints to the shadow column",
+                    c.name.as_deref().unwrap_or("(unnamed)")
+                ));
+            }
+            _ => {}
+        }
+    }
+    // An expression or partial index is known without its columns: it may use this one, and
+    // the contract, which drops the old column, would drop it without rebuilding it.
+    if let Some((index, _)) = cx
+        .catalog
+        .indexes_of(table)
+        .into_iter()
+        .find(|(_, def)| def.columns.is_empty())
+    {
+        return Err(format!(
+            "{table} has the expression or partial index {index}, which may use {column}; zdm does not yet rebuild such indexes on the shadow column, and the contract would drop it"
+        ));
+    }
+    let views = cx.catalog.views_using(table, column);
+    if !views.is_empty() {
+        return Err(format!(
+            "{} may use {table}.{column}, and PostgreSQL cannot drop or retype a column a view uses; drop the views in an earlier migration and recreate them after this one",
+            views
+                .iter()
+                .map(|v| format!("view {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(primary)
 }
 
 #[cfg(test)]
