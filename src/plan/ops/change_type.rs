@@ -110,7 +110,7 @@ pub fn plan(cx: &OpCx, action: &str, column: &str, ty: &SqlType) -> Result<OpPla
             .join(", ")
     };
     // (the new unique index, the primary key constraint it becomes)
-    let pk = primary.as_ref().map(|(name, columns)| {
+    let pk = primary.as_ref().map(|PrimaryKey { name, columns }| {
         let index = generated_name(&[&table.name, "pkey", "new"]);
         plan.contract.push(Step::no_tx(
             format!("build the new primary key index of {table} on the shadow"),
@@ -288,27 +288,36 @@ pub fn plan(cx: &OpCx, action: &str, column: &str, ty: &SqlType) -> Result<OpPla
     Ok(plan)
 }
 
-/// The primary key the column is in (its name, its columns), which the swap rebuilds on the
-/// shadow; or why zdm cannot carry what depends on the column to the shadow yet.
+/// A primary key the changed column is in, which the swap rebuilds on the shadow.
+struct PrimaryKey {
+    /// The constraint's name, when the schema names it.
+    name: Option<String>,
+    columns: Vec<String>,
+}
+
+/// The primary key the column is in, or why zdm cannot carry what depends on the column to
+/// the shadow yet.
 fn primary_key_to_carry(
     cx: &OpCx,
     t: &crate::catalog::Table,
     column: &str,
     old: &crate::catalog::Column,
-) -> Result<Option<(Option<String>, Vec<String>)>, String> {
+) -> Result<Option<PrimaryKey>, String> {
     let table = cx.table;
     if old.identity {
         return Err(format!(
             "{table}.{column} is an identity column; zdm does not yet move an identity to a shadow column"
         ));
     }
-    let primary: Option<(Option<String>, Vec<String>)> =
-        t.constraints.iter().find_map(|c| match &c.kind {
-            ConstraintKind::PrimaryKey { columns, .. } if columns.iter().any(|c| c == column) => {
-                Some((c.name.clone(), columns.clone()))
-            }
-            _ => None,
-        });
+    let primary: Option<PrimaryKey> = t.constraints.iter().find_map(|c| match &c.kind {
+        ConstraintKind::PrimaryKey { columns, .. } if columns.iter().any(|c| c == column) => {
+            Some(PrimaryKey {
+                name: c.name.clone(),
+                columns: columns.clone(),
+            })
+        }
+        _ => None,
+    });
     if primary.is_some() {
         let referenced_by: Vec<String> = cx
             .catalog
