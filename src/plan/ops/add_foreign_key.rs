@@ -12,6 +12,7 @@
 use super::{ActionCx, OpCx, OpPlan, Operation, Step, alter};
 use crate::classify::LockMode;
 use crate::parse::{AlterAction, ConstraintKind, Name};
+use crate::sql::Ident;
 
 pub struct AddForeignKey;
 
@@ -42,7 +43,6 @@ impl Operation for AddForeignKey {
         ))
     }
 }
-use crate::sql::Ident;
 
 pub fn plan(
     cx: &OpCx,

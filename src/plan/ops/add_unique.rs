@@ -10,6 +10,7 @@
 use super::{ActionCx, OpCx, OpPlan, Operation, Step, alter};
 use crate::classify::LockMode;
 use crate::parse::{ConstraintKind, Name};
+use crate::sql::{Ident, Qualified};
 
 pub struct AddUnique;
 
@@ -19,15 +20,7 @@ impl Operation for AddUnique {
     }
 
     fn plan_action(&self, cx: &ActionCx) -> Option<Result<OpPlan, String>> {
-        let spec = cx.validated_constraint()?;
-        let ConstraintKind::Unique {
-            columns,
-            using_index: None,
-        } = &spec.kind
-        else {
-            return None;
-        };
-        Some(plan(&cx.cx, cx.text, spec.name.as_deref(), columns, false))
+        plan_constraint(cx, false)
     }
 }
 
@@ -39,18 +32,38 @@ impl Operation for AddPrimaryKey {
     }
 
     fn plan_action(&self, cx: &ActionCx) -> Option<Result<OpPlan, String>> {
-        let spec = cx.validated_constraint()?;
-        let ConstraintKind::PrimaryKey {
-            columns,
-            using_index: None,
-        } = &spec.kind
-        else {
-            return None;
-        };
-        Some(plan(&cx.cx, cx.text, spec.name.as_deref(), columns, true))
+        plan_constraint(cx, true)
     }
 }
-use crate::sql::{Ident, Qualified};
+
+/// `ADD [CONSTRAINT n] UNIQUE (…)` or, when `primary`, `PRIMARY KEY (…)`, without USING INDEX.
+fn plan_constraint(cx: &ActionCx, primary: bool) -> Option<Result<OpPlan, String>> {
+    let spec = cx.validated_constraint()?;
+    let columns = match (&spec.kind, primary) {
+        (
+            ConstraintKind::Unique {
+                columns,
+                using_index: None,
+            },
+            false,
+        )
+        | (
+            ConstraintKind::PrimaryKey {
+                columns,
+                using_index: None,
+            },
+            true,
+        ) => columns,
+        _ => return None,
+    };
+    Some(plan(
+        &cx.cx,
+        cx.text,
+        spec.name.as_deref(),
+        columns,
+        primary,
+    ))
+}
 
 pub fn plan(
     cx: &OpCx,

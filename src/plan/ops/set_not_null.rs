@@ -16,6 +16,7 @@
 use super::{ActionCx, OpPlan, Operation, Step, alter};
 use crate::classify::LockMode;
 use crate::parse::{AlterAction, ConstraintKind, Name};
+use crate::sql::{Ident, generated_name};
 
 pub struct SetNotNull;
 
@@ -36,7 +37,6 @@ impl Operation for SetNotNull {
         Some(steps(cx.cx.table, column, cx.cx.pg_version))
     }
 }
-use crate::sql::{Ident, generated_name};
 
 /// The steps that make `column` NOT NULL; also used by add-column and primary-key plans.
 pub fn steps(table: &Name, column: &str, pg_version: u32) -> Result<OpPlan, String> {
