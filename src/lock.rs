@@ -84,6 +84,20 @@ impl LockMode {
         self.conflicts_with(LockMode::RowExclusive)
     }
 
+    /// The mode as `pg_locks.mode` names it (`AccessExclusiveLock`).
+    pub fn pg_locks_name(self) -> &'static str {
+        match self {
+            LockMode::AccessShare => "AccessShareLock",
+            LockMode::RowShare => "RowShareLock",
+            LockMode::RowExclusive => "RowExclusiveLock",
+            LockMode::ShareUpdateExclusive => "ShareUpdateExclusiveLock",
+            LockMode::Share => "ShareLock",
+            LockMode::ShareRowExclusive => "ShareRowExclusiveLock",
+            LockMode::Exclusive => "ExclusiveLock",
+            LockMode::AccessExclusive => "AccessExclusiveLock",
+        }
+    }
+
     /// What holding the lock does to the application, in words.
     pub fn effect(self) -> &'static str {
         if self.blocks_reads() {

@@ -33,11 +33,26 @@ pub struct Target {
 /// How a run treats the live database
 #[derive(Debug, Args)]
 pub struct Pace {
-    /// The longest a step may wait for a lock, in milliseconds (at least 1: PostgreSQL's 0
-    /// would mean waiting forever, with the application's queries queued behind zdm);
-    /// application queries queued behind zdm's lock request wait at most this long
-    #[arg(long, value_name = "MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    /// The longest one attempt of a step waits for a lock, in milliseconds (at least 1:
+    /// PostgreSQL's 0 would mean waiting forever, with the application's queries queued behind
+    /// zdm); application queries queued behind zdm's lock request wait at most this long. zdm
+    /// asks only when no session has held a conflicting lock longer than this (a lock window)
+    #[arg(long, value_name = "MS", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
     lock_timeout: u64,
+    /// How long a step may wait for its lock in all, in seconds: waiting for a lock window
+    /// (which holds up no one) and short attempts with escalating pauses; then zdm stops with
+    /// the blocking sessions named, and the next run resumes there
+    #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    lock_deadline: u64,
+    /// Cancel the statement of a session that has held a lock a step needs for longer than
+    /// this, in seconds (pg_cancel_backend; a session idle in its transaction keeps its lock
+    /// unless --terminate-blockers); never zdm's own sessions. Off by default
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    cancel_blockers_after: Option<u64>,
+    /// With --cancel-blockers-after: terminate the blocking sessions (pg_terminate_backend),
+    /// which also ends a transaction left idle
+    #[arg(long, requires = "cancel_blockers_after")]
+    terminate_blockers: bool,
     /// The lock wait of CONCURRENTLY steps [default: --lock-timeout]; their lock blocks no
     /// application query, so it can be raised where long transactions keep index builds waiting
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
@@ -45,9 +60,10 @@ pub struct Pace {
     /// The longest one statement may run, in milliseconds (0: no limit)
     #[arg(long, value_name = "MS", default_value_t = 0)]
     statement_timeout: u64,
-    /// Attempts of a step that times out on a lock or deadlocks before it fails
-    #[arg(long, value_name = "N", default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..))]
-    max_attempts: u32,
+    /// Attempts of a step that times out on a lock or deadlocks before it fails [default: as
+    /// many as --lock-deadline allows]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_attempts: Option<u32>,
     /// Rows in the first backfill batch
     #[arg(long, value_name = "ROWS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     batch_size: u64,
@@ -74,6 +90,9 @@ impl Pace {
         let ms = Duration::from_millis;
         RunOptions {
             lock_timeout: ms(self.lock_timeout),
+            lock_deadline: Duration::from_secs(self.lock_deadline),
+            cancel_blockers_after: self.cancel_blockers_after.map(Duration::from_secs),
+            terminate_blockers: self.terminate_blockers,
             concurrent_lock_timeout: self.concurrent_lock_timeout.map(ms),
             statement_timeout: ms(self.statement_timeout),
             max_attempts: self.max_attempts,
@@ -95,10 +114,14 @@ impl Pace {
 #[command(after_help = format!("Examples:
   DATABASE_URL=postgres://app@db/prod zdm expand migrations/
   zdm expand --max-rows-per-second 5000 --batch-pause 50 migrations/   gentler backfills
+  zdm expand --lock-deadline 900 --cancel-blockers-after 120 migrations/
+      wait up to 15 minutes for lock windows; cancel a query that has held the table 2 minutes
 
 Runs the expand steps and the backfills of every migration not yet expanded, in order; the
 old application keeps working and the new one can start. Resumes where a failed, stopped or
-killed run ended. Stops before a migration that needs an earlier one's contract.
+killed run ended. Stops before a migration that needs an earlier one's contract. A step that
+needs a lock the application could queue behind waits, asking for nothing, while another
+session has held a conflicting lock longer than --lock-timeout, and names it.
 SIGINT/SIGTERM stop after the current batch or step (a second one stops at once).
 
 {CONNECTION_HELP}
@@ -435,7 +458,8 @@ pub fn status(args: &StatusArgs, config: Option<&std::path::Path>) -> anyhow::Re
                         "backfilled_rows": s.backfilled_rows,
                         "current_step": s.current_step.as_ref().map(|c| serde_json::json!({
                             "id": c.id, "description": c.description, "status": c.status,
-                            "attempts": c.attempts, "last_error": c.last_error})),
+                            "attempts": c.attempts, "last_error": c.last_error,
+                            "waiting_for": c.waiting_for})),
                     })
                 })
                 .collect();
@@ -457,6 +481,9 @@ pub fn status(args: &StatusArgs, config: Option<&std::path::Path>) -> anyhow::Re
                         "    {} {}: {} ({} attempt(s))",
                         step.status, step.id, step.description, step.attempts
                     );
+                    if let Some(blockers) = &step.waiting_for {
+                        println!("    waiting for a lock window: held by {blockers}");
+                    }
                 }
                 if let Some(e) = s.last_error.as_deref() {
                     println!("    error: {e}");

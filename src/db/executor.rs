@@ -9,12 +9,14 @@
 //! serialization failures are retried with jittered exponential backoff.
 
 use std::collections::HashSet;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
 use super::backfill::BackfillRun;
+use super::lock_window;
 use super::message;
 use super::records::{check_checksums, read_record, reapplies, tables_of};
 use super::retry::{backoff, is_retryable, lock_holders};
@@ -26,6 +28,11 @@ use super::state::{self, MigrationStatus};
 use crate::parse::{Change, parse_statement};
 use crate::plan::{Backfill, MigrationPlan, Step};
 use crate::source::split_statements;
+
+/// How often a step waiting for a lock window looks at `pg_locks` again.
+const WINDOW_POLL: Duration = Duration::from_millis(100);
+/// How often a waiting step names its blockers in the log and in `zdm status`.
+const NAME_BLOCKERS_EVERY: Duration = Duration::from_secs(5);
 
 /// The key of zdm's advisory lock: one runner per database.
 const RUNNER_LOCK: i64 = 0x7a64_6d5f_6c6f_636b; // "zdm_lock"
@@ -39,6 +46,8 @@ pub struct Runner<'a> {
     client: &'a mut Client,
     options: RunOptions,
     phase: Phase,
+    /// The server's major version, for what `classify` says of a step's locks.
+    pg_version: u32,
 }
 
 impl<'a> Runner<'a> {
@@ -76,7 +85,8 @@ impl<'a> Runner<'a> {
                 crate::sql::literal(RUNNER_APPLICATION)
             ))
             .await?;
-        if super::server_major_version(client).await? >= 14 {
+        let pg_version = super::server_major_version(client).await?;
+        if pg_version >= 14 {
             client
                 .batch_execute("SET client_connection_check_interval = '1s'")
                 .await?;
@@ -97,6 +107,7 @@ impl<'a> Runner<'a> {
             client,
             options,
             phase: Phase::Expand,
+            pg_version,
         })
     }
 
@@ -407,8 +418,11 @@ impl<'a> Runner<'a> {
         e
     }
 
-    /// Runs one step unless it is recorded done, retrying lock timeouts, deadlocks and
-    /// serialization failures with jittered exponential backoff.
+    /// Runs one step unless it is recorded done. A transactional step whose locks the
+    /// application's queries could queue behind waits for a lock window first and takes its
+    /// locks up front (see `lock_window`). Lock timeouts, deadlocks and serialization failures
+    /// are retried with jittered, escalating backoff until `lock_deadline` (or
+    /// `max_attempts`).
     async fn run_step(&mut self, migration: &str, step: &Step) -> Result<(), RunError> {
         if self.options.stop.requested() {
             return Err(RunError::Interrupted {
@@ -419,11 +433,19 @@ impl<'a> Runner<'a> {
         if previous.as_deref() == Some("done") {
             return Ok(());
         }
+        let wanted = lock_window::wanted_locks(step, self.pg_version);
+        let windowed = step.transaction && lock_window::could_queue_the_application(&wanted);
+        let deadline = Instant::now() + self.options.lock_deadline;
         let mut attempt = 0;
         loop {
+            if windowed {
+                self.wait_for_window(migration, step, &wanted, deadline, attempt)
+                    .await?;
+            }
             attempt += 1;
             let result = if step.transaction {
-                self.run_transactional(migration, step).await
+                let locks = if windowed { wanted.as_slice() } else { &[] };
+                self.run_transactional(migration, step, locks).await
             } else {
                 self.run_concurrently(migration, step, previous.is_some() || attempt > 1)
                     .await
@@ -451,10 +473,13 @@ impl<'a> Runner<'a> {
                 }
             }
             state::record_attempt(self.client, migration, &step.id, &text).await?;
-            if !retryable || attempt >= self.options.max_attempts {
+            let wait = backoff(attempt);
+            let out_of_attempts = self.options.max_attempts.is_some_and(|n| attempt >= n)
+                || Instant::now() + wait >= deadline;
+            if !retryable || out_of_attempts {
                 if lock_wait {
                     text.push_str(
-                        ": end or wait out the blocking session, then run the command again (a longer --lock-timeout makes the application wait as long)",
+                        ": end or wait out the blocking session (or pass --cancel-blockers-after), then run the command again, which resumes here; a longer --lock-deadline waits longer without holding up the application",
                     );
                 }
                 return Err(RunError::Step {
@@ -465,15 +490,99 @@ impl<'a> Runner<'a> {
                     phase: self.phase,
                 });
             }
-            let wait = backoff(attempt);
             tracing::warn!(
                 migration,
                 step = %step.id,
-                "attempt {attempt} of {}: {text}; retrying in {} ms",
-                self.options.max_attempts,
+                "attempt {attempt}: {text}; retrying in {} ms",
                 wait.as_millis()
             );
             self.options.stop.sleep(wait).await;
+            if self.options.stop.requested() {
+                return Err(RunError::Interrupted {
+                    migration: migration.to_owned(),
+                });
+            }
+        }
+    }
+
+    /// Waits until no session has held a lock that conflicts with `wanted` for longer than
+    /// `lock_timeout` (asking for nothing meanwhile, so the application queues behind no
+    /// request of zdm's), naming the sessions every few seconds in the log and in `zdm
+    /// status`. With `cancel_blockers_after`, ends the transactions that held on that long.
+    /// Past `deadline` it stops with them named; nothing of the step has run.
+    async fn wait_for_window(
+        &mut self,
+        migration: &str,
+        step: &Step,
+        wanted: &[lock_window::Wanted],
+        deadline: Instant,
+        attempts: u32,
+    ) -> Result<(), RunError> {
+        let mut named_at: Option<Instant> = None;
+        let started = Instant::now();
+        loop {
+            let blockers =
+                lock_window::blockers(self.client, wanted, self.options.lock_timeout).await?;
+            if blockers.is_empty() {
+                if named_at.is_some() {
+                    tracing::info!(
+                        migration,
+                        step = %step.id,
+                        "lock window after {:.1} s",
+                        started.elapsed().as_secs_f64()
+                    );
+                }
+                return Ok(());
+            }
+            let named = blockers
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            if let Some(after) = self.options.cancel_blockers_after {
+                for ended in lock_window::end_blockers(
+                    self.client,
+                    &blockers,
+                    after,
+                    self.options.terminate_blockers,
+                )
+                .await?
+                {
+                    tracing::warn!(migration, step = %step.id, "{ended}");
+                }
+            }
+            if Instant::now() >= deadline {
+                let text = format!(
+                    "no lock window within --lock-deadline ({} s): {named} held a conflicting lock; zdm asked for nothing meanwhile, so the application was not held up",
+                    self.options.lock_deadline.as_secs()
+                );
+                state::record_attempt(self.client, migration, &step.id, &text).await?;
+                return Err(RunError::Step {
+                    migration: migration.to_owned(),
+                    step: format!("{} ({})", step.id, step.description),
+                    attempts,
+                    message: format!(
+                        "{text}. End those sessions (or pass --cancel-blockers-after), then run the command again, which resumes here"
+                    ),
+                    phase: self.phase,
+                });
+            }
+            if named_at.is_none_or(|t| t.elapsed() >= NAME_BLOCKERS_EVERY) {
+                let relations = wanted
+                    .iter()
+                    .map(|w| format!("{} ({})", w.relation, w.mode))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                tracing::warn!(
+                    migration,
+                    step = %step.id,
+                    "waiting to lock {relations} without queueing the application, for {:.0} s so far: held by {named}",
+                    started.elapsed().as_secs_f64()
+                );
+                state::record_waiting(self.client, migration, &step.id, &named).await?;
+                named_at = Some(Instant::now());
+            }
+            self.options.stop.sleep(WINDOW_POLL).await;
             if self.options.stop.requested() {
                 return Err(RunError::Interrupted {
                     migration: migration.to_owned(),
@@ -486,10 +595,15 @@ impl<'a> Runner<'a> {
         &mut self,
         migration: &str,
         step: &Step,
+        lock_first: &[lock_window::Wanted],
     ) -> Result<(), tokio_postgres::Error> {
         let timeouts = self.timeouts();
+        let up_front = lock_window::lock_up_front(self.client, lock_first).await?;
         let tx = self.client.transaction().await?;
         tx.batch_execute(&timeouts).await?;
+        if !up_front.is_empty() {
+            tx.batch_execute(&up_front).await?;
+        }
         tx.batch_execute(&step.sql).await?;
         state::set_step(&tx, migration, &step.id, "done").await?;
         tx.commit().await
@@ -578,7 +692,9 @@ impl<'a> Runner<'a> {
             options: &self.options.backfill,
             timeouts,
             stop: &self.options.stop,
-            max_attempts: self.options.max_attempts,
+            // A batch waits on rows, not on the table: bounded by attempts (about four minutes
+            // of escalating backoff by default) rather than by the step's lock deadline.
+            max_attempts: self.options.max_attempts.unwrap_or(50),
             migration,
             step_id,
         };

@@ -6,6 +6,7 @@ mod connect;
 mod executor;
 mod identity;
 mod introspect;
+mod lock_window;
 mod records;
 mod retry;
 mod run;

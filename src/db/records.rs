@@ -34,6 +34,8 @@ pub struct StepState {
     pub status: String,
     pub attempts: i32,
     pub last_error: Option<String>,
+    /// The sessions holding a lock the step waits to ask for (a lock window), while it waits.
+    pub waiting_for: Option<String>,
 }
 
 /// The plans recorded for migrations zdm has started (any status but aborted), by id, read
@@ -141,6 +143,7 @@ pub async fn status(client: &Client, plans: &[MigrationPlan]) -> Result<Vec<Stat
                         status: step.status,
                         attempts: step.attempts,
                         last_error: step.last_error,
+                        waiting_for: step.waiting_for,
                     })
             }
             _ => None,

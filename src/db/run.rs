@@ -10,17 +10,28 @@ use super::message;
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
-    /// The longest any step waits for a lock; a queued ACCESS EXCLUSIVE request blocks every
-    /// later query on its table, so this is also the longest the application can be held up.
+    /// The longest one attempt of a step waits for a lock; a queued ACCESS EXCLUSIVE request
+    /// blocks every later query on its table, so this is also the longest the application can
+    /// be held up by one attempt. A step asks only in a lock window (see `lock_window`).
     pub lock_timeout: Duration,
+    /// How long a step may wait for its lock, over all its attempts and lock-window waits;
+    /// then it stops with the sessions that held the lock named, and resumes on the next run.
+    pub lock_deadline: Duration,
+    /// End the transactions that have held a conflicting lock this long
+    /// (`--cancel-blockers-after`); never by default.
+    pub cancel_blockers_after: Option<Duration>,
+    /// With `cancel_blockers_after`: terminate the blocking sessions instead of cancelling
+    /// their statements (which also ends an idle transaction).
+    pub terminate_blockers: bool,
     /// The lock wait of CONCURRENTLY steps, which also wait for every older transaction to
     /// end. Their SHARE UPDATE EXCLUSIVE lock blocks no application query, so this may be
     /// raised on databases with long transactions; by default it is `lock_timeout`.
     pub concurrent_lock_timeout: Option<Duration>,
     /// The longest one statement may run (zero: no limit).
     pub statement_timeout: Duration,
-    /// Attempts of a step whose lock is not granted (or that deadlocks) before giving up.
-    pub max_attempts: u32,
+    /// Attempts of a step whose lock is not granted (or that deadlocks) before giving up;
+    /// None: as many as `lock_deadline` allows.
+    pub max_attempts: Option<u32>,
     pub backfill: BackfillOptions,
     pub stop: Stop,
     /// Expand a migration again even though an aborted run of it had started a backfill that
@@ -32,10 +43,13 @@ pub struct RunOptions {
 impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
-            lock_timeout: Duration::from_secs(1),
+            lock_timeout: Duration::from_millis(100),
+            lock_deadline: Duration::from_secs(300),
+            cancel_blockers_after: None,
+            terminate_blockers: false,
             concurrent_lock_timeout: None,
             statement_timeout: Duration::ZERO,
-            max_attempts: 6,
+            max_attempts: None,
             backfill: BackfillOptions::default(),
             stop: Stop::default(),
             rerun_backfill: false,

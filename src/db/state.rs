@@ -33,6 +33,9 @@ CREATE TABLE IF NOT EXISTS zdm.steps (
 -- What an aborted run changed that abort could not undo (a started UPDATE backfill), so that
 -- expanding again does not apply it twice unless told to.
 ALTER TABLE zdm.migrations ADD COLUMN IF NOT EXISTS not_undone text;
+-- The sessions a step is waiting out before it asks for its lock (a lock window), while it
+-- waits; `zdm status` shows them.
+ALTER TABLE zdm.steps ADD COLUMN IF NOT EXISTS waiting_for text;
 ";
 
 /// Where a migration is. zdm moves it only along these lines, and `set_status` refuses any
@@ -264,7 +267,7 @@ pub async fn set_step(
     client
         .execute(
             "INSERT INTO zdm.steps (migration_id, step_id, status) VALUES ($1, $2, $3)
-             ON CONFLICT (migration_id, step_id) DO UPDATE SET status = $3, updated_at = now()",
+             ON CONFLICT (migration_id, step_id) DO UPDATE SET status = $3, waiting_for = NULL, updated_at = now()",
             &[&migration, &step, &status],
         )
         .await?;
@@ -283,6 +286,23 @@ pub async fn record_attempt(
             "INSERT INTO zdm.steps (migration_id, step_id, status, attempts, last_error) VALUES ($1, $2, 'started', 1, $3)
              ON CONFLICT (migration_id, step_id) DO UPDATE SET attempts = zdm.steps.attempts + 1, last_error = $3, updated_at = now()",
             &[&migration, &step, &error],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Records that a step waits for a lock window, and for whom (`zdm status` shows it).
+pub async fn record_waiting(
+    client: &Client,
+    migration: &str,
+    step: &str,
+    blockers: &str,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "INSERT INTO zdm.steps (migration_id, step_id, status, waiting_for) VALUES ($1, $2, 'started', $3)
+             ON CONFLICT (migration_id, step_id) DO UPDATE SET waiting_for = $3, updated_at = now()",
+            &[&migration, &step, &blockers],
         )
         .await?;
     Ok(())
@@ -357,6 +377,8 @@ pub struct StepRow {
     pub status: String,
     pub attempts: i32,
     pub last_error: Option<String>,
+    /// The sessions it waits out before asking for its lock, while it waits.
+    pub waiting_for: Option<String>,
 }
 
 /// The most recently updated step of a migration.
@@ -366,7 +388,7 @@ pub async fn latest_step(
 ) -> Result<Option<StepRow>, tokio_postgres::Error> {
     Ok(client
         .query_opt(
-            "SELECT step_id, status, attempts, last_error FROM zdm.steps WHERE migration_id = $1
+            "SELECT step_id, status, attempts, last_error, waiting_for FROM zdm.steps WHERE migration_id = $1
              ORDER BY updated_at DESC, step_id DESC LIMIT 1",
             &[&migration],
         )
@@ -376,6 +398,7 @@ pub async fn latest_step(
             status: r.get(1),
             attempts: r.get(2),
             last_error: r.get(3),
+            waiting_for: r.get(4),
         }))
 }
 

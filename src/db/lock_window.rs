@@ -1,0 +1,209 @@
+//! Lock windows: a step that needs a lock the application's sessions could be queued behind
+//! asks for it only when no other session has held a conflicting lock for long.
+//!
+//! PostgreSQL grants locks in queue order. A request for ACCESS EXCLUSIVE that waits behind a
+//! long reader makes every later query on the table wait behind it too, for as long as the
+//! request waits: with a 1 s `lock_timeout`, a 6 s report stalls the application for a second
+//! at every attempt. So before each attempt the runner looks at `pg_locks` (which asks for
+//! nothing and queues behind nothing) and waits while a session whose transaction has been
+//! open longer than the step's `lock_timeout` holds a lock that conflicts with one the step
+//! will take. Only then does it ask, with the short `lock_timeout`, so that a holder that
+//! appears in between costs the application at most that long. Short transactions are not
+//! waited for: they end within the timeout, and waiting for a moment with none would never
+//! end under load.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use tokio_postgres::Client;
+
+use crate::catalog::Catalog;
+use crate::classify::{Env, LockMode, classify};
+use crate::parse::parse_statement;
+use crate::plan::Step;
+use crate::source::split_statements;
+use crate::sql::{Name, Qualified};
+
+/// A lock a step takes: on which relation (as `Qualified` writes it), in which mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Wanted {
+    pub relation: String,
+    pub mode: LockMode,
+}
+
+/// The locks a step takes, strongest per relation, in a fixed order (by relation name): what
+/// `classify` says of each of its statements, and the lock the plan records for it.
+pub(super) fn wanted_locks(step: &Step, pg_version: u32) -> Vec<Wanted> {
+    let catalog = Catalog::default();
+    let env = Env {
+        pg_version,
+        catalog: &catalog,
+        is_new: &|_: &Name| false,
+    };
+    let mut strongest: BTreeMap<String, LockMode> = BTreeMap::new();
+    let mut add = |relation: &Name, mode: LockMode| {
+        let entry = strongest
+            .entry(Qualified(relation).to_string())
+            .or_insert(mode);
+        *entry = (*entry).max(mode);
+    };
+    if let Some(lock) = &step.lock {
+        add(&lock.relation, lock.mode);
+    }
+    for stmt in split_statements(&step.sql).statements {
+        for effect in classify(&parse_statement(&stmt), &env).effects {
+            add(&effect.relation, effect.lock);
+        }
+    }
+    strongest
+        .into_iter()
+        .map(|(relation, mode)| Wanted { relation, mode })
+        .collect()
+}
+
+/// Whether waiting for `wanted` could hold up the application: its ordinary reads and writes
+/// (ACCESS SHARE, ROW SHARE, ROW EXCLUSIVE) conflict with it.
+pub(super) fn could_queue_the_application(wanted: &[Wanted]) -> bool {
+    wanted.iter().any(|w| {
+        [
+            LockMode::AccessShare,
+            LockMode::RowShare,
+            LockMode::RowExclusive,
+        ]
+        .iter()
+        .any(|m| w.mode.conflicts_with(*m))
+    })
+}
+
+/// A session holding a lock that conflicts with one a step wants.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Blocker {
+    pub pid: i32,
+    pub application: String,
+    pub state: String,
+    /// How long its transaction (or its statement, outside one) has been running.
+    pub seconds: f64,
+    pub query: String,
+    pub relation: String,
+    pub mode: String,
+}
+
+impl fmt::Display for Blocker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let application = if self.application.is_empty() {
+            String::new()
+        } else {
+            format!(" \"{}\"", self.application)
+        };
+        write!(
+            f,
+            "pid {}{application} ({}, transaction open {:.0} s, {} on {}: {})",
+            self.pid, self.state, self.seconds, self.mode, self.relation, self.query
+        )
+    }
+}
+
+/// The sessions holding a lock that conflicts with `wanted` in a transaction older than
+/// `older_than`, longest first. zdm's own session is never one.
+pub(super) async fn blockers(
+    client: &Client,
+    wanted: &[Wanted],
+    older_than: Duration,
+) -> Result<Vec<Blocker>, tokio_postgres::Error> {
+    let mut out = Vec::new();
+    for w in wanted {
+        let conflicting: Vec<&str> = LockMode::ALL
+            .into_iter()
+            .filter(|m| m.conflicts_with(w.mode))
+            .map(LockMode::pg_locks_name)
+            .collect();
+        let rows = client
+            .query(
+                "SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.state, ''),
+                        extract(epoch FROM now() - coalesce(a.xact_start, a.query_start))::float8,
+                        left(regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g'), 100),
+                        l.mode
+                 FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                 WHERE l.locktype = 'relation' AND l.granted
+                   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                   AND l.relation = to_regclass($1)
+                   AND l.mode = ANY($2)
+                   AND l.pid <> pg_backend_pid()
+                   AND now() - coalesce(a.xact_start, a.query_start) > $3::float8 * interval '1 second'
+                 ORDER BY 4 DESC",
+                &[&w.relation, &conflicting, &older_than.as_secs_f64()],
+            )
+            .await?;
+        for r in rows {
+            let pid: i32 = r.get(0);
+            if out.iter().any(|b: &Blocker| b.pid == pid) {
+                continue;
+            }
+            out.push(Blocker {
+                pid,
+                application: r.get(1),
+                state: r.get(2),
+                seconds: r.get(3),
+                query: r.get(4),
+                relation: w.relation.clone(),
+                mode: r.get(5),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// `LOCK TABLE` for each wanted relation that can be locked so (a table, view or foreign
+/// table that exists), in the fixed order of `wanted`: a step that locks several relations
+/// takes them all up front, so nothing after its first statement waits, and two runs never
+/// take them in opposite orders.
+pub(super) async fn lock_up_front(
+    client: &Client,
+    wanted: &[Wanted],
+) -> Result<String, tokio_postgres::Error> {
+    let mut sql = String::new();
+    for w in wanted {
+        let lockable: bool = client
+            .query_one(
+                "SELECT coalesce((SELECT relkind IN ('r', 'p', 'v', 'm', 'f') FROM pg_class WHERE oid = to_regclass($1)), false)",
+                &[&w.relation],
+            )
+            .await?
+            .get(0);
+        if lockable {
+            sql.push_str(&format!("LOCK TABLE {} IN {} MODE;\n", w.relation, w.mode));
+        }
+    }
+    Ok(sql)
+}
+
+/// Ends the transactions of `blockers` that have held their lock longer than `after`:
+/// `pg_cancel_backend` (the running statement), or with `terminate` `pg_terminate_backend`
+/// (the session, which also ends an idle transaction). Returns what was done, for the log.
+pub(super) async fn end_blockers(
+    client: &Client,
+    blockers: &[Blocker],
+    after: Duration,
+    terminate: bool,
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    let mut done = Vec::new();
+    for b in blockers.iter().filter(|b| b.seconds > after.as_secs_f64()) {
+        if b.application.starts_with("zdm") {
+            continue;
+        }
+        let function = if terminate {
+            "pg_terminate_backend"
+        } else {
+            "pg_cancel_backend"
+        };
+        let ok: bool = client
+            .query_one(&format!("SELECT {function}($1)"), &[&b.pid])
+            .await?
+            .get(0);
+        if ok {
+            done.push(format!("{function}({}) for {b}", b.pid));
+        }
+    }
+    Ok(done)
+}
