@@ -78,6 +78,13 @@ struct Args {
     skip_backfill: bool,
     #[arg(long)]
     skip_triggers: bool,
+    /// Long readers, in seconds: each scenario runs again with zdm while a transaction that
+    /// holds ACCESS SHARE on its table this long starts just before the migration (a report,
+    /// `pg_dump`); zdm must not queue the application behind it
+    #[arg(long, value_delimiter = ',', default_value = "6,60")]
+    long_readers: Vec<u64>,
+    #[arg(long)]
+    skip_long_readers: bool,
     /// zdm's target batch duration in milliseconds (`zdm expand --batch-time`)
     #[arg(long, default_value_t = 50)]
     batch_time: u64,
@@ -124,6 +131,24 @@ struct RunResult {
     /// The latency figures of each phase, to see where slow queries cluster.
     by_phase: Vec<(String, Stats)>,
     migration_error: Option<String>,
+    /// When a long reader held the table (start s, end s on the workload's clock).
+    long_reader: Option<(f64, f64)>,
+}
+
+impl RunResult {
+    /// Seconds from the long reader's end to the end of expand (negative: expand ended first).
+    fn expand_after_reader(&self) -> Option<f64> {
+        let (_, reader_end) = self.long_reader?;
+        let (_, _, expand_end) = self.phases.iter().find(|(name, _, _)| name == "expand")?;
+        Some(expand_end - reader_end)
+    }
+
+    fn expand_seconds(&self) -> f64 {
+        self.phases
+            .iter()
+            .find(|(name, _, _)| name == "expand")
+            .map_or(0.0, |(_, from, to)| to - from)
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -132,6 +157,8 @@ struct ScenarioResult {
     naive: RunResult,
     zdm: RunResult,
     chart: String,
+    /// zdm again, with a long reader on the table (see `--long-readers`).
+    long_readers: Vec<RunResult>,
 }
 
 #[derive(Debug, Serialize)]
@@ -156,7 +183,8 @@ struct TriggerResult {
     point_ratio: f64,
 }
 
-const LOCK_TIMEOUT: Duration = Duration::from_secs(1);
+/// zdm's default `--lock-timeout`.
+const LOCK_TIMEOUT: Duration = Duration::from_millis(100);
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -318,8 +346,16 @@ impl Bench<'_> {
     }
 
     async fn scenario(&self, s: &Scenario) -> anyhow::Result<ScenarioResult> {
-        let naive = self.scenario_run(s, "naive").await?;
-        let zdm = self.scenario_run(s, "zdm").await?;
+        let naive = self.scenario_run(s, "naive", None).await?;
+        let zdm = self.scenario_run(s, "zdm", None).await?;
+        let mut long_readers = Vec::new();
+        if !self.args.skip_long_readers {
+            for &seconds in &self.args.long_readers {
+                eprintln!("scenario: {} with a {seconds} s reader", s.name);
+                let reader = Some(Duration::from_secs(seconds));
+                long_readers.push(self.scenario_run(s, "zdm", reader).await?.0);
+            }
+        }
         let chart = format!("{}.svg", s.slug());
         chart::latency_chart(
             &self.args.out.join(&chart),
@@ -342,6 +378,7 @@ impl Bench<'_> {
             naive: naive.0,
             zdm: zdm.0,
             chart,
+            long_readers,
         })
     }
 
@@ -349,8 +386,12 @@ impl Bench<'_> {
         &self,
         s: &Scenario,
         run: &'static str,
+        long_reader: Option<Duration>,
     ) -> anyhow::Result<(RunResult, Vec<workload::Sample>)> {
-        let table = format!("{}_{run}", s.slug());
+        let table = match long_reader {
+            None => format!("{}_{run}", s.slug()),
+            Some(d) => format!("{}_{run}_reader{}", s.slug(), d.as_secs()),
+        };
         create_table(self.c, &table, self.args.rows).await?;
         let migration = s.migration_for(&table);
         let plan = if run == "zdm" {
@@ -374,6 +415,22 @@ impl Bench<'_> {
         let settle = Duration::from_secs(self.args.settle);
         tokio::time::sleep(settle).await;
         let mut phases = vec![("baseline".to_owned(), 0.0, wl.now())];
+        // A report starts just before the migration: ACCESS SHARE on the table until it ends.
+        let reader = match long_reader {
+            None => None,
+            Some(hold) => {
+                let client = self.conn.connect().await?;
+                client
+                    .batch_execute(&format!("BEGIN; SELECT count(*) FROM {table}"))
+                    .await?;
+                let start = wl.now();
+                let task = tokio::spawn(async move {
+                    tokio::time::sleep(hold).await;
+                    client.batch_execute("COMMIT").await
+                });
+                Some((task, start, start + hold.as_secs_f64()))
+            }
+        };
         let started = wl.now();
         let began = Instant::now();
         let mut migration_error = None;
@@ -408,6 +465,13 @@ impl Bench<'_> {
         }
         let migration_seconds = began.elapsed().as_secs_f64();
         let finished = wl.now();
+        let long_reader = match reader {
+            None => None,
+            Some((task, start, end)) => {
+                task.await??;
+                Some((start, end))
+            }
+        };
         tokio::time::sleep(settle).await;
         phases.push(("after".to_owned(), finished, wl.now()));
         let (samples, errors) = wl.finish().await;
@@ -427,6 +491,7 @@ impl Bench<'_> {
                 .collect(),
             phases,
             migration_error,
+            long_reader,
         };
         Ok((result, samples))
     }
@@ -610,6 +675,50 @@ fn render(r: &Report) -> (String, bool) {
                     run.during.p99_ms,
                     run.during.max_ms
                 );
+            }
+        }
+        if r.scenarios.iter().any(|s| !s.long_readers.is_empty()) {
+            out.push_str("\n### With a long reader: lock windows\n\nA transaction holding ACCESS SHARE on the table starts just before `zdm expand`. Targets: no failed query, p99 ≤ 2× baseline, max ≤ baseline max + 100 ms, expand ends within 2 s of the reader.\n\n| scenario | reader (s) | expand (s) | expand ended after the reader (s) | queries | failed | baseline p99 (ms) | p99 during (ms) | baseline max (ms) | max during (ms) | targets |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n");
+            for s in &r.scenarios {
+                for run in &s.long_readers {
+                    let reader = run.long_reader.map_or(0.0, |(a, b)| b - a);
+                    let after = run.expand_after_reader().unwrap_or(0.0);
+                    let mut missed = Vec::new();
+                    if run.during.errors > 0 || run.migration_error.is_some() {
+                        missed.push("failed queries".to_owned());
+                    }
+                    let ratio = run.during.p99_ms / run.baseline.p99_ms.max(0.001);
+                    if ratio > 2.0 {
+                        missed.push(format!("p99 {ratio:.1}× baseline"));
+                    }
+                    if run.during.max_ms > run.baseline.max_ms + 100.0 {
+                        missed.push(format!(
+                            "max {:.0} ms > baseline max + 100 ms",
+                            run.during.max_ms
+                        ));
+                    }
+                    if after > 2.0 {
+                        missed.push(format!("expand ended {after:.1} s after the reader"));
+                    }
+                    met &= missed.is_empty();
+                    let verdict = if missed.is_empty() {
+                        "met".to_owned()
+                    } else {
+                        format!("missed: {}", missed.join(", "))
+                    };
+                    let _ = writeln!(
+                        out,
+                        "| {} | {reader:.0} | {:.1} | {after:.1} | {} | {} | {:.1} | {:.1} | {:.0} | {:.0} | {verdict} |",
+                        s.name,
+                        run.expand_seconds(),
+                        run.during.queries,
+                        run.during.errors,
+                        run.baseline.p99_ms,
+                        run.during.p99_ms,
+                        run.baseline.max_ms,
+                        run.during.max_ms
+                    );
+                }
             }
         }
         out.push_str("\nzdm's p99 (ms) by phase:\n\n| scenario | phases |\n|---|---|\n");
