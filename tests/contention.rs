@@ -270,3 +270,60 @@ fn blockers_are_cancelled_only_when_asked() {
         "the report {report_pid} was cancelled: {ended:?}"
     );
 }
+
+/// A CONCURRENTLY build waits for every transaction older than itself; zdm lets it wait (its
+/// lock blocks no query) and names the transactions after a few seconds.
+#[test]
+fn a_concurrent_build_names_the_transactions_it_waits_for() {
+    let Some(db) = common::TestDatabase::create("contention_cic") else {
+        return;
+    };
+    let url = db.url_of_database();
+    let mut reader = db.connect();
+    reader
+        .batch_execute(
+            "CREATE TABLE events (id bigint PRIMARY KEY, kind int);
+             INSERT INTO events SELECT g, g % 7 FROM generate_series(1, 1000) g;",
+        )
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("0001_index.sql"),
+        "CREATE INDEX events_kind_idx ON events (kind);",
+    )
+    .unwrap();
+    reader
+        .batch_execute("SET application_name = 'long export'; BEGIN; SELECT count(*) FROM events")
+        .unwrap();
+    let reader_pid: i32 = reader
+        .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0);
+    let ender = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(8));
+        reader.batch_execute("COMMIT").unwrap();
+    });
+    let out = assert_cmd::Command::new(assert_cmd::cargo::cargo_bin("zdm"))
+        .args(["expand", "--database-url", &url])
+        .arg(dir.path())
+        .env("ZDM_LOG", "zdm=info")
+        .output()
+        .unwrap();
+    ender.join().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("waits for these transactions to end")
+            && stderr.contains(&format!("pid {reader_pid} \"long export\"")),
+        "{stderr}"
+    );
+    let valid: bool = db
+        .connect()
+        .query_one(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = 'events_kind_idx'::regclass",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(valid);
+}

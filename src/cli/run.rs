@@ -53,8 +53,9 @@ pub struct Pace {
     /// which also ends a transaction left idle
     #[arg(long, requires = "cancel_blockers_after")]
     terminate_blockers: bool,
-    /// The lock wait of CONCURRENTLY steps [default: --lock-timeout]; their lock blocks no
-    /// application query, so it can be raised where long transactions keep index builds waiting
+    /// The lock wait of CONCURRENTLY steps, which wait for every older transaction to end
+    /// [default: --lock-deadline]; their lock blocks no application query. zdm names the
+    /// transactions they wait for every few seconds
     #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
     concurrent_lock_timeout: Option<u64>,
     /// The longest one statement may run, in milliseconds (0: no limit)
@@ -94,6 +95,7 @@ impl Pace {
             cancel_blockers_after: self.cancel_blockers_after.map(Duration::from_secs),
             terminate_blockers: self.terminate_blockers,
             concurrent_lock_timeout: self.concurrent_lock_timeout.map(ms),
+            watch: None,
             statement_timeout: ms(self.statement_timeout),
             max_attempts: self.max_attempts,
             backfill: BackfillOptions {
@@ -332,6 +334,10 @@ fn run(
         stop_on_signals(stop);
         let mut client = prepared.connection.connect().await?;
         check_identities(&client, &prepared.identities, command, out_of_order).await?;
+        let options = RunOptions {
+            watch: Some(prepared.connection.clone()),
+            ..options
+        };
         let mut runner = Runner::start(&mut client, options).await?;
         let plans = &prepared.plans;
         let (result, verb) = match command {

@@ -48,6 +48,8 @@ pub struct Runner<'a> {
     phase: Phase,
     /// The server's major version, for what `classify` says of a step's locks.
     pg_version: u32,
+    /// The runner session's backend pid.
+    pid: i32,
 }
 
 impl<'a> Runner<'a> {
@@ -103,11 +105,16 @@ impl<'a> Runner<'a> {
                 "unqualified names resolve to the zdm state schema (the role is probably named zdm and search_path starts with \"$user\"): connect as another role, or set search_path (e.g. options=-csearch_path=public in the URL)".into(),
             ));
         }
+        let pid: i32 = client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await?
+            .get(0);
         Ok(Runner {
             client,
             options,
             phase: Phase::Expand,
             pg_version,
+            pid,
         })
     }
 
@@ -622,7 +629,7 @@ impl<'a> Runner<'a> {
         let lock_timeout = self
             .options
             .concurrent_lock_timeout
-            .unwrap_or(self.options.lock_timeout);
+            .unwrap_or(self.options.lock_deadline);
         self.client
             .batch_execute(&format!(
                 "SET lock_timeout = '{}ms'; SET statement_timeout = '{}ms'",
@@ -651,7 +658,18 @@ impl<'a> Runner<'a> {
                     _ => {}
                 }
             }
-            self.client.batch_execute(&step.sql).await
+            let watcher = self.options.watch.clone().map(|watch| {
+                tokio::spawn(lock_window::name_what_it_waits_for(
+                    watch,
+                    self.pid,
+                    format!("{migration} {}", step.id),
+                ))
+            });
+            let result = self.client.batch_execute(&step.sql).await;
+            if let Some(watcher) = watcher {
+                watcher.abort();
+            }
+            result
         }
         .await;
         // Back to no limits for zdm's own bookkeeping, whatever happened.

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use tokio_postgres::Client;
 
+use super::ConnectOptions;
 use crate::catalog::Catalog;
 use crate::classify::{Env, LockMode, classify};
 use crate::parse::parse_statement;
@@ -206,4 +207,40 @@ pub(super) async fn end_blockers(
         }
     }
     Ok(done)
+}
+
+/// Watches a CONCURRENTLY step from a second session: after a few seconds, and every few
+/// seconds after that, logs the sessions it waits for (`pg_blocking_pids`: the transactions
+/// older than the build, which it must outlast). Runs until aborted; a failure to connect or
+/// query only leaves them unnamed.
+pub(super) async fn name_what_it_waits_for(watch: ConnectOptions, pid: i32, step: String) {
+    const EVERY: Duration = Duration::from_secs(5);
+    tokio::time::sleep(EVERY).await;
+    let Ok(client) = watch.connect().await else {
+        return;
+    };
+    loop {
+        let rows = client
+            .query(
+                "SELECT format('pid %s%s (%s, transaction open %s s: %s)', a.pid,
+                               coalesce(' \"' || nullif(a.application_name, '') || '\"', ''),
+                               a.state,
+                               coalesce(extract(epoch FROM now() - a.xact_start)::int, 0),
+                               left(regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g'), 100))
+                 FROM pg_stat_activity a WHERE a.pid = ANY(pg_blocking_pids($1))
+                 ORDER BY a.xact_start",
+                &[&pid],
+            )
+            .await;
+        if let Ok(rows) = rows
+            && !rows.is_empty()
+        {
+            let named: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+            tracing::warn!(
+                "{step} waits for these transactions to end (a CONCURRENTLY build outlasts every transaction older than itself; the application is not held up): {}",
+                named.join("; ")
+            );
+        }
+        tokio::time::sleep(EVERY).await;
+    }
 }

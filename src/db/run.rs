@@ -24,9 +24,12 @@ pub struct RunOptions {
     /// their statements (which also ends an idle transaction).
     pub terminate_blockers: bool,
     /// The lock wait of CONCURRENTLY steps, which also wait for every older transaction to
-    /// end. Their SHARE UPDATE EXCLUSIVE lock blocks no application query, so this may be
-    /// raised on databases with long transactions; by default it is `lock_timeout`.
+    /// end. Their SHARE UPDATE EXCLUSIVE lock blocks no application query, so by default they
+    /// wait as long as `lock_deadline`.
     pub concurrent_lock_timeout: Option<Duration>,
+    /// Where a second session may connect to watch the runner's: a CONCURRENTLY step that
+    /// waits for older transactions names them every few seconds. None: they are not named.
+    pub watch: Option<super::ConnectOptions>,
     /// The longest one statement may run (zero: no limit).
     pub statement_timeout: Duration,
     /// Attempts of a step whose lock is not granted (or that deadlocks) before giving up;
@@ -48,6 +51,7 @@ impl Default for RunOptions {
             cancel_blockers_after: None,
             terminate_blockers: false,
             concurrent_lock_timeout: None,
+            watch: None,
             statement_timeout: Duration::ZERO,
             max_attempts: None,
             backfill: BackfillOptions::default(),
