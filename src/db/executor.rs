@@ -441,7 +441,12 @@ impl<'a> Runner<'a> {
             return Ok(());
         }
         let wanted = lock_window::wanted_locks(step, self.pg_version);
-        let windowed = step.transaction && lock_window::could_queue_the_application(&wanted);
+        let could_queue = lock_window::could_queue_the_application(&wanted);
+        let windowed = step.transaction && could_queue;
+        // A step whose every lock leaves the application's queries running (VALIDATE, SHARE
+        // UPDATE EXCLUSIVE) may wait as long as a CONCURRENTLY build may; one whose locks zdm
+        // does not know gets the short timeout.
+        let patient = step.transaction && !wanted.is_empty() && !could_queue;
         let deadline = Instant::now() + self.options.lock_deadline;
         let mut attempt = 0;
         loop {
@@ -452,7 +457,8 @@ impl<'a> Runner<'a> {
             attempt += 1;
             let result = if step.transaction {
                 let locks = if windowed { wanted.as_slice() } else { &[] };
-                self.run_transactional(migration, step, locks).await
+                self.run_transactional(migration, step, locks, patient)
+                    .await
             } else {
                 self.run_concurrently(migration, step, previous.is_some() || attempt > 1)
                     .await
@@ -603,17 +609,51 @@ impl<'a> Runner<'a> {
         migration: &str,
         step: &Step,
         lock_first: &[lock_window::Wanted],
+        patient: bool,
     ) -> Result<(), tokio_postgres::Error> {
-        let timeouts = self.timeouts();
+        let timeouts = if patient {
+            self.timeouts_with(self.patient_lock_timeout())
+        } else {
+            self.timeouts()
+        };
         let up_front = lock_window::lock_up_front(self.client, lock_first).await?;
+        let watcher = self.watch(migration, step, patient);
         let tx = self.client.transaction().await?;
         tx.batch_execute(&timeouts).await?;
         if !up_front.is_empty() {
             tx.batch_execute(&up_front).await?;
         }
-        tx.batch_execute(&step.sql).await?;
+        let result = tx.batch_execute(&step.sql).await;
+        if let Some(watcher) = watcher {
+            watcher.abort();
+        }
+        result?;
         state::set_step(&tx, migration, &step.id, "done").await?;
         tx.commit().await
+    }
+
+    /// The lock wait of steps whose locks hold up no application query: CONCURRENTLY builds,
+    /// VALIDATE.
+    fn patient_lock_timeout(&self) -> Duration {
+        self.options
+            .concurrent_lock_timeout
+            .unwrap_or(self.options.lock_deadline)
+    }
+
+    /// With `patient` and a way to connect, a task naming every few seconds the sessions the
+    /// runner waits for while it runs `step`.
+    fn watch(
+        &self,
+        migration: &str,
+        step: &Step,
+        patient: bool,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let watch = self.options.watch.clone().filter(|_| patient)?;
+        Some(tokio::spawn(lock_window::name_what_it_waits_for(
+            watch,
+            self.pid,
+            format!("{migration} {}", step.id),
+        )))
     }
 
     /// A CONCURRENTLY step: recorded as started, run outside a transaction, recorded done.
@@ -626,16 +666,12 @@ impl<'a> Runner<'a> {
         resumed: bool,
     ) -> Result<(), tokio_postgres::Error> {
         state::set_step(&*self.client, migration, &step.id, "started").await?;
-        let lock_timeout = self
-            .options
-            .concurrent_lock_timeout
-            .unwrap_or(self.options.lock_deadline);
         self.client
-            .batch_execute(&format!(
-                "SET lock_timeout = '{}ms'; SET statement_timeout = '{}ms'",
-                lock_timeout.as_millis(),
-                self.options.statement_timeout.as_millis()
-            ))
+            .batch_execute(
+                &self
+                    .timeouts_with(self.patient_lock_timeout())
+                    .replace("SET LOCAL", "SET"),
+            )
             .await?;
         let result = async {
             if let Some(index) = created_index(&step.sql) {
@@ -658,13 +694,7 @@ impl<'a> Runner<'a> {
                     _ => {}
                 }
             }
-            let watcher = self.options.watch.clone().map(|watch| {
-                tokio::spawn(lock_window::name_what_it_waits_for(
-                    watch,
-                    self.pid,
-                    format!("{migration} {}", step.id),
-                ))
-            });
+            let watcher = self.watch(migration, step, true);
             let result = self.client.batch_execute(&step.sql).await;
             if let Some(watcher) = watcher {
                 watcher.abort();
@@ -683,9 +713,13 @@ impl<'a> Runner<'a> {
     }
 
     fn timeouts(&self) -> String {
+        self.timeouts_with(self.options.lock_timeout)
+    }
+
+    fn timeouts_with(&self, lock_timeout: Duration) -> String {
         format!(
             "SET LOCAL lock_timeout = '{}ms'; SET LOCAL statement_timeout = '{}ms'",
-            self.options.lock_timeout.as_millis(),
+            lock_timeout.as_millis(),
             self.options.statement_timeout.as_millis()
         )
     }
