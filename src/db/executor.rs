@@ -533,9 +533,18 @@ impl<'a> Runner<'a> {
     ) -> Result<(), RunError> {
         let mut named_at: Option<Instant> = None;
         let started = Instant::now();
+        let mut before: Option<Vec<lock_window::Blocker>> = None;
         loop {
+            let now = lock_window::blockers(self.client, wanted).await?;
             let blockers =
-                lock_window::blockers(self.client, wanted, self.options.lock_timeout).await?;
+                lock_window::long_holders(&now, before.as_deref(), self.options.lock_timeout);
+            if blockers.is_empty() && !now.is_empty() && before.is_none() {
+                // Young holders at the first look: look again, to see whether they last.
+                before = Some(now);
+                self.options.stop.sleep(lock_window::PROBE).await;
+                continue;
+            }
+            before = Some(now);
             if blockers.is_empty() {
                 if named_at.is_some() {
                     tracing::info!(

@@ -1,16 +1,17 @@
 //! Lock windows: a step that needs a lock the application's sessions could be queued behind
-//! asks for it only when no other session has held a conflicting lock for long.
+//! asks for it only when no other session holds a conflicting lock in a long transaction.
 //!
 //! PostgreSQL grants locks in queue order. A request for ACCESS EXCLUSIVE that waits behind a
 //! long reader makes every later query on the table wait behind it too, for as long as the
 //! request waits: with a 1 s `lock_timeout`, a 6 s report stalls the application for a second
 //! at every attempt. So before each attempt the runner looks at `pg_locks` (which asks for
-//! nothing and queues behind nothing) and waits while a session whose transaction has been
-//! open longer than the step's `lock_timeout` holds a lock that conflicts with one the step
-//! will take. Only then does it ask, with the short `lock_timeout`, so that a holder that
-//! appears in between costs the application at most that long. Short transactions are not
-//! waited for: they end within the timeout, and waiting for a moment with none would never
-//! end under load.
+//! nothing and queues behind nothing) and waits while a session holds a lock that conflicts
+//! with one the step will take in a transaction that is long: open longer than the step's
+//! `lock_timeout`, or still the same transaction at a second look [`PROBE`] later (a report
+//! that started a moment before the step is long too). Only then does it ask, with the short
+//! `lock_timeout`, so that a holder that appears in between costs the application at most
+//! that long. The application's short transactions are not waited for: each is gone by the
+//! second look, and waiting for a moment with none would never end under load.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -77,10 +78,17 @@ pub(super) fn could_queue_the_application(wanted: &[Wanted]) -> bool {
     })
 }
 
+/// How long after a look at `pg_locks` that found holders the runner looks again: a
+/// transaction that still holds its lock then is one to wait out.
+pub(super) const PROBE: Duration = Duration::from_millis(50);
+
 /// A session holding a lock that conflicts with one a step wants.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Blocker {
     pub pid: i32,
+    /// When its transaction (or its statement, outside one) started, in epoch seconds: with
+    /// the pid, which transaction it is.
+    pub since: f64,
     pub application: String,
     pub state: String,
     /// How long its transaction (or its statement, outside one) has been running.
@@ -105,12 +113,11 @@ impl fmt::Display for Blocker {
     }
 }
 
-/// The sessions holding a lock that conflicts with `wanted` in a transaction older than
-/// `older_than`, longest first. zdm's own session is never one.
+/// The sessions holding a lock that conflicts with `wanted`, longest first. zdm's own session
+/// is never one.
 pub(super) async fn blockers(
     client: &Client,
     wanted: &[Wanted],
-    older_than: Duration,
 ) -> Result<Vec<Blocker>, tokio_postgres::Error> {
     let mut out = Vec::new();
     for w in wanted {
@@ -124,16 +131,16 @@ pub(super) async fn blockers(
                 "SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.state, ''),
                         extract(epoch FROM now() - coalesce(a.xact_start, a.query_start))::float8,
                         left(regexp_replace(coalesce(a.query, ''), '\\s+', ' ', 'g'), 100),
-                        l.mode
+                        l.mode,
+                        extract(epoch FROM coalesce(a.xact_start, a.query_start))::float8
                  FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
                  WHERE l.locktype = 'relation' AND l.granted
                    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
                    AND l.relation = to_regclass($1)
                    AND l.mode = ANY($2)
                    AND l.pid <> pg_backend_pid()
-                   AND now() - coalesce(a.xact_start, a.query_start) > $3::float8 * interval '1 second'
                  ORDER BY 4 DESC",
-                &[&w.relation, &conflicting, &older_than.as_secs_f64()],
+                &[&w.relation, &conflicting],
             )
             .await?;
         for r in rows {
@@ -149,10 +156,29 @@ pub(super) async fn blockers(
                 query: r.get(4),
                 relation: w.relation.clone(),
                 mode: r.get(5),
+                since: r.get(6),
             });
         }
     }
     Ok(out)
+}
+
+/// The holders in `now` to wait out: open longer than `older_than`, or the same transaction
+/// (pid and start) as at the look `before`.
+pub(super) fn long_holders(
+    now: &[Blocker],
+    before: Option<&[Blocker]>,
+    older_than: Duration,
+) -> Vec<Blocker> {
+    now.iter()
+        .filter(|b| {
+            b.seconds > older_than.as_secs_f64()
+                || before.is_some_and(|before| {
+                    before.iter().any(|o| o.pid == b.pid && o.since == b.since)
+                })
+        })
+        .cloned()
+        .collect()
 }
 
 /// `LOCK TABLE` for each wanted relation that can be locked so (a table, view or foreign
@@ -242,5 +268,42 @@ pub(super) async fn name_what_it_waits_for(watch: ConnectOptions, pid: i32, step
             );
         }
         tokio::time::sleep(EVERY).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn holder(pid: i32, since: f64, seconds: f64) -> Blocker {
+        Blocker {
+            pid,
+            since,
+            application: String::new(),
+            state: "active".into(),
+            seconds,
+            query: String::new(),
+            relation: "t".into(),
+            mode: "AccessShareLock".into(),
+        }
+    }
+
+    #[test]
+    fn a_holder_is_long_when_old_or_seen_twice_in_the_same_transaction() {
+        let timeout = Duration::from_millis(100);
+        // First look: only what is already older than the timeout.
+        let now = [holder(1, 10.0, 0.01), holder(2, 5.0, 3.0)];
+        let long = long_holders(&now, None, timeout);
+        assert_eq!(long.iter().map(|b| b.pid).collect::<Vec<_>>(), [2]);
+        // Second look: pid 1 in the same transaction is long; pid 3 is new; pid 4 is the same
+        // session in a new transaction (a short one ended and another began).
+        let before = [holder(1, 10.0, 0.01), holder(4, 11.0, 0.01)];
+        let now = [
+            holder(1, 10.0, 0.06),
+            holder(3, 12.0, 0.0),
+            holder(4, 12.5, 0.0),
+        ];
+        let long = long_holders(&now, Some(&before), timeout);
+        assert_eq!(long.iter().map(|b| b.pid).collect::<Vec<_>>(), [1]);
     }
 }
