@@ -327,3 +327,49 @@ fn a_concurrent_build_names_the_transactions_it_waits_for() {
         .get(0);
     assert!(valid);
 }
+
+/// A session idle in its transaction keeps its locks when its (absent) statement is cancelled;
+/// `--terminate-blockers` ends the session itself.
+#[test]
+fn an_idle_transaction_is_ended_only_with_terminate() {
+    let Some(db) = common::TestDatabase::create("contention_terminate") else {
+        return;
+    };
+    let runtime = runtime();
+    let plans = setup(&db, &runtime);
+    let url = db.url_of_database();
+    let mut idle = db.connect();
+    idle.batch_execute("BEGIN; SELECT count(*) FROM accounts")
+        .unwrap();
+
+    // Cancelling does not end an idle transaction: the deadline comes, nothing was run.
+    let options = RunOptions {
+        lock_timeout: LOCK_TIMEOUT,
+        lock_deadline: Duration::from_secs(3),
+        cancel_blockers_after: Some(Duration::from_secs(1)),
+        ..RunOptions::default()
+    };
+    let (result, _) = expand(&url, &runtime, &plans, options);
+    assert!(
+        result
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("no lock window")),
+        "{result:?}"
+    );
+    idle.query_one("SELECT 1", &[]).unwrap();
+
+    let options = RunOptions {
+        lock_timeout: LOCK_TIMEOUT,
+        lock_deadline: Duration::from_secs(20),
+        cancel_blockers_after: Some(Duration::from_secs(1)),
+        terminate_blockers: true,
+        ..RunOptions::default()
+    };
+    let (result, took) = expand(&url, &runtime, &plans, options);
+    assert_eq!(result.unwrap(), ["0002_flag"]);
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert!(
+        idle.query_one("SELECT 1", &[]).is_err(),
+        "the idle session was terminated"
+    );
+}
