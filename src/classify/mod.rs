@@ -384,8 +384,10 @@ fn other_action_lock(action: &OtherAction) -> LockMode {
         | OtherAction::SetStorageParameters
         | OtherAction::ResetStorageParameters
         | OtherAction::ClusterOn => ShareUpdateExclusive,
-        // Enabling or disabling a trigger blocks writes, not reads.
-        OtherAction::EnableOrDisable => ShareRowExclusive,
+        // Enabling or disabling a trigger blocks writes, not reads; a rule or row level
+        // security changes what reads return, so those take ACCESS EXCLUSIVE.
+        OtherAction::EnableOrDisableTrigger => ShareRowExclusive,
+        OtherAction::EnableOrDisableRuleOrRowSecurity => AccessExclusive,
         OtherAction::AlterConstraint
         | OtherAction::SetStorage
         | OtherAction::DropExpressionOrIdentity

@@ -447,7 +447,9 @@ fn alter_action(op: &AlterTableOperation) -> AlterAction {
         Op::EnableTrigger { .. }
         | Op::DisableTrigger { .. }
         | Op::EnableAlwaysTrigger { .. }
-        | Op::EnableReplicaTrigger { .. } => AlterAction::Other(OtherAction::EnableOrDisable),
+        | Op::EnableReplicaTrigger { .. } => {
+            AlterAction::Other(OtherAction::EnableOrDisableTrigger)
+        }
         Op::SetOptionsParens { .. } => AlterAction::Other(OtherAction::SetStorageParameters),
         other => AlterAction::Other(OtherAction::Unlisted(other.to_string())),
     }

@@ -365,8 +365,10 @@ pub enum OtherAction {
     NotOf,
     OwnerTo,
     ReplicaIdentity,
-    /// `ENABLE …` / `DISABLE …` (triggers, rules, row level security).
-    EnableOrDisable,
+    /// `ENABLE [ALWAYS | REPLICA] TRIGGER …` / `DISABLE TRIGGER …`.
+    EnableOrDisableTrigger,
+    /// `ENABLE` / `DISABLE` of a rule or of row level security.
+    EnableOrDisableRuleOrRowSecurity,
     ForceRowLevelSecurity,
     /// Another action sqlparser understood, as written.
     Unlisted(String),
@@ -399,7 +401,10 @@ impl OtherAction {
             OtherAction::NotOf => "NOT OF".into(),
             OtherAction::OwnerTo => "OWNER TO".into(),
             OtherAction::ReplicaIdentity => "REPLICA IDENTITY".into(),
-            OtherAction::EnableOrDisable => "ENABLE/DISABLE".into(),
+            OtherAction::EnableOrDisableTrigger => "ENABLE/DISABLE TRIGGER".into(),
+            OtherAction::EnableOrDisableRuleOrRowSecurity => {
+                "ENABLE/DISABLE RULE or ROW LEVEL SECURITY".into()
+            }
             OtherAction::ForceRowLevelSecurity => "FORCE ROW LEVEL SECURITY".into(),
             OtherAction::Unlisted(text) => text.clone(),
         }

@@ -646,6 +646,14 @@ fn recognize_action(tokens: &[SqlToken]) -> Option<AlterAction> {
             to: c.ident()?,
         });
     }
+    if c.eat("ENABLE") || c.eat("DISABLE") {
+        let _ = c.eat("ALWAYS") || c.eat("REPLICA");
+        return act(if c.is("TRIGGER") {
+            OtherAction::EnableOrDisableTrigger
+        } else {
+            OtherAction::EnableOrDisableRuleOrRowSecurity
+        });
+    }
     for (kw, other) in [
         ("INHERIT", OtherAction::Inherit),
         ("NO", OtherAction::NoInherit),
@@ -653,8 +661,6 @@ fn recognize_action(tokens: &[SqlToken]) -> Option<AlterAction> {
         ("NOT", OtherAction::NotOf),
         ("OWNER", OtherAction::OwnerTo),
         ("REPLICA", OtherAction::ReplicaIdentity),
-        ("ENABLE", OtherAction::EnableOrDisable),
-        ("DISABLE", OtherAction::EnableOrDisable),
         ("FORCE", OtherAction::ForceRowLevelSecurity),
     ] {
         if c.is(kw) {
