@@ -4,7 +4,10 @@
 
 use std::collections::HashMap;
 
-use crate::parse::{AlterAction, Change, ColumnSpec, ConstraintKind, Name, SqlType};
+use crate::parse::{
+    AlterAction, Change, ColumnSpec, ConstraintDefinition, ConstraintKind, ConstraintSpec,
+    IndexDefinition, Name, SqlType,
+};
 
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
@@ -53,6 +56,8 @@ pub struct Constraint {
     pub kind: ConstraintKind,
     /// False while added NOT VALID and not yet validated.
     pub valid: bool,
+    /// The clause, to build the constraint again on a shadow column.
+    pub definition: Option<ConstraintDefinition>,
 }
 
 #[derive(Debug, Clone)]
@@ -60,32 +65,18 @@ pub struct Index {
     pub table: Name,
     pub columns: Vec<String>,
     pub unique: bool,
+    /// The CREATE INDEX statement, to build the index again on a shadow column.
+    pub definition: Option<IndexDefinition>,
 }
 
 impl Constraint {
-    /// The constraints a column definition declares inline (PRIMARY KEY, REFERENCES).
-    fn inline(c: &ColumnSpec) -> Vec<Constraint> {
-        let mut out = Vec::new();
-        let columns = vec![c.name.clone()];
-        if c.primary_key {
-            out.push(ConstraintKind::PrimaryKey {
-                columns: columns.clone(),
-                using_index: None,
-            });
+    fn from_spec(c: &ConstraintSpec) -> Constraint {
+        Constraint {
+            name: c.name.clone(),
+            kind: c.kind.clone(),
+            valid: !c.not_valid,
+            definition: c.definition.clone(),
         }
-        if let Some(references) = &c.references {
-            out.push(ConstraintKind::ForeignKey {
-                columns,
-                references: references.clone(),
-            });
-        }
-        out.into_iter()
-            .map(|kind| Constraint {
-                name: None,
-                kind,
-                valid: true,
-            })
-            .collect()
     }
 }
 
@@ -237,14 +228,12 @@ impl Catalog {
                     table.columns.push(Column::from_spec(c));
                 }
                 for c in columns {
-                    table.constraints.extend(Constraint::inline(c));
+                    table
+                        .constraints
+                        .extend(c.inline.iter().map(Constraint::from_spec));
                 }
                 for c in constraints {
-                    table.constraints.push(Constraint {
-                        name: c.name.clone(),
-                        kind: c.kind.clone(),
-                        valid: !c.not_valid,
-                    });
+                    table.constraints.push(Constraint::from_spec(c));
                 }
                 self.tables.insert(name.key(), table);
             }
@@ -253,6 +242,7 @@ impl Catalog {
                 table,
                 columns,
                 unique,
+                definition,
                 ..
             } => {
                 let name = Name {
@@ -265,6 +255,7 @@ impl Catalog {
                         table: table.key(),
                         columns: columns.clone(),
                         unique: *unique,
+                        definition: definition.clone(),
                     },
                 );
             }
@@ -337,7 +328,9 @@ impl Catalog {
         match action {
             AlterAction::AddColumn(c) => {
                 table.columns.push(Column::from_spec(c));
-                table.constraints.extend(Constraint::inline(c));
+                table
+                    .constraints
+                    .extend(c.inline.iter().map(Constraint::from_spec));
             }
             AlterAction::SetDefault { column, default } => {
                 if let Some(c) = table.column_mut(column) {
@@ -386,11 +379,7 @@ impl Catalog {
                 {
                     c.not_null = true;
                 }
-                table.constraints.push(Constraint {
-                    name: spec.name.clone(),
-                    kind: spec.kind.clone(),
-                    valid: !spec.not_valid,
-                });
+                table.constraints.push(Constraint::from_spec(spec));
             }
             AlterAction::ValidateConstraint { name } => {
                 for c in &mut table.constraints {

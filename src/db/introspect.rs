@@ -7,7 +7,7 @@ use tokio_postgres::Client;
 
 use super::{DbError, message};
 use crate::catalog::{Catalog, Column, Constraint, Index};
-use crate::parse::{ConstraintKind, Name, SqlType};
+use crate::parse::{ConstraintDefinition, ConstraintKind, IndexDefinition, Name, SqlType};
 
 /// Schemas that are PostgreSQL's own, never the application's.
 const SYSTEM_SCHEMAS: &str = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'";
@@ -114,6 +114,7 @@ pub async fn introspect(client: &Client, target: &str) -> Result<Catalog, DbErro
             name: Some(row.get(2)),
             kind,
             valid: row.get(4),
+            definition: ConstraintDefinition::new(&definition),
         });
     }
 
@@ -124,7 +125,8 @@ pub async fn introspect(client: &Client, target: &str) -> Result<Catalog, DbErro
                         ARRAY(SELECT a.attname::text FROM unnest(ix.indkey) WITH ORDINALITY k(num, o)
                               JOIN pg_attribute a ON a.attrelid = ix.indrelid AND a.attnum = k.num
                               ORDER BY k.o),
-                        ix.indexprs IS NOT NULL OR ix.indpred IS NOT NULL
+                        ix.indexprs IS NOT NULL OR ix.indpred IS NOT NULL,
+                        pg_get_indexdef(ix.indexrelid)
                  FROM pg_index ix
                  JOIN pg_class i ON i.oid = ix.indexrelid
                  JOIN pg_class t ON t.oid = ix.indrelid
@@ -150,6 +152,7 @@ pub async fn introspect(client: &Client, target: &str) -> Result<Catalog, DbErro
                     row.get(4)
                 },
                 unique: row.get(3),
+                definition: IndexDefinition::new(row.get(6)),
             },
         );
     }

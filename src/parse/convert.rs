@@ -7,6 +7,7 @@ use sqlparser::ast::{
     TableConstraint, TableFactor,
 };
 
+use super::definition::{ConstraintDefinition, IndexDefinition};
 use super::model::*;
 use crate::lock::LockMode;
 
@@ -48,6 +49,7 @@ pub fn convert(stmt: &ast::Statement) -> Change {
                 .collect(),
             unique: ci.unique,
             concurrently: ci.concurrently,
+            definition: IndexDefinition::new(&ci.to_string()),
         },
         S::AlterTable(at) => Change::AlterTable {
             table: name(&at.name),
@@ -286,8 +288,12 @@ pub fn column_spec(c: &ast::ColumnDef) -> ColumnSpec {
         unique: false,
         references: None,
         check: false,
+        inline: Vec::new(),
     };
     for opt in &c.options {
+        if let Some(tc) = inline_constraint(&c.name, opt) {
+            spec.inline.push(constraint(&tc, false));
+        }
         match &opt.option {
             ColumnOption::NotNull => spec.not_null = true,
             ColumnOption::Default(e) => spec.default = Some(e.to_string()),
@@ -321,6 +327,34 @@ pub fn column_spec(c: &ast::ColumnDef) -> ColumnSpec {
         }
     }
     spec
+}
+
+/// A constraint written in a column's definition, as the table constraint it stands for:
+/// `id int CONSTRAINT k PRIMARY KEY` is `CONSTRAINT k PRIMARY KEY (id)`.
+fn inline_constraint(column: &Ident, opt: &ast::ColumnOptionDef) -> Option<TableConstraint> {
+    let on_column = || vec![ast::IndexColumn::from(column.clone())];
+    let name = opt.name.clone();
+    Some(match &opt.option {
+        ColumnOption::PrimaryKey(pk) => TableConstraint::PrimaryKey(ast::PrimaryKeyConstraint {
+            name,
+            columns: on_column(),
+            ..pk.clone()
+        }),
+        ColumnOption::Unique(u) => TableConstraint::Unique(ast::UniqueConstraint {
+            name,
+            columns: on_column(),
+            ..u.clone()
+        }),
+        ColumnOption::ForeignKey(fk) => TableConstraint::ForeignKey(ast::ForeignKeyConstraint {
+            name,
+            columns: vec![column.clone()],
+            ..fk.clone()
+        }),
+        ColumnOption::Check(c) => {
+            TableConstraint::Check(ast::CheckConstraint { name, ..c.clone() })
+        }
+        _ => return None,
+    })
 }
 
 fn index_columns(cols: &[ast::IndexColumn]) -> Vec<String> {
@@ -388,6 +422,7 @@ fn constraint(tc: &TableConstraint, not_valid: bool) -> ConstraintSpec {
         name: name.map(ident),
         kind,
         not_valid,
+        definition: Some(ConstraintDefinition::from_ast(tc)),
     }
 }
 

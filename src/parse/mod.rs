@@ -5,6 +5,7 @@
 //! used here to read types and default expressions for analysis.
 
 mod convert;
+mod definition;
 mod model;
 mod recognize;
 
@@ -12,6 +13,7 @@ use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, TokenWithSpan};
 
+pub use definition::{ConstraintDefinition, IndexDefinition, Substitute};
 pub use model::*;
 
 use crate::source::{SqlToken, Statement};

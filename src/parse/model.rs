@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use super::definition::{ConstraintDefinition, IndexDefinition};
 use crate::lock::LockMode;
 
 pub use crate::sql::Name;
@@ -112,6 +113,8 @@ pub enum Change {
         columns: Vec<String>,
         unique: bool,
         concurrently: bool,
+        /// The statement, when sqlparser read it (the recognizer's forms have none).
+        definition: Option<IndexDefinition>,
     },
     AlterTable {
         table: Name,
@@ -259,6 +262,9 @@ pub struct ColumnSpec {
     pub unique: bool,
     pub references: Option<Name>,
     pub check: bool,
+    /// The constraints written in the column's definition (PRIMARY KEY, UNIQUE, REFERENCES,
+    /// CHECK), as table constraints on the column.
+    pub inline: Vec<ConstraintSpec>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -417,6 +423,8 @@ pub struct ConstraintSpec {
     pub name: Option<String>,
     pub kind: ConstraintKind,
     pub not_valid: bool,
+    /// The clause, when sqlparser read it.
+    pub definition: Option<ConstraintDefinition>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -368,6 +368,7 @@ fn create(c: &mut Cursor) -> Option<Change> {
             columns: Vec::new(),
             unique,
             concurrently,
+            definition: None,
         });
     }
     for temp in ["TEMP", "TEMPORARY", "UNLOGGED", "GLOBAL", "LOCAL"] {
@@ -562,6 +563,7 @@ fn recognize_action(tokens: &[SqlToken]) -> Option<AlterAction> {
                     name,
                     kind: ConstraintKind::NotNull { column },
                     not_valid,
+                    definition: None,
                 }));
         }
         return None;

@@ -6,6 +6,7 @@ use std::fmt;
 
 pub mod backfill;
 mod name;
+pub mod swap;
 
 pub use name::{Name, display_ident};
 
@@ -149,9 +150,15 @@ pub fn one_expression(text: &str) -> Result<(), String> {
 /// the column would silently take with it and that the swap does not put back: an index, a
 /// constraint, extended statistics, a view, a policy, a trigger. `DROP COLUMN` drops indexes
 /// and constraints on the column without a word, so a contract that replaces a column runs
-/// this first, in its transaction, with the indexes it rebuilt as `kept`. The column's default
-/// (re-created on the new column) and a NOT NULL constraint (PostgreSQL 18) do not count.
-pub fn guard_dependents(table: &Name, column: &str, kept: &[Name]) -> String {
+/// this first, in its transaction, with the indexes and the table's constraints it rebuilt as
+/// `kept`. The column's default (re-created on the new column) and a NOT NULL constraint
+/// (PostgreSQL 18) do not count.
+pub fn guard_dependents(
+    table: &Name,
+    column: &str,
+    kept: &[Name],
+    kept_constraints: &[String],
+) -> String {
     let table_literal = literal(&Qualified(table).to_string());
     // Kept indexes as a subquery without NULLs: `x IN (NULL)` is NULL, which would hide
     // every index from the check.
@@ -162,6 +169,14 @@ pub fn guard_dependents(table: &Name, column: &str, kept: &[Name]) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    let kept_constraints = format!(
+        "ARRAY[{}]::text[]",
+        kept_constraints
+            .iter()
+            .map(|c| literal(c))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     // RAISE reads `%` as a placeholder: the names' own are doubled.
     let message = literal(&format!(
         "zdm: the contract would drop % with {}.{}, and it does not rebuild them: drop them (to recreate them after contract) or run zdm abort; nothing was changed",
@@ -169,7 +184,7 @@ pub fn guard_dependents(table: &Name, column: &str, kept: &[Name]) -> String {
         column.replace('%', "%%")
     ));
     format!(
-        "DO $zdm$\nDECLARE\n  lost text;\nBEGIN\n  SELECT string_agg(DISTINCT pg_describe_object(d.classid, d.objid, d.objsubid), ', ') INTO lost\n  FROM pg_depend d\n  WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = {table_literal}::regclass\n    AND d.refobjsubid = (SELECT attnum FROM pg_attribute WHERE attrelid = {table_literal}::regclass AND attname = {column_literal})\n    AND d.deptype IN ('n', 'a')\n    AND d.classid <> 'pg_attrdef'::regclass\n    AND NOT (d.classid = 'pg_class'::regclass AND d.objid IN ({kept_list}))\n    AND NOT (d.classid = 'pg_constraint'::regclass AND EXISTS (SELECT 1 FROM pg_constraint c WHERE c.oid = d.objid AND c.contype = 'n'));\n  IF lost IS NOT NULL THEN\n    RAISE EXCEPTION {message}, lost;\n  END IF;\nEND\n$zdm$",
+        "DO $zdm$\nDECLARE\n  lost text;\nBEGIN\n  SELECT string_agg(DISTINCT pg_describe_object(d.classid, d.objid, d.objsubid), ', ') INTO lost\n  FROM pg_depend d\n  WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = {table_literal}::regclass\n    AND d.refobjsubid = (SELECT attnum FROM pg_attribute WHERE attrelid = {table_literal}::regclass AND attname = {column_literal})\n    AND d.deptype IN ('n', 'a')\n    AND d.classid <> 'pg_attrdef'::regclass\n    AND NOT (d.classid = 'pg_class'::regclass AND d.objid IN ({kept_list}))\n    AND NOT (d.classid = 'pg_constraint'::regclass AND EXISTS (SELECT 1 FROM pg_constraint c WHERE c.oid = d.objid AND (c.contype = 'n' OR c.conrelid = {table_literal}::regclass AND c.conname = ANY({kept_constraints}))));\n  IF lost IS NOT NULL THEN\n    RAISE EXCEPTION {message}, lost;\n  END IF;\nEND\n$zdm$",
         column_literal = literal(column),
     )
 }

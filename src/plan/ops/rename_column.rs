@@ -77,7 +77,7 @@ pub fn plan(cx: &OpCx, from: &str, to: &str) -> Result<OpPlan, String> {
         ),
         format!(
             "{drop_trigger};\n{};\n{};\n{}",
-            guard_dependents(table, to, &[]),
+            guard_dependents(table, to, &[], &[]),
             alter(table, &format!("DROP COLUMN {new}")),
             alter(table, &format!("RENAME COLUMN {old} TO {new}"))
         ),
