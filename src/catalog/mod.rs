@@ -160,6 +160,20 @@ impl Catalog {
         out
     }
 
+    /// The tables a view reads.
+    pub fn tables_read_by(&self, view: &Name) -> Vec<Name> {
+        let mut out: Vec<Name> = self
+            .views
+            .get(&view.key())
+            .into_iter()
+            .flatten()
+            .map(|s| s.table.clone())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// Every table with its name.
     pub fn tables(&self) -> impl Iterator<Item = (&Name, &Table)> {
         self.tables.iter()

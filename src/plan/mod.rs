@@ -13,6 +13,7 @@ mod order;
 pub mod recorded;
 pub(crate) mod render;
 pub mod text;
+mod views;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -172,12 +173,26 @@ pub fn plan_file(
         .iter()
         .map(|u| text::identifiers(&u.stmt.text))
         .collect();
-    let combined = combine_add_update_not_null(&statements, &words);
+    let mut combined = combine_add_update_not_null(&statements, &words);
+    let mut views_waiting = std::collections::HashMap::new();
+    for r in views::replacements(&statements, &words, catalog) {
+        if r.statements().iter().any(|s| combined.contains_key(s)) {
+            continue;
+        }
+        for &j in &r.changes {
+            views_waiting.insert(j, (r.view.clone(), statements[r.drop].stmt.start.line));
+        }
+        for s in r.statements() {
+            combined.insert(s, Combined::Absorbed);
+        }
+        combined.insert(r.planned_at(), Combined::ReplaceView(Box::new(r)));
+    }
     let mut planner = FilePlanner {
         file,
         pg_version: options.pg_version,
         words,
         combined,
+        views_waiting,
         body: OpPlan::nothing_to_undo_at_contract(),
         operations: Vec::new(),
         held: Vec::new(),
@@ -246,6 +261,9 @@ struct FilePlanner<'a> {
     /// The identifiers of each statement, to see which later statements use a held name.
     words: Vec<HashSet<String>>,
     combined: std::collections::HashMap<usize, Combined>,
+    /// Type changes of tables read by a view that the migration drops before them, with the
+    /// view and the line of its DROP VIEW (see [`views`]).
+    views_waiting: std::collections::HashMap<usize, (crate::parse::Name, usize)>,
     /// The operations so far, assembled in statement order.
     body: OpPlan,
     operations: Vec<Operation>,
@@ -352,7 +370,10 @@ impl FilePlanner<'_> {
                 });
             }
         }
-        let absorbed = matches!(self.combined.get(&i), Some(Combined::Absorbed));
+        let absorbed = matches!(
+            self.combined.get(&i),
+            Some(Combined::Absorbed | Combined::ReplaceView(_))
+        );
         if let Some((h, line)) = self
             .held
             .iter()
@@ -408,6 +429,9 @@ impl FilePlanner<'_> {
         }
         let planned = match self.combined.get(&i) {
             Some(Combined::Absorbed) => None,
+            Some(Combined::ReplaceView(r)) => {
+                Some(("replace-view", Self::replace_view(r), Vec::new()))
+            }
             Some(Combined::AddColumn { column, expr }) => {
                 let Change::AlterTable { table, .. } = change else {
                     unreachable!("combined only from ALTER TABLE … ADD COLUMN")
@@ -454,6 +478,18 @@ impl FilePlanner<'_> {
                 },
             },
         };
+        if let Some((view, line)) = self.views_waiting.get(&i)
+            && planned
+                .as_ref()
+                .is_some_and(|(kind, _, _)| *kind != ops::change_type::ChangeType.kind())
+        {
+            return Err(cannot(
+                format!(
+                    "the view {view}, which the statement at line {line} drops, stays until contract so that the old application can read it, and this statement changes a column of a table it reads in expand, where PostgreSQL refuses while the view uses it"
+                ),
+                Some(SPLIT_MIGRATION),
+            ));
+        }
         if let Some((kind, mut op, holds)) = planned {
             let mut holds = holds;
             if kind == ops::passthrough::AS_WRITTEN
@@ -534,6 +570,27 @@ impl FilePlanner<'_> {
 }
 
 impl FilePlanner<'_> {
+    /// A view's DROP VIEW, CREATE VIEW and the statements after it that name it, as one step
+    /// at contract, after the swaps of the type changes between them.
+    fn replace_view(r: &views::ViewReplacement) -> OpPlan {
+        let lines: Vec<String> = r.texts.iter().map(|(line, _)| line.to_string()).collect();
+        let sql: Vec<&str> = r.texts.iter().map(|(_, text)| text.as_str()).collect();
+        let mut plan = OpPlan::nothing_to_undo_at_contract();
+        plan.contract.push(Step::tx(
+            format!(
+                "{} view {} in one transaction after the type changes (lines {}): the old application reads the view as it was until then",
+                if r.create.is_some() { "replace" } else { "drop" },
+                r.view,
+                lines.join(", ")
+            ),
+            sql.join(";\n"),
+            crate::classify::LockMode::AccessExclusive,
+            &r.view,
+        ));
+        plan.down_contract = None;
+        plan
+    }
+
     /// Closes the open `BEGIN … COMMIT` block, if any: its collected steps become one step.
     fn end_block(&mut self) {
         if let Some(mut block) = self.block.take()
@@ -645,8 +702,11 @@ enum Combined {
         column: Box<ColumnSpec>,
         expr: String,
     },
-    /// The UPDATE and SET NOT NULL that the ADD COLUMN above took over.
+    /// The UPDATE and SET NOT NULL that the ADD COLUMN above took over, and the statements
+    /// of a view replacement before its last.
     Absorbed,
+    /// The last statement of a view replaced around type changes: the replacement runs here.
+    ReplaceView(Box<views::ViewReplacement>),
 }
 
 /// Finds `ADD COLUMN c` (nullable, no default) + `UPDATE t SET c = expr [WHERE c IS NULL]` +

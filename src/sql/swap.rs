@@ -128,3 +128,38 @@ pub fn rename_constraint(table: &Name, copy: &str, original: &str) -> String {
         Ident(original)
     )
 }
+
+/// The transaction-local setting that carries the views on the column across the swap.
+const VIEWS_SETTING: &str = "zdm.views";
+
+/// PostgreSQL cannot drop a column a view reads, or change its type; the swap drops the views
+/// that read the old column (remembering each one's definition, options such as
+/// `security_invoker` and `check_option`, owner, grants and comment) and creates them again
+/// over the new column in the same transaction, so that no query ever finds them missing.
+/// A view that another view or a materialized view reads, a materialized view on the column,
+/// and a view with rules or INSTEAD OF triggers are not moved: the block raises, naming them,
+/// and nothing changes.
+pub fn save_and_drop_views(table: &Name, column: &str) -> String {
+    let table_literal = literal(&Qualified(table).to_string());
+    block(
+        "  views oid[];\n  saved json;\n  blocker text;\n  v oid;\n",
+        &format!(
+            "  views := ARRAY(\n    SELECT DISTINCT c.oid\n    FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid JOIN pg_class c ON c.oid = r.ev_class\n    WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass\n      AND d.refobjid = {table_literal}::regclass AND c.oid <> {table_literal}::regclass\n      AND d.refobjsubid = (SELECT attnum FROM pg_attribute WHERE attrelid = {table_literal}::regclass AND attname = {column}));\n  SELECT string_agg(x, ', ') INTO blocker FROM (\n    SELECT format('materialized view %s', c.oid::regclass) AS x FROM pg_class c WHERE c.oid = ANY(views) AND c.relkind = 'm'\n    UNION ALL SELECT DISTINCT format('view %s, which reads %s', o.oid::regclass, d.refobjid::regclass)\n      FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid JOIN pg_class o ON o.oid = r.ev_class\n      WHERE d.refobjid = ANY(views) AND d.refclassid = 'pg_class'::regclass AND d.classid = 'pg_rewrite'::regclass AND o.oid <> d.refobjid\n    UNION ALL SELECT format('the rule %s on view %s', r.rulename, r.ev_class::regclass) FROM pg_rewrite r WHERE r.ev_class = ANY(views) AND r.rulename <> '_RETURN'\n    UNION ALL SELECT format('the trigger %s on view %s', t.tgname, t.tgrelid::regclass) FROM pg_trigger t WHERE t.tgrelid = ANY(views)) AS blockers;\n  IF blocker IS NOT NULL THEN\n    RAISE EXCEPTION 'zdm: the swap of %.% would have to drop and create again %, which zdm does not do; nothing was changed: drop them in a migration before this one and create them after it, or run zdm abort', {table_text}, {column}, blocker;\n  END IF;\n  SELECT coalesce(json_agg(json_build_object(\n      'name', c.oid::regclass::text, 'definition', pg_get_viewdef(c.oid),\n      'options', (SELECT string_agg(o, ', ') FROM unnest(c.reloptions) AS o),\n      'owner', c.relowner::regrole::text, 'comment', obj_description(c.oid, 'pg_class'),\n      'grants', (SELECT json_agg(json_build_object('privilege', a.privilege_type,\n          'grantee', CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END,\n          'grantable', a.is_grantable)) FROM aclexplode(c.relacl) AS a WHERE a.grantee <> c.relowner))\n    ORDER BY c.oid), '[]') INTO saved\n  FROM pg_class c WHERE c.oid = ANY(views);\n  PERFORM set_config({setting}, saved::text, true);\n  FOREACH v IN ARRAY views LOOP\n    EXECUTE format('DROP VIEW %s', v::regclass);\n  END LOOP;\n",
+            column = literal(column),
+            table_text = literal(&table.to_string().replace('%', "%%")),
+            setting = literal(VIEWS_SETTING),
+        ),
+    )
+}
+
+/// After the shadow took the column's name: the views dropped by [`save_and_drop_views`], as
+/// they were.
+pub fn recreate_views() -> String {
+    block(
+        "  v json;\n  g json;\n",
+        &format!(
+            "  FOR v IN SELECT * FROM json_array_elements(current_setting({setting})::json) LOOP\n    EXECUTE format('CREATE VIEW %s%s AS %s', v->>'name',\n      coalesce(' WITH (' || (v->>'options') || ')', ''), v->>'definition');\n    EXECUTE format('ALTER VIEW %s OWNER TO %s', v->>'name', v->>'owner');\n    IF v->>'comment' IS NOT NULL THEN\n      EXECUTE format('COMMENT ON VIEW %s IS %L', v->>'name', v->>'comment');\n    END IF;\n    FOR g IN SELECT * FROM json_array_elements(coalesce(v->'grants', '[]'::json)) LOOP\n      EXECUTE format('GRANT %s ON %s TO %s%s', g->>'privilege', v->>'name', g->>'grantee',\n        CASE WHEN (g->>'grantable')::boolean THEN ' WITH GRANT OPTION' ELSE '' END);\n    END LOOP;\n  END LOOP;\n",
+            setting = literal(VIEWS_SETTING),
+        ),
+    )
+}

@@ -331,6 +331,7 @@ pub fn plan(cx: &OpCx, action: &str, column: &str, ty: &SqlType) -> Result<OpPla
             &format!("DROP CONSTRAINT {}", Ident(&key.name)),
         ));
     }
+    swap.push(swap::save_and_drop_views(table, column));
     let kept: Vec<Name> = carried
         .indexes
         .iter()
@@ -372,6 +373,7 @@ pub fn plan(cx: &OpCx, action: &str, column: &str, ty: &SqlType) -> Result<OpPla
     if old.identity {
         swap.push(swap::restore_identity(table, column));
     }
+    swap.push(swap::recreate_views());
     plan.contract.push(Step::tx(
         format!("swap the shadow in as {table}.{column} ({})", ty.written),
         swap.join(";\n"),
@@ -442,7 +444,7 @@ fn refusal(cx: &OpCx, column: &str) -> Option<String> {
     let views = cx.catalog.views_using(table, column);
     (!views.is_empty()).then(|| {
         format!(
-            "{} may use {table}.{column}, and PostgreSQL cannot drop or retype a column a view uses; drop the views in an earlier migration and recreate them after this one",
+            "{} may use {table}.{column}, and PostgreSQL refuses to change the type of a column a view uses: as written, this migration fails. Drop the view before the change and create it again after it, in this migration; zdm keeps the view serving the old application through expand and replaces it at contract",
             views
                 .iter()
                 .map(|v| format!("view {v}"))
