@@ -98,21 +98,11 @@ pub fn convert(stmt: &ast::Statement) -> Change {
                 }
             }),
         },
-        S::CreateView(v) => {
-            let mut reads = Vec::new();
-            let _ = sqlparser::ast::visit_relations(&v.query, |relation| {
-                let n = name(relation);
-                if !reads.contains(&n) {
-                    reads.push(n);
-                }
-                std::ops::ControlFlow::<()>::Continue(())
-            });
-            Change::CreateView {
-                name: name(&v.name),
-                materialized: v.materialized,
-                reads,
-            }
-        }
+        S::CreateView(v) => Change::CreateView {
+            name: name(&v.name),
+            materialized: v.materialized,
+            reads: query_relations(&v.query),
+        },
         S::AlterType(at) => match &at.operation {
             ast::AlterTypeOperation::AddValue(add) => Change::AlterTypeAddValue {
                 type_name: name(&at.name),
@@ -355,6 +345,35 @@ fn inline_constraint(column: &Ident, opt: &ast::ColumnOptionDef) -> Option<Table
         }
         _ => return None,
     })
+}
+
+/// The relations a query reads.
+fn query_relations(query: &ast::Query) -> Vec<Name> {
+    let mut reads = Vec::new();
+    let _ = sqlparser::ast::visit_relations(query, |relation| {
+        let n = name(relation);
+        if !reads.contains(&n) {
+            reads.push(n);
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+    reads
+}
+
+/// The relations the query in `tokens` reads (none when sqlparser cannot read it).
+pub fn relations_read(tokens: &[crate::source::SqlToken]) -> Vec<Name> {
+    let tokens = tokens
+        .iter()
+        .map(|t| sqlparser::tokenizer::TokenWithSpan {
+            token: t.token.clone(),
+            span: t.span,
+        })
+        .collect();
+    sqlparser::parser::Parser::new(&sqlparser::dialect::PostgreSqlDialect {})
+        .with_tokens_with_locations(tokens)
+        .parse_query()
+        .map(|q| query_relations(&q))
+        .unwrap_or_default()
 }
 
 fn index_columns(cols: &[ast::IndexColumn]) -> Vec<String> {

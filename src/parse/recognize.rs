@@ -395,10 +395,31 @@ fn create(c: &mut Cursor) -> Option<Change> {
             |t| matches!(&t.token, Token::Word(w) if w.value.eq_ignore_ascii_case("MATERIALIZED")),
         );
         c.eat_all(&["IF", "NOT", "EXISTS"]);
+        let name = c.name()?;
+        // The query after the top-level AS: sqlparser reads it even when it rejects the
+        // view's options (`WITH (security_barrier)` without a value).
+        let mut depth = 0i32;
+        let query = c.tokens[c.pos..]
+            .iter()
+            .position(|t| match &t.token {
+                Token::LParen => {
+                    depth += 1;
+                    false
+                }
+                Token::RParen => {
+                    depth -= 1;
+                    false
+                }
+                Token::Word(w) => depth == 0 && w.value.eq_ignore_ascii_case("AS"),
+                _ => false,
+            })
+            .map(|i| &c.tokens[c.pos + i + 1..]);
         return Some(Change::CreateView {
-            name: c.name()?,
+            name,
             materialized,
-            reads: Vec::new(),
+            reads: query
+                .map(super::convert::relations_read)
+                .unwrap_or_default(),
         });
     }
     if c.eat("SEQUENCE") {

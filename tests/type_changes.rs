@@ -1,0 +1,411 @@
+//! The int → bigint change real schemas need, through the binary against a real server: an
+//! identity key that two tables reference (one with a CHECK and a partial index), their
+//! referencing columns, and a view that reads them, changed in one migration while writers of
+//! both application versions run; `zdm verify` proves the same migrations equal to the SQL as
+//! written; what zdm cannot move is refused with a reason before anything runs.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+fn zdm(url: &str, dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_zdm"))
+        .args(args)
+        .arg(dir)
+        .env("DATABASE_URL", url)
+        .env_remove("ZDM_CONFIG")
+        .output()
+        .unwrap()
+}
+
+fn ok(out: Output, what: &str) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "{what} failed ({:?}): {stderr}\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The schema before the change: an identity primary key referenced by two tables, one of
+/// them with a CHECK, a partial index with INCLUDE and an ON DELETE CASCADE key; a view over
+/// both with an option and a grant; a comment on the key.
+const SCHEMA: &str = "
+CREATE TABLE accounts (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name text NOT NULL);
+COMMENT ON COLUMN accounts.id IS 'the account number';
+CREATE TABLE events (
+  id bigserial PRIMARY KEY,
+  account_id int NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+  amount int NOT NULL CHECK (amount > 0)
+);
+CREATE INDEX events_large ON events (account_id DESC) INCLUDE (amount) WHERE amount > 100;
+CREATE TABLE notes (id serial PRIMARY KEY, account_id int CONSTRAINT notes_account REFERENCES accounts, body text);
+CREATE VIEW account_totals WITH (security_barrier) AS
+  SELECT a.id, a.name, sum(e.amount) AS total FROM accounts a JOIN events e ON e.account_id = a.id GROUP BY a.id, a.name;
+";
+
+/// The change as a team writes it: PostgreSQL makes it drop the view first.
+const WIDEN: &str = "DROP VIEW account_totals;
+ALTER TABLE accounts ALTER COLUMN id TYPE bigint;
+ALTER TABLE events ALTER COLUMN account_id TYPE bigint;
+ALTER TABLE notes ALTER COLUMN account_id TYPE bigint;
+CREATE VIEW account_totals WITH (security_barrier) AS
+  SELECT a.id, a.name, sum(e.amount) AS total, count(*) AS events FROM accounts a JOIN events e ON e.account_id = a.id GROUP BY a.id, a.name;
+GRANT SELECT ON account_totals TO PUBLIC;
+";
+
+/// What one application version does, over and over: create an account, write events and a
+/// note for it, read the view, delete an old account (which cascades). Every statement casts
+/// its parameters, so the same code runs against the int and the bigint columns. Counts the
+/// statements and keeps the failures.
+fn application(
+    db: &common::TestDatabase,
+    stop: &Arc<AtomicBool>,
+    failures: &Arc<Mutex<Vec<String>>>,
+    version: &'static str,
+) -> JoinHandle<u64> {
+    let mut c = db.connect();
+    let stop = stop.clone();
+    let failures = failures.clone();
+    std::thread::spawn(move || {
+        let mut n = 0u64;
+        let mut fail = |what: &str, e: postgres::Error| {
+            let detail = e.as_db_error().map(|d| d.message().to_owned());
+            failures.lock().unwrap().push(format!(
+                "{version}: {what}: {}",
+                detail.unwrap_or_else(|| e.to_string())
+            ));
+        };
+        while !stop.load(Ordering::SeqCst) {
+            n += 1;
+            let id: i64 = match c.query_one(
+                "INSERT INTO accounts (name) VALUES ($1) RETURNING id::bigint",
+                &[&format!("{version} {n}")],
+            ) {
+                Ok(row) => row.get(0),
+                Err(e) => {
+                    fail("insert account", e);
+                    continue;
+                }
+            };
+            for (what, sql) in [
+                (
+                    "insert event",
+                    "INSERT INTO events (account_id, amount) VALUES ($1::bigint, 150)",
+                ),
+                (
+                    "insert note",
+                    "INSERT INTO notes (account_id, body) VALUES ($1::bigint, 'hello')",
+                ),
+                (
+                    "update event",
+                    "UPDATE events SET amount = amount + 1 WHERE account_id = $1::bigint",
+                ),
+            ] {
+                if let Err(e) = c.execute(sql, &[&id]) {
+                    fail(what, e);
+                }
+            }
+            if let Err(e) = c.query(
+                "SELECT id::bigint, total::bigint FROM account_totals WHERE id = $1::bigint",
+                &[&id],
+            ) {
+                fail("read view", e);
+            }
+            if n % 10 == 0 {
+                for sql in [
+                    "DELETE FROM notes WHERE account_id = $1::bigint",
+                    "DELETE FROM accounts WHERE id = $1::bigint",
+                ] {
+                    if let Err(e) = c.execute(sql, &[&(id - 5)]) {
+                        fail("delete account", e);
+                    }
+                }
+            }
+        }
+        n
+    })
+}
+
+fn count(c: &mut postgres::Client, sql: &str) -> i64 {
+    c.query_one(sql, &[]).unwrap().get(0)
+}
+
+#[test]
+fn an_identity_key_its_references_and_a_view_widen_under_traffic() {
+    let Some(db) = common::TestDatabase::create("types_identity") else {
+        return;
+    };
+    let url = db.url_of_database();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("0001_schema.sql"), SCHEMA).unwrap();
+    ok(zdm(&url, d, &["expand"]), "expand 0001");
+    ok(zdm(&url, d, &["contract"]), "contract 0001");
+    let mut c = db.connect();
+    c.batch_execute(
+        "INSERT INTO accounts (name) SELECT 'a' || g FROM generate_series(1, 3000) g;
+         INSERT INTO events (account_id, amount) SELECT 1 + g % 3000, 1 + g % 200 FROM generate_series(1, 20000) g;
+         INSERT INTO notes (account_id, body) SELECT 1 + g % 3000, 'n' FROM generate_series(1, 2000) g;
+         ALTER TABLE accounts ALTER COLUMN id SET STATISTICS 500;",
+    )
+    .unwrap();
+    std::fs::write(d.join("0002_widen.sql"), WIDEN).unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    let old = application(&db, &stop, &failures, "old");
+    let gentle = ["expand", "--batch-size", "1000"];
+    let expand = zdm(&url, d, &gentle);
+    // Between the phases the new version is deployed beside the old one.
+    let new = application(&db, &stop, &failures, "new");
+    let expanded = ok(expand, "expand 0002");
+    assert!(expanded.contains("expanded"), "{expanded}");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let contract = zdm(&url, d, &["contract"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    stop.store(true, Ordering::SeqCst);
+    let runs = old.join().unwrap() + new.join().unwrap();
+    ok(contract, "contract 0002");
+    let failures = failures.lock().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} of {runs} application runs had failed queries: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(runs > 50, "the application ran only {runs} times");
+
+    // Every column is bigint, and what it carried is there, valid, under its old name.
+    let types = count(
+        &mut c,
+        "SELECT count(*) FROM pg_attribute WHERE attnum > 0 AND atttypid = 'int8'::regtype
+           AND (attrelid, attname) IN (('accounts'::regclass, 'id'), ('events'::regclass, 'account_id'), ('notes'::regclass, 'account_id'))",
+    );
+    assert_eq!(types, 3);
+    let identity: String = c
+        .query_one(
+            "SELECT attidentity::text FROM pg_attribute WHERE attrelid = 'accounts'::regclass AND attname = 'id'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(identity, "a", "still GENERATED ALWAYS");
+    let constraints: Vec<(String, String)> = c
+        .query(
+            "SELECT conname::text, pg_get_constraintdef(oid) FROM pg_constraint
+             WHERE conrelid IN ('accounts'::regclass, 'events'::regclass, 'notes'::regclass) AND contype <> 'n' ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let expected = [
+        ("accounts_pkey", "PRIMARY KEY (id)"),
+        (
+            "events_account_id_fkey",
+            "FOREIGN KEY (account_id) REFERENCES accounts(id) ON DELETE CASCADE",
+        ),
+        ("events_amount_check", "CHECK ((amount > 0))"),
+        ("events_pkey", "PRIMARY KEY (id)"),
+        (
+            "notes_account",
+            "FOREIGN KEY (account_id) REFERENCES accounts(id)",
+        ),
+        ("notes_pkey", "PRIMARY KEY (id)"),
+    ];
+    assert_eq!(
+        constraints,
+        expected
+            .iter()
+            .map(|(n, d)| (n.to_string(), d.to_string()))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM pg_constraint WHERE NOT convalidated"
+        ),
+        0
+    );
+    let index: String = c
+        .query_one("SELECT pg_get_indexdef('events_large'::regclass)", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        index,
+        "CREATE INDEX events_large ON public.events USING btree (account_id DESC) INCLUDE (amount) WHERE (amount > 100)"
+    );
+    let (comment, statistics): (Option<String>, i64) = {
+        let r = c
+            .query_one(
+                "SELECT col_description('accounts'::regclass, attnum), coalesce(attstattarget, -1)::bigint FROM pg_attribute WHERE attrelid = 'accounts'::regclass AND attname = 'id'",
+                &[],
+            )
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!(comment.as_deref(), Some("the account number"));
+    assert_eq!(statistics, 500);
+    // The view is the migration's, with its grant; the identity goes on from where it was,
+    // now with bigint's range; nothing was left behind.
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'account_totals' AND column_name = 'events'"
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM information_schema.role_table_grants WHERE table_name = 'account_totals' AND grantee = 'PUBLIC'"
+        ),
+        1
+    );
+    let max_id = count(&mut c, "SELECT max(id)::bigint FROM accounts");
+    let next: i64 = c
+        .query_one(
+            "INSERT INTO accounts (name) VALUES ('after') RETURNING id::bigint",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(
+        next > max_id,
+        "the identity went back: {next} after {max_id}"
+    );
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT seqmax FROM pg_sequence WHERE seqrelid = pg_get_serial_sequence('accounts', 'id')::regclass"
+        ),
+        i64::MAX
+    );
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM pg_class WHERE relname LIKE '\\_zdm%'"
+        ),
+        0
+    );
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM events e LEFT JOIN accounts a ON a.id = e.account_id WHERE a.id IS NULL"
+        ),
+        0
+    );
+}
+
+/// Runs `zdm verify --format json` on `0001_schema.sql` and the cases, and returns each
+/// case's outcome and detail.
+fn verify(schema: &str, cases: &[(&str, &str)]) -> Vec<(String, String, String)> {
+    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| {
+        panic!("DATABASE_URL is not set: run scripts/test, which finds or starts PostgreSQL")
+    });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("0001_schema.sql"), schema).unwrap();
+    for (i, (name, sql)) in cases.iter().enumerate() {
+        std::fs::write(dir.path().join(format!("{:04}_{name}.sql", i + 2)), sql).unwrap();
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_zdm"))
+        .env_remove("ZDM_CONFIG")
+        .args(["verify", "--format", "json", "--database-url", &url])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "no JSON ({e}): {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    doc["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let path = m["path"].as_str().unwrap();
+            let name = path.rsplit('/').next().unwrap();
+            (
+                name[5..].trim_end_matches(".sql").to_owned(),
+                m["outcome"].as_str().unwrap().to_owned(),
+                m["detail"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn type_changes_verify_equal_to_the_sql_as_written() {
+    // Each case is a migration of its own over the same starting schema (verify runs the
+    // earlier cases as written before each).
+    let schema = format!(
+        "{SCHEMA}
+CREATE TABLE tags (id int GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, label text COLLATE \"C\", n int, m int,
+  CONSTRAINT tags_n_m UNIQUE (n, m), CONSTRAINT tags_order CHECK (n < m));
+CREATE INDEX tags_expr ON tags ((n + 1), lower(label) text_pattern_ops);
+CREATE INDEX tags_hash ON tags USING hash (n);
+CREATE UNIQUE INDEX tags_label_n ON tags (label COLLATE \"C\", n) WHERE n IS NOT NULL;"
+    );
+    let results = verify(
+        &schema,
+        &[
+            ("widen", WIDEN),
+            (
+                "tags",
+                "ALTER TABLE tags ALTER COLUMN n TYPE bigint;
+ALTER TABLE tags ALTER COLUMN id TYPE bigint;",
+            ),
+        ],
+    );
+    for (name, outcome, detail) in &results {
+        if name != "schema" {
+            assert_eq!(outcome, "equal", "{name}: {detail}");
+        }
+    }
+    assert_eq!(results.len(), 3, "{results:?}");
+}
+
+#[test]
+fn what_zdm_cannot_move_is_refused_with_a_reason() {
+    let plan = |setup: &str, sql: &str| -> String {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("0001_schema.sql"), setup).unwrap();
+        std::fs::write(dir.path().join("0002_change.sql"), sql).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_zdm"))
+            .env_remove("ZDM_CONFIG")
+            .env_remove("DATABASE_URL")
+            .arg("plan")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout)
+    };
+    // As written, PostgreSQL refuses: the view still uses the column.
+    let out = plan(
+        SCHEMA,
+        "ALTER TABLE events ALTER COLUMN account_id TYPE bigint;",
+    );
+    assert!(
+        out.contains("view account_totals may use events.account_id"),
+        "{out}"
+    );
+    assert!(out.contains("0002_change.sql"), "{out}");
+    // An EXCLUDE constraint cannot be added NOT VALID or from an index built beforehand.
+    let out = plan(
+        "CREATE EXTENSION IF NOT EXISTS btree_gist; CREATE TABLE rooms (id int PRIMARY KEY, room int, during tsrange, EXCLUDE USING gist (room WITH =, during WITH &&));",
+        "ALTER TABLE rooms ALTER COLUMN room TYPE bigint;",
+    );
+    assert!(out.contains("EXCLUDE constraint"), "{out}");
+}
