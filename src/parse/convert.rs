@@ -3,37 +3,13 @@
 
 use sqlparser::ast::{
     self, AlterColumnOperation, AlterTableOperation, ColumnOption, CreateTable, Expr, GeneratedAs,
-    GeneratedExpressionMode, Ident, ObjectName, ObjectNamePart, ObjectType, RenameTableNameKind,
-    TableConstraint, TableFactor,
+    GeneratedExpressionMode, Ident, ObjectType, RenameTableNameKind, TableConstraint, TableFactor,
 };
 
 use super::definition::{ConstraintDefinition, IndexDefinition};
+use super::fold::{ident, name};
 use super::model::*;
 use crate::lock::LockMode;
-
-/// Folds an identifier the way PostgreSQL does: unquoted names are lower-cased.
-pub fn ident(i: &Ident) -> String {
-    if i.quote_style.is_some() {
-        i.value.clone()
-    } else {
-        i.value.to_lowercase()
-    }
-}
-
-pub fn name(n: &ObjectName) -> Name {
-    let parts: Vec<String> =
-        n.0.iter()
-            .map(|p| match p {
-                ObjectNamePart::Identifier(i) => ident(i),
-                ObjectNamePart::Function(f) => ident(&f.name),
-            })
-            .collect();
-    match parts.as_slice() {
-        [] => Name::new(None, ""),
-        [one] => Name::new(None, one),
-        [.., schema, last] => Name::new(Some(schema), last),
-    }
-}
 
 pub fn convert(stmt: &ast::Statement) -> Change {
     use ast::Statement as S;

@@ -18,7 +18,7 @@ use sqlparser::ast::{
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
-use super::convert::ident;
+use super::fold::{ident, name as object_name_of};
 use crate::sql::Name;
 
 /// A `CREATE INDEX` statement.
@@ -268,7 +268,7 @@ impl ConstraintDefinition {
     /// The foreign key's table, as the definition names it.
     pub fn references(&self) -> Option<Name> {
         match self.ast() {
-            TableConstraint::ForeignKey(fk) => Some(super::convert::name(&fk.foreign_table)),
+            TableConstraint::ForeignKey(fk) => Some(object_name_of(&fk.foreign_table)),
             _ => None,
         }
     }

@@ -6,6 +6,7 @@
 
 mod convert;
 mod definition;
+mod fold;
 mod model;
 mod recognize;
 

@@ -374,11 +374,18 @@ impl FilePlanner<'_> {
             self.combined.get(&i),
             Some(Combined::Absorbed | Combined::ReplaceView(_))
         );
-        if let Some((h, line)) = self
-            .held
-            .iter()
-            .find(|(h, _)| !absorbed && h.used_by(&self.words[i], target_table(change)))
-        {
+        // A statement that only sets what a column changed at contract carries (its default,
+        // NOT NULL, statistics, storage, comment) runs at contract too, after that change, as
+        // the SQL orders them; other uses are refused below.
+        let sets_held_column = self.held.iter().any(|(h, _)| {
+            !absorbed
+                && h.used_by(&self.words[i], target_table(change))
+                && matches!(h, Held::Column { .. })
+                && order::only_sets_column_properties(stmt, change)
+        });
+        if let Some((h, line)) = self.held.iter().find(|(h, _)| {
+            !absorbed && !sets_held_column && h.used_by(&self.words[i], target_table(change))
+        }) {
             return Err(cannot(
                 format!(
                     "this statement uses {}, which the statement at line {line} changes only at contract (after the whole expand), so run in zdm's phases it would act on another object than as written",
@@ -492,6 +499,13 @@ impl FilePlanner<'_> {
         }
         if let Some((kind, mut op, holds)) = planned {
             let mut holds = holds;
+            if sets_held_column {
+                op.contract.splice(0..0, std::mem::take(&mut op.expand));
+                let undo = std::mem::take(&mut op.down_expand);
+                if let Some(down) = &mut op.down_contract {
+                    down.extend(undo);
+                }
+            }
             if kind == ops::passthrough::AS_WRITTEN
                 && !self.held.is_empty()
                 && text::is_word_at(stmt, 0, "DROP")

@@ -23,11 +23,11 @@ use std::collections::HashSet;
 use sqlparser::tokenizer::Token;
 
 use crate::catalog::Catalog;
-use crate::parse::{AlterAction, ConstraintKind, Name};
+use crate::parse::{AlterAction, Change, ConstraintKind, Name};
 use crate::source::Statement;
 
 use super::model::Backfill;
-use super::text::identifiers;
+use super::text::{self, identifiers};
 
 /// A name an operation changes again at contract, so that nothing later in the migration may
 /// use it.
@@ -362,5 +362,46 @@ mod transaction_tests {
             14,
         )
         .unwrap();
+    }
+}
+
+/// Whether a statement only sets properties of one column that a change at contract keeps:
+/// `ALTER TABLE … ALTER COLUMN c SET/DROP DEFAULT | SET/DROP NOT NULL | SET STATISTICS | SET
+/// STORAGE | SET (…)`, or `COMMENT ON COLUMN`.
+pub fn only_sets_column_properties(stmt: &Statement, change: &Change) -> bool {
+    use crate::parse::OtherAction;
+    match change {
+        Change::AlterTable { actions, .. } => {
+            let columns: std::collections::HashSet<&str> = actions
+                .iter()
+                .filter_map(|a| match a {
+                    AlterAction::SetDefault { column, .. }
+                    | AlterAction::DropDefault { column }
+                    | AlterAction::SetNotNull { column }
+                    | AlterAction::DropNotNull { column } => Some(column.as_str()),
+                    _ => None,
+                })
+                .collect();
+            columns.len() <= 1
+                && actions.iter().all(|a| {
+                    matches!(
+                        a,
+                        AlterAction::SetDefault { .. }
+                            | AlterAction::DropDefault { .. }
+                            | AlterAction::SetNotNull { .. }
+                            | AlterAction::DropNotNull { .. }
+                            | AlterAction::Other(
+                                OtherAction::SetStatistics
+                                    | OtherAction::SetAttributeOptions
+                                    | OtherAction::SetStorage
+                            )
+                    )
+                })
+        }
+        _ => {
+            text::is_word_at(stmt, 0, "COMMENT")
+                && text::is_word_at(stmt, 1, "ON")
+                && text::is_word_at(stmt, 2, "COLUMN")
+        }
     }
 }
