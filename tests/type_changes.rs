@@ -366,6 +366,20 @@ CREATE UNIQUE INDEX tags_label_n ON tags (label COLLATE \"C\", n) WHERE n IS NOT
                 "ALTER TABLE tags ALTER COLUMN n TYPE bigint;
 ALTER TABLE tags ALTER COLUMN id TYPE bigint;",
             ),
+            // What later statements set on the changed column runs after the swap.
+            (
+                "then_properties",
+                "ALTER TABLE tags ALTER COLUMN m TYPE bigint;
+ALTER TABLE tags ALTER COLUMN m SET DEFAULT 7;
+COMMENT ON COLUMN tags.m IS 'widened';
+ALTER TABLE tags ALTER COLUMN m SET STATISTICS 300;",
+            ),
+            // Without a COLLATE the new column takes its type's default collation, as
+            // PostgreSQL's ALTER COLUMN … TYPE does.
+            (
+                "collation",
+                "ALTER TABLE tags ALTER COLUMN label TYPE varchar(40);",
+            ),
         ],
     );
     for (name, outcome, detail) in &results {
@@ -373,7 +387,7 @@ ALTER TABLE tags ALTER COLUMN id TYPE bigint;",
             assert_eq!(outcome, "equal", "{name}: {detail}");
         }
     }
-    assert_eq!(results.len(), 3, "{results:?}");
+    assert_eq!(results.len(), 5, "{results:?}");
 }
 
 #[test]
@@ -408,4 +422,45 @@ fn what_zdm_cannot_move_is_refused_with_a_reason() {
         "ALTER TABLE rooms ALTER COLUMN room TYPE bigint;",
     );
     assert!(out.contains("EXCLUDE constraint"), "{out}");
+}
+
+/// The swap's proof fails on a copy that is not the original's twin (here a different WHERE),
+/// and passes on one that differs only by the shadow's name and the casts the new type needs.
+#[test]
+fn the_swap_refuses_a_copy_that_is_not_the_originals_twin() {
+    use zdm::sql::Name;
+    use zdm::sql::swap::{Twin, TwinKind, prove_twins};
+    let Some(db) = common::TestDatabase::create("types_twins") else {
+        return;
+    };
+    let mut c = db.connect();
+    c.batch_execute(
+        "CREATE TABLE t (n varchar(10), shadow text, m int);
+         CREATE INDEX original ON t (lower(n)) WHERE m > 0;
+         CREATE INDEX twin ON t (lower(shadow)) WHERE m > 0;
+         CREATE INDEX other ON t (lower(shadow)) WHERE m > 1;",
+    )
+    .unwrap();
+    let table = Name::new(None, "t");
+    let proof = |copy: &str| {
+        prove_twins(
+            "n",
+            "shadow",
+            &[Twin {
+                kind: TwinKind::Index,
+                table: &table,
+                original: "original",
+                copy,
+            }],
+        )
+        .unwrap()
+    };
+    c.batch_execute(&proof("twin")).unwrap();
+    let e = c.batch_execute(&proof("other")).unwrap_err();
+    let message = e.as_db_error().unwrap().message().to_owned();
+    assert!(
+        message.contains("original was built on the shadow as"),
+        "{message}"
+    );
+    assert!(message.contains("nothing was changed"), "{message}");
 }

@@ -26,10 +26,22 @@ pub enum TwinKind {
     Constraint,
 }
 
+/// A definition without casts and parentheses: PostgreSQL stores an expression over the
+/// column with the casts its type needs (`lower(label)` on a text column is
+/// `lower((label)::text)` on a varchar one), as its own ALTER COLUMN … TYPE does, so those may
+/// differ between the original and the copy; the rest (columns, functions, operator classes,
+/// collations, order, INCLUDE, WHERE, actions) may not.
+fn without_casts(variable: &str) -> String {
+    format!(
+        "translate(regexp_replace({variable}, '::(character varying|timestamp with(out)? time zone|time with(out)? time zone|double precision|bit varying|\"[^\"]+\"|[a-z_][a-z0-9_.]*)(\\([0-9, ]*\\))?(\\[\\])*', '', 'g'), '()', '')"
+    )
+}
+
 /// Raises unless PostgreSQL's own definition of each copy, with the shadow's name read as the
 /// column's and the copy's name as the original's, is exactly the original's definition: the
 /// rebuilt index has the same method, keys, operator classes, collations, INCLUDE and WHERE;
-/// the constraint the same expression, columns, actions and deferral. Run in the swap before
+/// the constraint the same expression, columns, actions and deferral (casts the new type
+/// needs aside, see [`without_casts`]). Run in the swap before
 /// anything is dropped, so a copy that differs stops the contract with nothing changed.
 pub fn prove_twins(column: &str, shadow: &str, twins: &[Twin]) -> Option<String> {
     if twins.is_empty() {
@@ -61,11 +73,13 @@ pub fn prove_twins(column: &str, shadow: &str, twins: &[Twin]) -> Option<String>
             }
         };
         body.push_str(&format!(
-            "  original := {original};\n  copy := replace(replace({copy}, quote_ident({shadow}), quote_ident({column})), quote_ident({copy_name}), quote_ident({original_name}));\n  IF copy IS DISTINCT FROM original THEN\n    RAISE EXCEPTION 'zdm: % was built on the shadow as %, which is not the same as %; nothing was changed: run zdm abort, or drop and recreate it yourself after contract', {original_name}, coalesce(copy, 'nothing'), coalesce(original, 'nothing');\n  END IF;\n",
+            "  original := {original};\n  copy := replace(replace({copy}, quote_ident({shadow}), quote_ident({column})), quote_ident({copy_name}), quote_ident({original_name}));\n  IF {copy_bare} IS DISTINCT FROM {original_bare} THEN\n    RAISE EXCEPTION 'zdm: % was built on the shadow as %, which is not the same as %; nothing was changed: run zdm abort, or drop and recreate it yourself after contract', {original_name}, coalesce(copy, 'nothing'), coalesce(original, 'nothing');\n  END IF;\n",
             shadow = literal(shadow),
             column = literal(column),
             copy_name = literal(twin.copy),
             original_name = literal(twin.original),
+            copy_bare = without_casts("copy"),
+            original_bare = without_casts("original"),
         ));
     }
     Some(block("  original text;\n  copy text;\n", &body))
