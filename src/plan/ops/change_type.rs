@@ -8,14 +8,25 @@
 //! | expand | a BEFORE INSERT OR UPDATE trigger sets the shadow from the column (the USING expression, else a cast) on every write of the row, so a row a writer moves behind the backfill's cursor (a new ctid, a changed key) is right all the same | SHARE ROW EXCLUSIVE, brief |
 //! | backfill | shadow = USING expression, in batches | ROW EXCLUSIVE |
 //! | contract | the completeness check: the backfill walks the table again and re-copies every row whose shadow differs from what the column gives (see `Backfill::shadow_copy`) | ROW EXCLUSIVE |
-//! | contract | each index on the column (and the primary key) built again on the shadow, CONCURRENTLY | SHARE UPDATE EXCLUSIVE |
+//! | contract | the primary key or UNIQUE constraints the column is in: their unique index built again on the shadow, CONCURRENTLY | SHARE UPDATE EXCLUSIVE |
+//! | contract | every other index that reads the column (partial, expression, INCLUDE, operator class, collation, any method) built again on the shadow from its definition, CONCURRENTLY | SHARE UPDATE EXCLUSIVE |
 //! | contract | for a NOT NULL column, CHECK (shadow IS NOT NULL) NOT VALID, then VALIDATE | brief; SHARE UPDATE EXCLUSIVE |
-//! | contract | one transaction: drop the trigger, SET NOT NULL, move the sequence of a serial, check that nothing the swap does not rebuild depends on the old column (an index or constraint created since the plan), drop the old column, rename the shadow and its indexes, re-attach the primary key, restore the default | ACCESS EXCLUSIVE, brief |
+//! | contract | each CHECK constraint and foreign key on the column added again on the shadow NOT VALID, then validated | brief (ACCESS EXCLUSIVE for a CHECK, SHARE ROW EXCLUSIVE on both tables for a foreign key); SHARE UPDATE EXCLUSIVE |
+//! | contract | each foreign key of another table that references the column added again, referencing the shadow, NOT VALID, then validated | SHARE ROW EXCLUSIVE, brief; SHARE UPDATE EXCLUSIVE |
+//! | contract | one transaction: drop the trigger; prove that every copy is its original's twin by PostgreSQL's own definition (`pg_get_indexdef`, `pg_get_constraintdef`); copy the column's comment, statistics target and column grants; SET NOT NULL; remember an identity's sequence; move a serial's sequence (widened with the column); drop the referencing foreign keys and the key constraints; drop and remember the views that read the column; check that nothing else depends on the old column; drop it, rename the shadow; rename the copies to the originals' names, re-attach the keys; make the column the identity it was, at the same position; create the views again with their options and grants | ACCESS EXCLUSIVE on the table (and the referencing tables), brief |
 //! | down expand | drop the trigger and the shadow | ACCESS EXCLUSIVE, brief |
 //! | down contract | `ALTER COLUMN … TYPE <old> USING <reverse>` (a cast, or `-- zdm:down <expr>`): rewrites the table under ACCESS EXCLUSIVE |
 //!
-//! Refused: identity columns, primary keys that foreign keys reference, columns with foreign
-//! keys, and tables with CHECK constraints (zdm does not yet carry them to the shadow).
+//! Statements later in the migration that set the column's default, NOT NULL, statistics,
+//! storage or comment run at contract after the swap. A migration's `DROP VIEW` before the
+//! change and `CREATE VIEW` after it run together after the swaps (see `plan::views`).
+//!
+//! Refused, with the reason: an EXCLUDE constraint that may use the column (it cannot be added
+//! NOT VALID or from an index built beforehand); a view that reads the column and that the
+//! migration does not drop (PostgreSQL refuses the statement as written); an index or
+//! constraint whose definition zdm cannot read. At contract, the swap stops with nothing
+//! changed when a copy is not its original's twin, or a view it would move is read by
+//! another view, is materialized, or has rules or INSTEAD OF triggers.
 
 use super::carried::{CarriedConstraint, IncomingForeignKey, KeyConstraint, carried};
 use super::shadow::ShadowColumn;
