@@ -180,7 +180,10 @@ pub fn plan_file(
             continue;
         }
         for &j in &r.changes {
-            views_waiting.insert(j, (r.view.clone(), statements[r.drop].stmt.start.line));
+            views_waiting
+                .entry(j)
+                .or_insert_with(Vec::new)
+                .push(r.clone());
         }
         for s in r.statements() {
             combined.insert(s, Combined::Absorbed);
@@ -263,7 +266,7 @@ struct FilePlanner<'a> {
     combined: std::collections::HashMap<usize, Combined>,
     /// Type changes of tables read by a view that the migration drops before them, with the
     /// view and the line of its DROP VIEW (see [`views`]).
-    views_waiting: std::collections::HashMap<usize, (crate::parse::Name, usize)>,
+    views_waiting: std::collections::HashMap<usize, Vec<views::ViewReplacement>>,
     /// The operations so far, assembled in statement order.
     body: OpPlan,
     operations: Vec<Operation>,
@@ -485,26 +488,41 @@ impl FilePlanner<'_> {
                 },
             },
         };
-        if let Some((view, line)) = self.views_waiting.get(&i)
-            && planned
-                .as_ref()
-                .is_some_and(|(kind, _, _)| *kind != ops::change_type::ChangeType.kind())
+        // A type change that runs as written (binary-coercible, say) needs the views gone
+        // first, as the SQL has them: their replacement is given up, the DROP VIEW runs here
+        // and the CREATE VIEW where it stands, as written.
+        if planned
+            .as_ref()
+            .is_some_and(|(kind, _, _)| *kind != ops::change_type::ChangeType.kind())
         {
-            return Err(cannot(
-                format!(
-                    "the view {view}, which the statement at line {line} drops, stays until contract so that the old application can read it, and this statement changes a column of a table it reads in expand, where PostgreSQL refuses while the view uses it"
-                ),
-                Some(SPLIT_MIGRATION),
-            ));
+            for r in self.views_waiting.remove(&i).unwrap_or_default() {
+                if !matches!(
+                    self.combined.get(&r.planned_at()),
+                    Some(Combined::ReplaceView(_))
+                ) {
+                    continue;
+                }
+                for s in r.statements() {
+                    self.combined.remove(&s);
+                }
+                let (line, text) = &r.texts[0];
+                self.body.expand.push(Step::tx(
+                    format!("drop view {} (line {line}), as written", r.view),
+                    text.as_str(),
+                    crate::classify::LockMode::AccessExclusive,
+                    &r.view,
+                ));
+                self.operations.push(Operation {
+                    kind: ops::passthrough::AS_WRITTEN,
+                    line: *line,
+                    summary: text.split_whitespace().collect::<Vec<_>>().join(" "),
+                });
+            }
         }
         if let Some((kind, mut op, holds)) = planned {
             let mut holds = holds;
             if sets_held_column {
-                op.contract.splice(0..0, std::mem::take(&mut op.expand));
-                let undo = std::mem::take(&mut op.down_expand);
-                if let Some(down) = &mut op.down_contract {
-                    down.extend(undo);
-                }
+                op.run_at_contract();
             }
             if kind == ops::passthrough::AS_WRITTEN
                 && !self.held.is_empty()
@@ -893,7 +911,14 @@ fn plan_alter(
     let mut holds: Vec<Held> = Vec::new();
     for (action, action_text) in ordered {
         let words = text::identifiers(action_text);
-        if let Some(h) = holds.iter().find(|h| h.used_by(&words, Some(table))) {
+        // `ALTER COLUMN c TYPE …, ALTER COLUMN c SET DEFAULT …`: the default (or another
+        // property) is set at contract, after the swap, as PostgreSQL's passes order them.
+        let after_contract = order::sets_column_property(action)
+            && holds.iter().any(|h| h.used_by(&words, Some(table)));
+        if let Some(h) = holds
+            .iter()
+            .find(|h| !after_contract && h.used_by(&words, Some(table)))
+        {
             return Planned::OutOfOrder(format!(
                 "`{}` uses {}, which an earlier action of this ALTER TABLE changes only at contract",
                 action_text.split_whitespace().collect::<Vec<_>>().join(" "),
@@ -926,7 +951,7 @@ fn plan_alter(
             let planned = r.operation.plan_action(&acx)?;
             Some((r.operation.kind(), planned))
         });
-        let op = match taken {
+        let mut op = match taken {
             Some((kind, Ok(op))) => {
                 kinds.push(kind);
                 op
@@ -938,6 +963,9 @@ fn plan_alter(
                 ops::passthrough::action(table, action, action_text, &effects)
             }
         };
+        if after_contract {
+            op.run_at_contract();
+        }
         if !op.contract.is_empty() {
             if let AlterAction::DropColumn { column }
             | AlterAction::AlterColumnType { column, .. } = action

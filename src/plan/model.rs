@@ -162,6 +162,17 @@ impl OpPlan {
         }
     }
 
+    /// Runs what was planned for expand at contract instead (before this operation's own
+    /// contract steps), for a statement that must follow another's contract; what undid it
+    /// after expand undoes it after contract.
+    pub fn run_at_contract(&mut self) {
+        self.contract.splice(0..0, std::mem::take(&mut self.expand));
+        let undo = std::mem::take(&mut self.down_expand);
+        if let Some(down) = &mut self.down_contract {
+            down.extend(undo);
+        }
+    }
+
     /// Adds a backfill that runs after the expand steps planned so far.
     pub fn push_backfill(&mut self, mut backfill: Backfill) {
         backfill.after_step = self.expand.len();

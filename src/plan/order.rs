@@ -365,14 +365,30 @@ mod transaction_tests {
     }
 }
 
-/// Whether a statement only sets properties of one column that a change at contract keeps:
-/// `ALTER TABLE … ALTER COLUMN c SET/DROP DEFAULT | SET/DROP NOT NULL | SET STATISTICS | SET
-/// STORAGE | SET (…)`, or `COMMENT ON COLUMN`.
-pub fn only_sets_column_properties(stmt: &Statement, change: &Change) -> bool {
+/// Whether an ALTER TABLE action only sets a property of a column that a change at contract
+/// keeps: `SET/DROP DEFAULT`, `SET/DROP NOT NULL`, `SET STATISTICS`, `SET STORAGE`, `SET (…)`.
+pub fn sets_column_property(action: &AlterAction) -> bool {
     use crate::parse::OtherAction;
+    matches!(
+        action,
+        AlterAction::SetDefault { .. }
+            | AlterAction::DropDefault { .. }
+            | AlterAction::SetNotNull { .. }
+            | AlterAction::DropNotNull { .. }
+            | AlterAction::Other(
+                OtherAction::SetStatistics
+                    | OtherAction::SetAttributeOptions
+                    | OtherAction::SetStorage
+            )
+    )
+}
+
+/// Whether a statement only sets properties of one column (see [`sets_column_property`]), or
+/// is `COMMENT ON COLUMN`.
+pub fn only_sets_column_properties(stmt: &Statement, change: &Change) -> bool {
     match change {
         Change::AlterTable { actions, .. } => {
-            let columns: std::collections::HashSet<&str> = actions
+            let columns: HashSet<&str> = actions
                 .iter()
                 .filter_map(|a| match a {
                     AlterAction::SetDefault { column, .. }
@@ -382,21 +398,7 @@ pub fn only_sets_column_properties(stmt: &Statement, change: &Change) -> bool {
                     _ => None,
                 })
                 .collect();
-            columns.len() <= 1
-                && actions.iter().all(|a| {
-                    matches!(
-                        a,
-                        AlterAction::SetDefault { .. }
-                            | AlterAction::DropDefault { .. }
-                            | AlterAction::SetNotNull { .. }
-                            | AlterAction::DropNotNull { .. }
-                            | AlterAction::Other(
-                                OtherAction::SetStatistics
-                                    | OtherAction::SetAttributeOptions
-                                    | OtherAction::SetStorage
-                            )
-                    )
-                })
+            columns.len() <= 1 && actions.iter().all(sets_column_property)
         }
         _ => {
             text::is_word_at(stmt, 0, "COMMENT")
