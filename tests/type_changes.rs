@@ -75,7 +75,7 @@ fn application(
     let failures = failures.clone();
     std::thread::spawn(move || {
         let mut n = 0u64;
-        let mut fail = |what: &str, e: postgres::Error| {
+        let fail = |what: &str, e: postgres::Error| {
             let detail = e.as_db_error().map(|d| d.message().to_owned());
             failures.lock().unwrap().push(format!(
                 "{version}: {what}: {}",
@@ -118,7 +118,7 @@ fn application(
             ) {
                 fail("read view", e);
             }
-            if n % 10 == 0 {
+            if n.is_multiple_of(10) {
                 for sql in [
                     "DELETE FROM notes WHERE account_id = $1::bigint",
                     "DELETE FROM accounts WHERE id = $1::bigint",

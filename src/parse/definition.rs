@@ -155,9 +155,8 @@ impl IndexDefinition {
             let include: Vec<String> = ci.include.iter().map(|i| i.to_string()).collect();
             out.push_str(&format!(" INCLUDE ({})", include.join(", ")));
         }
-        match ci.nulls_distinct {
-            Some(false) => out.push_str(" NULLS NOT DISTINCT"),
-            Some(true) | None => {}
+        if ci.nulls_distinct == Some(false) {
+            out.push_str(" NULLS NOT DISTINCT");
         }
         if !ci.with.is_empty() {
             let with: Vec<String> = ci.with.iter().map(|w| w.to_string()).collect();
