@@ -6,31 +6,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
-fn zdm(url: &str, dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_zdm"))
-        .args(args)
-        .arg(dir)
-        .env("DATABASE_URL", url)
-        .env_remove("ZDM_CONFIG")
-        .output()
-        .unwrap()
-}
-
-fn ok(out: Output, what: &str) -> String {
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        out.status.success(),
-        "{what} failed ({:?}): {stderr}\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    stderr
-}
+use common::{ok, zdm};
 
 /// A writer running `sql` with a pseudo-random `$1` in `1..=rows` until stopped; returns how
 /// many statements it ran.

@@ -4,8 +4,7 @@
 //! the SQL run as written; the ones zdm cannot run in phases without changing their meaning
 //! are refused with a reason. Needs DATABASE_URL (a server where databases may be created).
 
-use assert_cmd::Command;
-use serde_json::Value;
+mod common;
 
 /// The initial schema every case starts from.
 const SCHEMA: &str = "
@@ -31,49 +30,8 @@ CREATE TYPE sort_type AS ENUM ('hot', 'new');
 CREATE TABLE prefs (id int PRIMARY KEY, default_sort sort_type NOT NULL DEFAULT 'hot');
 ";
 
-/// Runs `zdm verify --format json` on a folder of `0001_schema.sql` plus the cases, each a
-/// migration of its own, and returns the outcome of each case by file name.
 fn verify(cases: &[(&str, &str)]) -> Vec<(String, String, String)> {
-    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| {
-        panic!("DATABASE_URL is not set: run scripts/test, which finds or starts PostgreSQL")
-    });
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("0001_schema.sql"), SCHEMA).unwrap();
-    for (i, (name, sql)) in cases.iter().enumerate() {
-        std::fs::write(dir.path().join(format!("{:04}_{name}.sql", i + 2)), sql).unwrap();
-    }
-    let out = Command::cargo_bin("zdm")
-        .unwrap()
-        .env_remove("ZDM_CONFIG")
-        .current_dir(dir.path())
-        .args(["verify", "--format", "json", "--database-url", &url, "."])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let doc: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!(
-            "no JSON ({e}): {stdout}\nstderr: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    let failures =
-        doc["counts"]["different"].as_u64().unwrap() + doc["counts"]["failed"].as_u64().unwrap();
-    assert_eq!(out.status.code(), Some(if failures > 0 { 1 } else { 0 }));
-    doc["migrations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            let path = m["path"].as_str().unwrap();
-            let name = path.rsplit('/').next().unwrap();
-            let name = name[5..].trim_end_matches(".sql").to_owned();
-            (
-                name,
-                m["outcome"].as_str().unwrap().to_owned(),
-                m["detail"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect()
+    common::verify(SCHEMA, cases)
 }
 
 fn assert_outcomes(results: &[(String, String, String)], expected: &[(&str, &str)]) {

@@ -6,6 +6,9 @@
 
 pub mod scenarios;
 
+use std::path::Path;
+use std::process::{Command, Output};
+
 use postgres::{Client, NoTls};
 
 /// A fresh database for one test, dropped again by [`TestDatabase::drop`]. Without
@@ -73,4 +76,71 @@ impl Drop for TestDatabase {
 pub fn message(e: &postgres::Error) -> String {
     e.as_db_error()
         .map_or_else(|| e.to_string(), |d| d.message().to_owned())
+}
+
+/// Runs the zdm binary with `args` on the migrations folder `dir` against `url`.
+pub fn zdm(url: &str, dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_zdm"))
+        .args(args)
+        .arg(dir)
+        .env("DATABASE_URL", url)
+        .env_remove("ZDM_CONFIG")
+        .output()
+        .unwrap()
+}
+
+/// Fails the test unless the run succeeded; returns what it logged (stderr).
+pub fn ok(out: Output, what: &str) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "{what} failed ({:?}): {stderr}\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    stderr
+}
+
+/// Runs `zdm verify --format json` on a folder of `0001_schema.sql` (`schema`) plus the
+/// cases, each a migration of its own, checks the exit code against the counts, and returns
+/// each migration's name (without its number), outcome and detail.
+pub fn verify(schema: &str, cases: &[(&str, &str)]) -> Vec<(String, String, String)> {
+    let url = std::env::var("DATABASE_URL").unwrap_or_else(|_| {
+        panic!("DATABASE_URL is not set: run scripts/test, which finds or starts PostgreSQL")
+    });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("0001_schema.sql"), schema).unwrap();
+    for (i, (name, sql)) in cases.iter().enumerate() {
+        std::fs::write(dir.path().join(format!("{:04}_{name}.sql", i + 2)), sql).unwrap();
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_zdm"))
+        .env_remove("ZDM_CONFIG")
+        .current_dir(dir.path())
+        .args(["verify", "--format", "json", "--database-url", &url, "."])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "no JSON ({e}): {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let failures =
+        doc["counts"]["different"].as_u64().unwrap() + doc["counts"]["failed"].as_u64().unwrap();
+    assert_eq!(out.status.code(), Some(if failures > 0 { 1 } else { 0 }));
+    doc["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let path = m["path"].as_str().unwrap();
+            let name = path.rsplit('/').next().unwrap();
+            (
+                name[5..].trim_end_matches(".sql").to_owned(),
+                m["outcome"].as_str().unwrap().to_owned(),
+                m["detail"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
 }
