@@ -179,7 +179,7 @@ pub fn guard_dependents(
     );
     // RAISE reads `%` as a placeholder: the names' own are doubled.
     let message = literal(&format!(
-        "zdm: the contract would drop % with {}.{}, and it does not rebuild them: drop them (to recreate them after contract) or run zdm abort; nothing was changed",
+        "zdm: the contract would drop % with {}.{}, and it does not rebuild them; nothing was changed: drop them (and create them again after contract), then run zdm contract again",
         table.to_string().replace('%', "%%"),
         column.replace('%', "%%")
     ));
