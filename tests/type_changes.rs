@@ -296,6 +296,8 @@ CREATE INDEX tags_expr ON tags ((n + 1), lower(label) text_pattern_ops);
 CREATE INDEX tags_hash ON tags USING hash (n);
 CREATE UNIQUE INDEX tags_label_n ON tags (label COLLATE \"C\", n) WHERE n IS NOT NULL;
 CREATE TABLE widgets (id int PRIMARY KEY, size int NOT NULL DEFAULT 1, title varchar(100));
+CREATE TABLE owners (id serial PRIMARY KEY);
+CREATE TABLE pets (id int PRIMARY KEY, owner_id int REFERENCES owners, parent_id int REFERENCES pets (id));
 CREATE VIEW widget_titles AS SELECT id, title FROM widgets;"
     );
     let results = verify(
@@ -326,6 +328,15 @@ ALTER TABLE tags ALTER COLUMN m SET STATISTICS 300;",
                 "type_and_default",
                 "ALTER TABLE widgets ALTER COLUMN size TYPE bigint, ALTER COLUMN size SET DEFAULT 2;",
             ),
+            // The referencing columns before the key they reference, and a key that its own
+            // table references.
+            (
+                "referencing_first",
+                "ALTER TABLE pets ALTER COLUMN owner_id TYPE bigint;
+ALTER TABLE pets ALTER COLUMN parent_id TYPE bigint;
+ALTER TABLE owners ALTER COLUMN id TYPE bigint;
+ALTER TABLE pets ALTER COLUMN id TYPE bigint;",
+            ),
             // A widening PostgreSQL does in the catalog runs as written, views and all.
             (
                 "widen_under_view",
@@ -342,7 +353,7 @@ CREATE VIEW widget_titles AS SELECT id, title FROM widgets;",
         };
         assert_eq!(outcome, expected, "{name}: {detail}");
     }
-    assert_eq!(results.len(), 7, "{results:?}");
+    assert_eq!(results.len(), 8, "{results:?}");
 }
 
 #[test]
@@ -418,4 +429,55 @@ fn the_swap_refuses_a_copy_that_is_not_the_originals_twin() {
         "{message}"
     );
     assert!(message.contains("nothing was changed"), "{message}");
+}
+
+/// Abort after expand undoes a coordinated change completely (the copies of the foreign keys
+/// that reference the shadow go before it), and the change then runs again to the end.
+#[test]
+fn a_coordinated_change_aborts_after_expand_and_runs_again() {
+    let Some(db) = common::TestDatabase::create("types_abort") else {
+        return;
+    };
+    let url = db.url_of_database();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("0001_schema.sql"), SCHEMA).unwrap();
+    ok(zdm(&url, d, &["expand"]), "expand 0001");
+    ok(zdm(&url, d, &["contract"]), "contract 0001");
+    let mut c = db.connect();
+    c.batch_execute(
+        "INSERT INTO accounts (name) SELECT 'a' || g FROM generate_series(1, 500) g;
+         INSERT INTO events (account_id, amount) SELECT 1 + g % 500, 7 FROM generate_series(1, 2000) g;",
+    )
+    .unwrap();
+    let schema_of = |c: &mut postgres::Client| -> Vec<String> {
+        c.query(
+            "SELECT conrelid::regclass::text || ' ' || conname || ' ' || pg_get_constraintdef(oid) FROM pg_constraint
+             WHERE connamespace = 'public'::regnamespace
+             UNION ALL SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid IN ('accounts'::regclass, 'events'::regclass, 'notes'::regclass)
+             UNION ALL SELECT attrelid::regclass::text || '.' || attname || ' ' || format_type(atttypid, atttypmod) FROM pg_attribute
+               WHERE attrelid IN ('accounts'::regclass, 'events'::regclass, 'notes'::regclass) AND attnum > 0 AND NOT attisdropped
+             ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+    };
+    let before = schema_of(&mut c);
+    std::fs::write(d.join("0002_widen.sql"), WIDEN).unwrap();
+    ok(zdm(&url, d, &["expand"]), "expand 0002");
+    assert_ne!(schema_of(&mut c), before);
+    ok(zdm(&url, d, &["abort"]), "abort 0002");
+    assert_eq!(schema_of(&mut c), before);
+    ok(zdm(&url, d, &["expand"]), "expand 0002 again");
+    ok(zdm(&url, d, &["contract"]), "contract 0002");
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM events e JOIN accounts a ON a.id = e.account_id"
+        ),
+        2000
+    );
 }

@@ -196,6 +196,7 @@ pub fn plan_file(
         words,
         combined,
         views_waiting,
+        shadows: Vec::new(),
         body: OpPlan::nothing_to_undo_at_contract(),
         operations: Vec::new(),
         held: Vec::new(),
@@ -267,6 +268,8 @@ struct FilePlanner<'a> {
     /// Type changes of tables read by a view that the migration drops before them, with the
     /// view and the line of its DROP VIEW (see [`views`]).
     views_waiting: std::collections::HashMap<usize, Vec<views::ViewReplacement>>,
+    /// Columns the statements so far replace by a shadow at contract.
+    shadows: Vec<Shadow>,
     /// The operations so far, assembled in statement order.
     body: OpPlan,
     operations: Vec<Operation>,
@@ -447,7 +450,7 @@ impl FilePlanner<'_> {
                     unreachable!("combined only from ALTER TABLE … ADD COLUMN")
                 };
                 let action = &text::alter_actions(stmt)[0];
-                let cx = op_cx(stmt, table, &env);
+                let cx = op_cx(stmt, table, &env, &self.shadows);
                 match ops::add_column::plan(&cx, action, column, Some(expr)) {
                     Ok(op) => {
                         let holds = vec![Held::Column {
@@ -459,7 +462,7 @@ impl FilePlanner<'_> {
                     Err(reason) => return Err(cannot(reason, None)),
                 }
             }
-            None => match plan_statement(stmt, change, &env) {
+            None => match plan_statement(stmt, change, &env, &self.shadows) {
                 _ if allow_locking => Some((
                     ops::passthrough::ACCEPTED_LOCK,
                     ops::passthrough::plan(stmt, change, class),
@@ -595,6 +598,7 @@ impl FilePlanner<'_> {
                 line: stmt.start.line,
                 summary: summary(stmt),
             });
+            self.shadows.extend(op.shadows.iter().cloned());
             self.body.append(op);
         }
         Ok(())
@@ -840,7 +844,7 @@ enum Planned {
     Unrecognized(String),
 }
 
-fn plan_statement(stmt: &Statement, change: &Change, env: &Env) -> Planned {
+fn plan_statement(stmt: &Statement, change: &Change, env: &Env, shadows: &[Shadow]) -> Planned {
     match change {
         Change::Begin | Change::Commit | Change::Rollback => Planned::Skip,
         Change::Set { name, .. }
@@ -850,7 +854,7 @@ fn plan_statement(stmt: &Statement, change: &Change, env: &Env) -> Planned {
         }
         Change::Unrecognized { reason } => Planned::Unrecognized(reason.clone()),
         Change::AlterTable { table, actions } if !(env.is_new)(table) => {
-            plan_alter(stmt, table, actions, env)
+            plan_alter(stmt, table, actions, env, shadows)
         }
         _ => {
             let cx = StatementCx {
@@ -859,6 +863,7 @@ fn plan_statement(stmt: &Statement, change: &Change, env: &Env) -> Planned {
                 catalog: env.catalog,
                 pg_version: env.pg_version,
                 is_new: env.is_new,
+                shadows,
             };
             let taken = ops::OPERATIONS.iter().find_map(|r| {
                 let planned = r.operation.plan_statement(&cx)?;
@@ -879,12 +884,18 @@ fn needs_op(e: &Effect) -> bool {
     !e.new_relation && (e.breaking.is_some() || ((e.rewrite || e.scan) && e.lock.blocks_writes()))
 }
 
-fn op_cx<'a>(stmt: &'a Statement, table: &'a crate::parse::Name, env: &'a Env) -> OpCx<'a> {
+fn op_cx<'a>(
+    stmt: &'a Statement,
+    table: &'a crate::parse::Name,
+    env: &'a Env,
+    shadows: &'a [Shadow],
+) -> OpCx<'a> {
     OpCx {
         stmt,
         table,
         catalog: env.catalog,
         pg_version: env.pg_version,
+        shadows,
     }
 }
 
@@ -894,6 +905,7 @@ fn plan_alter(
     table: &crate::parse::Name,
     actions: &[AlterAction],
     env: &Env,
+    shadows: &[Shadow],
 ) -> Planned {
     let texts = text::alter_actions(stmt);
     if texts.len() != actions.len() {
@@ -941,7 +953,7 @@ fn plan_alter(
         let effects = classify_action(table, action, env);
         let risky = effects.iter().any(needs_op);
         let acx = ActionCx {
-            cx: op_cx(stmt, table, env),
+            cx: op_cx(stmt, table, env, shadows),
             action,
             text: action_text,
             risky,

@@ -151,6 +151,18 @@ pub struct OpPlan {
     pub down_contract: Option<Vec<Step>>,
     /// What the application must do between phases.
     pub notes: Vec<String>,
+    /// Columns this operation replaces by a shadow column at contract, with the shadow's
+    /// name: later statements of the migration that build on the column (a foreign key that
+    /// references it) build on the shadow.
+    pub shadows: Vec<Shadow>,
+}
+
+/// A column replaced by a shadow at contract.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shadow {
+    pub table: Name,
+    pub column: String,
+    pub shadow: String,
 }
 
 impl OpPlan {
@@ -199,6 +211,7 @@ impl OpPlan {
             }
             _ => None,
         };
+        self.shadows.extend(later.shadows);
         for note in later.notes {
             if !self.notes.contains(&note) {
                 self.notes.push(note);

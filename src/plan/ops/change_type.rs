@@ -7,14 +7,14 @@
 //! | expand | `ADD COLUMN _zdm_…_new <new type>` (nullable, catalog only) | ACCESS EXCLUSIVE, brief |
 //! | expand | a BEFORE INSERT OR UPDATE trigger sets the shadow from the column (the USING expression, else a cast) on every write of the row, so a row a writer moves behind the backfill's cursor (a new ctid, a changed key) is right all the same | SHARE ROW EXCLUSIVE, brief |
 //! | backfill | shadow = USING expression, in batches | ROW EXCLUSIVE |
+//! | expand, after the backfill | the primary key or UNIQUE constraints the column is in: their unique index built again on the shadow, CONCURRENTLY | SHARE UPDATE EXCLUSIVE |
+//! | expand, after the backfill | every other index that reads the column (partial, expression, INCLUDE, operator class, collation, any method) built again on the shadow from its definition, CONCURRENTLY | SHARE UPDATE EXCLUSIVE |
+//! | expand, after the backfill | each CHECK constraint and foreign key on the column added again on the shadow NOT VALID, then validated | brief (ACCESS EXCLUSIVE for a CHECK, SHARE ROW EXCLUSIVE on both tables for a foreign key); SHARE UPDATE EXCLUSIVE |
+//! | expand, after the backfill | each foreign key of another table that references the column added again, referencing the shadow (from that table's shadow, when an earlier statement changes the referencing column too), NOT VALID, then validated | SHARE ROW EXCLUSIVE, brief; SHARE UPDATE EXCLUSIVE |
 //! | contract | the completeness check: the backfill walks the table again and re-copies every row whose shadow differs from what the column gives (see `Backfill::shadow_copy`) | ROW EXCLUSIVE |
-//! | contract | the primary key or UNIQUE constraints the column is in: their unique index built again on the shadow, CONCURRENTLY | SHARE UPDATE EXCLUSIVE |
-//! | contract | every other index that reads the column (partial, expression, INCLUDE, operator class, collation, any method) built again on the shadow from its definition, CONCURRENTLY | SHARE UPDATE EXCLUSIVE |
 //! | contract | for a NOT NULL column, CHECK (shadow IS NOT NULL) NOT VALID, then VALIDATE | brief; SHARE UPDATE EXCLUSIVE |
-//! | contract | each CHECK constraint and foreign key on the column added again on the shadow NOT VALID, then validated | brief (ACCESS EXCLUSIVE for a CHECK, SHARE ROW EXCLUSIVE on both tables for a foreign key); SHARE UPDATE EXCLUSIVE |
-//! | contract | each foreign key of another table that references the column added again, referencing the shadow, NOT VALID, then validated | SHARE ROW EXCLUSIVE, brief; SHARE UPDATE EXCLUSIVE |
-//! | contract | one transaction: drop the trigger; prove that every copy is its original's twin by PostgreSQL's own definition (`pg_get_indexdef`, `pg_get_constraintdef`); copy the column's comment, statistics target and column grants; SET NOT NULL; remember an identity's sequence; move a serial's sequence (widened with the column); drop the referencing foreign keys and the key constraints; drop and remember the views that read the column; check that nothing else depends on the old column; drop it, rename the shadow; rename the copies to the originals' names, re-attach the keys; make the column the identity it was, at the same position; create the views again with their options and grants | ACCESS EXCLUSIVE on the table (and the referencing tables), brief |
-//! | down expand | drop the trigger and the shadow | ACCESS EXCLUSIVE, brief |
+//! | contract | one transaction: drop the trigger; prove that every copy is its original's twin by PostgreSQL's own definition (`pg_get_indexdef`, `pg_get_constraintdef`); copy the column's comment, statistics target and column grants; SET NOT NULL; remember an identity's sequence; move a serial's sequence (its type unchanged, as PostgreSQL leaves it); drop the referencing foreign keys and the key constraints; drop and remember the views that read the column; check that nothing else depends on the old column; drop it, rename the shadow; rename the copies to the originals' names, re-attach the keys; make the column the identity it was, at the same position; create the views again with their options and grants | ACCESS EXCLUSIVE on the table (and the referencing tables), brief |
+//! | down expand | drop the copies of the referencing foreign keys, then the trigger and the shadow (with its indexes and constraints) | ACCESS EXCLUSIVE, brief |
 //! | down contract | `ALTER COLUMN … TYPE <old> USING <reverse>` (a cast, or `-- zdm:down <expr>`): rewrites the table under ACCESS EXCLUSIVE |
 //!
 //! Statements later in the migration that set the column's default, NOT NULL, statistics,
@@ -30,7 +30,7 @@
 
 use super::carried::{CarriedConstraint, IncomingForeignKey, KeyConstraint, carried};
 use super::shadow::ShadowColumn;
-use super::{ActionCx, OpCx, OpPlan, Operation, Step, alter};
+use super::{ActionCx, OpCx, OpPlan, Operation, Shadow, Step, alter};
 use crate::classify::LockMode;
 use crate::parse::{AlterAction, Name, SqlType, Substitute};
 use crate::plan::text::using_expr;
@@ -130,7 +130,7 @@ pub fn plan(cx: &OpCx, action: &str, column: &str, ty: &SqlType) -> Result<OpPla
             .iter()
             .map(|c| Ident(if c == column { &shadow_name } else { c }).to_string())
             .collect();
-        plan.contract.push(Step::no_tx(
+        plan.expand.push(Step::no_tx(
             format!(
                 "build the index of {} {} again on the shadow",
                 if key.primary {
@@ -159,7 +159,7 @@ pub fn plan(cx: &OpCx, action: &str, column: &str, ty: &SqlType) -> Result<OpPla
     }
     for index in &carried.indexes {
         let copy = generated_name(&[&index.name, "new"]);
-        plan.contract.push(Step::no_tx(
+        plan.expand.push(Step::no_tx(
             format!("build index {} again on the shadow", index.name),
             index.definition.on_shadow(table, &copy, sub),
             LockMode::ShareUpdateExclusive,
@@ -190,42 +190,52 @@ pub fn plan(cx: &OpCx, action: &str, column: &str, ty: &SqlType) -> Result<OpPla
     }
     // CHECK constraints and foreign keys of the column, then the foreign keys that reference
     // it: each added again on the shadow NOT VALID (a brief lock, no scan) and validated while
-    // reads and writes continue, so that every one is enforced and valid when the swap puts
-    // it in place of the original.
-    let copy_constraint = |plan: &mut OpPlan, on: &Name, c: &CarriedConstraint, clause: String| {
-        let copy = generated_name(&[&c.name, "new"]);
-        let (what, lock) = match &c.references {
-            Some(_) => ("foreign key", LockMode::ShareRowExclusive),
-            None => ("CHECK constraint", LockMode::AccessExclusive),
-        };
-        plan.contract.push(Step::tx(
-            format!(
-                "add {what} {} again on the shadow, without checking existing rows",
-                c.name
-            ),
-            alter(on, &format!("ADD {clause} NOT VALID")),
-            lock,
-            on,
-        ));
-        if c.valid {
-            plan.contract.push(Step::tx(
+    // reads and writes continue, after the backfill, so that every one is enforced and valid
+    // when the swap puts it in place of the original. A foreign key whose other end is a
+    // column an earlier statement of this migration replaces by a shadow is built on that
+    // shadow: the swaps at contract may then run in either order.
+    let copy_constraint =
+        |plan: &mut OpPlan, on: &Name, c: &CarriedConstraint, copy: &str, clause: String| {
+            let (what, lock) = match &c.references {
+                Some(_) => ("foreign key", LockMode::ShareRowExclusive),
+                None => ("CHECK constraint", LockMode::AccessExclusive),
+            };
+            plan.expand.push(Step::tx(
                 format!(
-                    "validate the copy of {} while reads and writes continue",
+                    "add {what} {} again on the shadow, without checking existing rows",
                     c.name
                 ),
-                alter(on, &format!("VALIDATE CONSTRAINT {}", Ident(&copy))),
-                LockMode::ShareUpdateExclusive,
+                alter(on, &format!("ADD {clause} NOT VALID")),
+                lock,
                 on,
             ));
-        }
-        copy
-    };
+            if c.valid {
+                plan.expand.push(Step::tx(
+                    format!(
+                        "validate the copy of {} while reads and writes continue",
+                        c.name
+                    ),
+                    alter(on, &format!("VALIDATE CONSTRAINT {}", Ident(copy))),
+                    LockMode::ShareUpdateExclusive,
+                    on,
+                ));
+            }
+        };
     let mut constraints: Vec<(&CarriedConstraint, String)> = Vec::new();
     for c in &carried.constraints {
-        let clause = c
-            .definition
-            .renamed(&generated_name(&[&c.name, "new"]), Some(sub), None);
-        let copy = copy_constraint(&mut plan, table, c, clause);
+        let copy = generated_name(&[&c.name, "new"]);
+        let referenced = c
+            .references
+            .as_ref()
+            .and_then(|other| referenced_shadow(cx, other, &c.definition));
+        let clause = c.definition.renamed(
+            &copy,
+            Some(sub),
+            referenced
+                .as_ref()
+                .map(|(column, by, key)| (Substitute { column, by }, key.as_slice())),
+        );
+        copy_constraint(&mut plan, table, c, &copy, clause);
         twins.push((
             TwinKind::Constraint,
             table.clone(),
@@ -237,12 +247,13 @@ pub fn plan(cx: &OpCx, action: &str, column: &str, ty: &SqlType) -> Result<OpPla
     let mut incoming: Vec<(&IncomingForeignKey, String)> = Vec::new();
     for fk in &carried.incoming {
         let c = &fk.constraint;
-        let clause = c.definition.renamed(
-            &generated_name(&[&c.name, "new"]),
-            None,
-            Some((sub, &fk.key)),
-        );
-        let copy = copy_constraint(&mut plan, &fk.table, c, clause);
+        let copy = generated_name(&[&c.name, "referencing", "new"]);
+        let own = fk.columns.iter().find_map(|col| {
+            cx.shadow_of(&fk.table, col)
+                .map(|by| Substitute { column: col, by })
+        });
+        let clause = c.definition.renamed(&copy, own, Some((sub, &fk.key)));
+        copy_constraint(&mut plan, &fk.table, c, &copy, clause);
         twins.push((
             TwinKind::Constraint,
             fk.table.clone(),
@@ -267,6 +278,31 @@ pub fn plan(cx: &OpCx, action: &str, column: &str, ty: &SqlType) -> Result<OpPla
             ));
         }
     }
+
+    // Undoing expand: the copies of the referencing foreign keys depend on the shadow's unique
+    // index, so they go before the shadow.
+    for (fk, copy) in &incoming {
+        plan.down_expand.insert(
+            0,
+            Step::tx(
+                format!(
+                    "drop the copy of {} that references the shadow of {table}.{column}",
+                    fk.constraint.name
+                ),
+                alter(
+                    &fk.table,
+                    &format!("DROP CONSTRAINT IF EXISTS {}", Ident(copy)),
+                ),
+                LockMode::ShareRowExclusive,
+                &fk.table,
+            ),
+        );
+    }
+    plan.shadows.push(Shadow {
+        table: table.clone(),
+        column: column.to_owned(),
+        shadow: shadow_name.clone(),
+    });
 
     // The swap: one short transaction under ACCESS EXCLUSIVE on the table (and on the tables
     // whose foreign keys reference the column).
@@ -306,12 +342,13 @@ pub fn plan(cx: &OpCx, action: &str, column: &str, ty: &SqlType) -> Result<OpPla
             Qualified(&sequence),
             Qualified(table)
         ));
-        // A serial's sequence has the column's type, and its bounds: widened with it, so that
-        // the sequence does not stop where the old type did.
+        // A serial's sequence keeps its own type, as PostgreSQL's ALTER COLUMN … TYPE leaves
+        // it: an integer sequence still stops at 2^31 - 1.
         if integer_width(&ty.name) > integer_width(&old.ty.name) {
-            swap.push(format!(
-                "ALTER SEQUENCE {} AS {}",
-                Qualified(&sequence),
+            plan.notes.push(format!(
+                "the sequence {} of {table}.{column} stays as it is, as PostgreSQL's ALTER COLUMN … TYPE leaves it: if it is an integer sequence it still ends at 2147483647; `ALTER SEQUENCE {} AS {}` in a later migration raises that",
+                sequence,
+                sequence,
                 ty.written
             ));
         }
@@ -437,6 +474,31 @@ pub fn plan(cx: &OpCx, action: &str, column: &str, ty: &SqlType) -> Result<OpPla
         ));
     }
     Ok(plan)
+}
+
+/// For a foreign key that references `other`: the referenced column an earlier statement of
+/// the migration replaces by a shadow, that shadow, and the referenced key's columns.
+fn referenced_shadow(
+    cx: &OpCx,
+    other: &Name,
+    definition: &crate::parse::ConstraintDefinition,
+) -> Option<(String, String, Vec<String>)> {
+    let mut key = definition.referenced_columns();
+    if key.is_empty() {
+        key = cx
+            .catalog
+            .table(other)?
+            .constraints
+            .iter()
+            .find_map(|c| match &c.kind {
+                crate::parse::ConstraintKind::PrimaryKey { columns, .. } => Some(columns.clone()),
+                _ => None,
+            })?;
+    }
+    let (column, shadow) = key
+        .iter()
+        .find_map(|k| cx.shadow_of(other, k).map(|s| (k.clone(), s.to_owned())))?;
+    Some((column, shadow, key))
 }
 
 /// The width in bytes of an integer type, by its canonical name.

@@ -26,7 +26,7 @@ use crate::catalog::Catalog;
 use crate::parse::{AlterAction, Change, ConstraintSpec, Name};
 use crate::source::Statement;
 
-pub use super::model::{Assignment, Backfill, OpPlan, Step};
+pub use super::model::{Assignment, Backfill, OpPlan, Shadow, Step};
 use super::order::Held;
 
 /// The operations, in the order they are offered a statement (the first that takes it plans
@@ -98,6 +98,18 @@ pub struct OpCx<'a> {
     pub table: &'a Name,
     pub catalog: &'a Catalog,
     pub pg_version: u32,
+    /// Columns earlier statements of the migration replace by a shadow at contract.
+    pub shadows: &'a [Shadow],
+}
+
+impl OpCx<'_> {
+    /// The shadow an earlier statement of the migration gives `table.column`, if any.
+    pub fn shadow_of(&self, table: &Name, column: &str) -> Option<&str> {
+        self.shadows
+            .iter()
+            .find(|s| s.table.key() == table.key() && s.column == column)
+            .map(|s| s.shadow.as_str())
+    }
 }
 
 /// A whole statement, as an operation's `plan_statement` sees it.
@@ -108,6 +120,7 @@ pub(crate) struct StatementCx<'a> {
     pub pg_version: u32,
     /// Whether a relation was created earlier in the same file (so no traffic uses it yet).
     pub is_new: &'a dyn Fn(&Name) -> bool,
+    pub shadows: &'a [Shadow],
 }
 
 impl StatementCx<'_> {
@@ -118,6 +131,7 @@ impl StatementCx<'_> {
             table,
             catalog: self.catalog,
             pg_version: self.pg_version,
+            shadows: self.shadows,
         }
     }
 }
