@@ -80,14 +80,85 @@ impl SqlType {
             name,
             modifiers,
             array,
-            written: written.trim().to_lowercase(),
+            written: fold_outside_quotes(written.trim()),
         }
+    }
+
+    /// Whether PostgreSQL provides the type (by its canonical name), rather than a migration
+    /// creating it (an enum, a domain, a composite).
+    pub fn is_builtin(&self) -> bool {
+        matches!(
+            self.name.as_str(),
+            "int2"
+                | "int4"
+                | "int8"
+                | "serial"
+                | "bigserial"
+                | "smallserial"
+                | "numeric"
+                | "float4"
+                | "float8"
+                | "money"
+                | "text"
+                | "varchar"
+                | "bpchar"
+                | "name"
+                | "bytea"
+                | "bool"
+                | "date"
+                | "time"
+                | "timetz"
+                | "timestamp"
+                | "timestamptz"
+                | "interval"
+                | "json"
+                | "jsonb"
+                | "uuid"
+                | "xml"
+                | "inet"
+                | "cidr"
+                | "macaddr"
+                | "macaddr8"
+                | "bit"
+                | "varbit"
+                | "tsvector"
+                | "tsquery"
+                | "oid"
+                | "int4range"
+                | "int8range"
+                | "numrange"
+                | "tsrange"
+                | "tstzrange"
+                | "daterange"
+                | "point"
+                | "line"
+                | "lseg"
+                | "box"
+                | "path"
+                | "polygon"
+                | "circle"
+                | "citext"
+        )
     }
 
     /// `serial` columns are integers whose default is `nextval(…)`.
     pub fn is_serial(&self) -> bool {
         matches!(self.name.as_str(), "serial" | "bigserial" | "smallserial")
     }
+}
+
+/// Lower-cases what is outside double quotes, as PostgreSQL folds unquoted names: a quoted
+/// type name (`"MonitorSeverity"`) keeps its case.
+fn fold_outside_quotes(text: &str) -> String {
+    let mut quoted = false;
+    text.chars()
+        .map(|c| {
+            if c == '"' {
+                quoted = !quoted;
+            }
+            if quoted { c } else { c.to_ascii_lowercase() }
+        })
+        .collect()
 }
 
 impl fmt::Display for SqlType {

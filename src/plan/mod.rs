@@ -442,6 +442,17 @@ impl FilePlanner<'_> {
         }
         let planned = match self.combined.get(&i) {
             Some(Combined::Absorbed) => None,
+            Some(Combined::ReplaceView(r)) if r.selects_star => {
+                return Err(cannot(
+                    format!(
+                        "the view {} is created again after the type changes, at contract, and selects `*`: after the swap the changed column is its table's last, so `*` would list the columns in another order than the SQL as written gives",
+                        r.view
+                    ),
+                    Some(
+                        "name the columns the view selects instead of `*`, or move the type change into a migration of its own",
+                    ),
+                ));
+            }
             Some(Combined::ReplaceView(r)) => {
                 Some(("replace-view", Self::replace_view(r), Vec::new()))
             }
@@ -983,6 +994,20 @@ fn plan_alter(
             | AlterAction::AlterColumnType { column, .. } = action
             {
                 holds.extend(order::dependents(env.catalog, table, column));
+            }
+            // The conversion trigger and the backfill name a type the migration made: renamed
+            // or dropped later in expand (Prisma's enum swap), they would stop converting.
+            if let AlterAction::AlterColumnType { ty, .. } = action
+                && !ty.is_builtin()
+                && let Some(name) = crate::parse::Name::parse_display(
+                    ty.written
+                        .split(['(', '['])
+                        .next()
+                        .unwrap_or_default()
+                        .trim(),
+                )
+            {
+                holds.push(Held::Relation(name));
             }
             match action {
                 AlterAction::RenameTable { .. } => holds.push(Held::Relation(table.clone())),

@@ -28,6 +28,9 @@ pub struct ViewReplacement {
     pub follow: Vec<usize>,
     /// The line and text of each statement that runs at contract, in order.
     pub texts: Vec<(usize, String)>,
+    /// The CREATE VIEW selects `*` (or `t.*`): run after the swaps, it would list a changed
+    /// table's columns in another order than the SQL as written (the new column comes last).
+    pub selects_star: bool,
 }
 
 impl ViewReplacement {
@@ -106,6 +109,7 @@ pub fn replacements(
             create,
             follow,
             texts: Vec::new(),
+            selects_star: create.is_some_and(|k| selects_star(&statements[k].stmt.tokens)),
         };
         r.texts = r
             .statements()
@@ -120,4 +124,29 @@ pub fn replacements(
         out.push(r);
     }
     out
+}
+
+/// Whether a query selects `*` or `t.*` (not `count(*)`).
+fn selects_star(tokens: &[crate::source::SqlToken]) -> bool {
+    use sqlparser::tokenizer::Token;
+    let mut previous: Option<&Token> = None;
+    for t in tokens {
+        if matches!(t.token, Token::Whitespace(_)) {
+            continue;
+        }
+        if t.token == Token::Mul
+            && match previous {
+                Some(Token::Period | Token::Comma) => true,
+                Some(Token::Word(w)) => {
+                    w.value.eq_ignore_ascii_case("SELECT")
+                        || w.value.eq_ignore_ascii_case("DISTINCT")
+                }
+                _ => false,
+            }
+        {
+            return true;
+        }
+        previous = Some(&t.token);
+    }
+    false
 }

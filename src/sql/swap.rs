@@ -177,3 +177,38 @@ pub fn recreate_views() -> String {
         ),
     )
 }
+
+/// PostgreSQL 18 records NOT NULL as a constraint with a name (`t_c_not_null`, or the one the
+/// migration gave). The shadow's is named after the shadow; before the old column is dropped
+/// this remembers the old one's name, and after the rename [`restore_not_null_name`] gives it
+/// to the new column's. Before 18 both blocks do nothing.
+pub fn remember_not_null_name(table: &Name, column: &str) -> String {
+    block(
+        "",
+        &format!(
+            "  PERFORM set_config('zdm.not_null', coalesce(({}), ''), true);\n",
+            not_null_name(table, column)
+        ),
+    )
+}
+
+/// See [`remember_not_null_name`].
+pub fn restore_not_null_name(table: &Name, column: &str) -> String {
+    block(
+        "  n text;\n  wanted text := current_setting('zdm.not_null', true);\n",
+        &format!(
+            "  n := ({});\n  IF coalesce(wanted, '') <> '' AND n IS NOT NULL AND n <> wanted THEN\n    EXECUTE format('ALTER TABLE %s RENAME CONSTRAINT %I TO %I', {}, n, wanted);\n  END IF;\n",
+            not_null_name(table, column),
+            literal(&Qualified(table).to_string())
+        ),
+    )
+}
+
+/// The name of the NOT NULL constraint of `table.column` (none before PostgreSQL 18).
+fn not_null_name(table: &Name, column: &str) -> String {
+    let table_literal = literal(&Qualified(table).to_string());
+    format!(
+        "SELECT conname::text FROM pg_constraint WHERE conrelid = {table_literal}::regclass AND contype = 'n' AND conkey = ARRAY[(SELECT attnum FROM pg_attribute WHERE attrelid = {table_literal}::regclass AND attname = {})]",
+        literal(column)
+    )
+}

@@ -325,6 +325,9 @@ pub fn plan(cx: &OpCx, action: &str, column: &str, ty: &SqlType) -> Result<OpPla
     if old.identity {
         swap.push(swap::remember_identity(table, column));
     }
+    if old.not_null {
+        swap.push(swap::remember_not_null_name(table, column));
+    }
     // The sequence a serial owns (named by PostgreSQL's rule when zdm only knows the type from
     // a migration, read from the database otherwise) would be dropped with the old column.
     let owned_sequence = old
@@ -417,6 +420,9 @@ pub fn plan(cx: &OpCx, action: &str, column: &str, ty: &SqlType) -> Result<OpPla
             copy,
             &fk.constraint.name,
         ));
+    }
+    if old.not_null {
+        swap.push(swap::restore_not_null_name(table, column));
     }
     if old.identity {
         swap.push(swap::restore_identity(table, column));
