@@ -117,25 +117,39 @@ fn count(c: &mut postgres::Client, sql: &str) -> i64 {
     c.query_one(sql, &[]).unwrap().get(0)
 }
 
-#[test]
-fn an_identity_key_its_references_and_a_view_widen_under_traffic() {
-    let Some(db) = common::TestDatabase::create("types_identity") else {
-        return;
-    };
+/// A database with [`SCHEMA`] applied through zdm and `accounts` accounts that hold `events`
+/// events and `notes` notes; returns the database, its URL and the migrations folder.
+fn seeded(
+    label: &str,
+    accounts: u32,
+    events: u32,
+    notes: u32,
+) -> Option<(common::TestDatabase, String, tempfile::TempDir)> {
+    let db = common::TestDatabase::create(label)?;
     let url = db.url_of_database();
     let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("0001_schema.sql"), SCHEMA).unwrap();
+    ok(zdm(&url, dir.path(), &["expand"]), "expand 0001");
+    ok(zdm(&url, dir.path(), &["contract"]), "contract 0001");
+    db.connect()
+        .batch_execute(&format!(
+            "INSERT INTO accounts (name) SELECT 'a' || g FROM generate_series(1, {accounts}) g;
+             INSERT INTO events (account_id, amount) SELECT 1 + g % {accounts}, 1 + g % 200 FROM generate_series(1, {events}) g;
+             INSERT INTO notes (account_id, body) SELECT 1 + g % {accounts}, 'n' FROM generate_series(1, {notes}) g;"
+        ))
+        .unwrap();
+    Some((db, url, dir))
+}
+
+#[test]
+fn an_identity_key_its_references_and_a_view_widen_under_traffic() {
+    let Some((db, url, dir)) = seeded("types_identity", 3000, 20000, 2000) else {
+        return;
+    };
     let d = dir.path();
-    std::fs::write(d.join("0001_schema.sql"), SCHEMA).unwrap();
-    ok(zdm(&url, d, &["expand"]), "expand 0001");
-    ok(zdm(&url, d, &["contract"]), "contract 0001");
     let mut c = db.connect();
-    c.batch_execute(
-        "INSERT INTO accounts (name) SELECT 'a' || g FROM generate_series(1, 3000) g;
-         INSERT INTO events (account_id, amount) SELECT 1 + g % 3000, 1 + g % 200 FROM generate_series(1, 20000) g;
-         INSERT INTO notes (account_id, body) SELECT 1 + g % 3000, 'n' FROM generate_series(1, 2000) g;
-         ALTER TABLE accounts ALTER COLUMN id SET STATISTICS 500;",
-    )
-    .unwrap();
+    c.batch_execute("ALTER TABLE accounts ALTER COLUMN id SET STATISTICS 500")
+        .unwrap();
     std::fs::write(d.join("0002_widen.sql"), WIDEN).unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -458,21 +472,11 @@ fn the_swap_refuses_a_copy_that_is_not_the_originals_twin() {
 /// that reference the shadow go before it), and the change then runs again to the end.
 #[test]
 fn a_coordinated_change_aborts_after_expand_and_runs_again() {
-    let Some(db) = common::TestDatabase::create("types_abort") else {
+    let Some((db, url, dir)) = seeded("types_abort", 500, 2000, 0) else {
         return;
     };
-    let url = db.url_of_database();
-    let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::write(d.join("0001_schema.sql"), SCHEMA).unwrap();
-    ok(zdm(&url, d, &["expand"]), "expand 0001");
-    ok(zdm(&url, d, &["contract"]), "contract 0001");
     let mut c = db.connect();
-    c.batch_execute(
-        "INSERT INTO accounts (name) SELECT 'a' || g FROM generate_series(1, 500) g;
-         INSERT INTO events (account_id, amount) SELECT 1 + g % 500, 7 FROM generate_series(1, 2000) g;",
-    )
-    .unwrap();
     let schema_of = |c: &mut postgres::Client| -> Vec<String> {
         c.query(
             "SELECT conrelid::regclass::text || ' ' || conname || ' ' || pg_get_constraintdef(oid) FROM pg_constraint
