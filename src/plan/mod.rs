@@ -1007,7 +1007,7 @@ fn plan_alter(
                         .trim(),
                 )
             {
-                holds.push(Held::Relation(name));
+                holds.push(Held::Type(name));
             }
             match action {
                 AlterAction::RenameTable { .. } => holds.push(Held::Relation(table.clone())),

@@ -44,6 +44,10 @@ pub enum Held {
     /// references the table may come to depend on it instead of on the key the SQL as
     /// written leaves.
     ReferencedKey(Name),
+    /// A type a migration made, which a type change's trigger and backfill name until
+    /// contract: a statement on the type itself (`ALTER TYPE … RENAME`, `DROP TYPE`) would
+    /// leave them naming nothing. Statements on tables may still use it.
+    Type(Name),
 }
 
 impl Held {
@@ -63,6 +67,12 @@ impl Held {
                 same_table && words.contains("primary")
             }
             Held::ReferencedKey(t) => words.contains("references") && words.contains(&t.name),
+            Held::Type(name) => {
+                table.is_none()
+                    && words.contains(&name.name)
+                    && words.contains("type")
+                    && (words.contains("alter") || words.contains("drop"))
+            }
         }
     }
 
@@ -72,7 +82,7 @@ impl Held {
             Held::Column { table, .. } | Held::PrimaryKey(table) | Held::ReferencedKey(table) => {
                 table
             }
-            Held::Relation(name) => name,
+            Held::Relation(name) | Held::Type(name) => name,
         }
     }
 
@@ -80,6 +90,7 @@ impl Held {
         match self {
             Held::Column { table, column } => format!("{table}.{column}"),
             Held::Relation(name) => name.to_string(),
+            Held::Type(name) => format!("the type {name}"),
             Held::PrimaryKey(table) => format!("the primary key of {table}"),
             Held::ReferencedKey(table) => format!("the unique keys of {table}"),
         }
