@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use codespan_reporting::term::termcolor::{ColorChoice, StandardStream};
+use codespan_reporting::term::termcolor::{BufferedStandardStream, ColorChoice};
 
 use super::{EXIT_FINDINGS, EXIT_OK};
 use crate::config::Config;
@@ -71,18 +71,24 @@ pub fn run(args: &LintArgs, config_path: Option<&Path>) -> anyhow::Result<u8> {
     } else {
         args.paths.clone()
     };
+    // Files named one by one are read as one set per folder (see `MigrationSet::load_paths`);
+    // standard input is a file of its own with no earlier migrations.
+    let (stdin, named): (Vec<PathBuf>, Vec<PathBuf>) =
+        paths.into_iter().partition(|p| p.as_os_str() == "-");
+    let mut sets = MigrationSet::load_paths(&named, config.layout)?;
+    if !stdin.is_empty() {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .context("cannot read standard input as UTF-8")?;
+        sets.push(MigrationSet::single(SourceFile::from_text(
+            Path::new("<stdin>"),
+            text,
+        )));
+    }
     let mut report = LintReport::default();
-    for path in &paths {
-        let set = if path.as_os_str() == "-" {
-            let mut text = String::new();
-            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
-                .context("cannot read standard input as UTF-8")?;
-            MigrationSet::single(SourceFile::from_text(Path::new("<stdin>"), text))
-        } else {
-            MigrationSet::load(path, config.layout)?
-        };
-        tracing::debug!(path = %path.display(), files = set.forward.len() + set.down.len(), "linting");
-        report.merge(lint_set(&set, &config.lint));
+    for set in &sets {
+        tracing::debug!(files = set.forward.len() + set.down.len(), "linting");
+        report.merge(lint_set(set, &config.lint));
     }
     let choice = match args.color {
         Color::Always => ColorChoice::Always,
@@ -94,8 +100,10 @@ pub fn run(args: &LintArgs, config_path: Option<&Path>) -> anyhow::Result<u8> {
         }
         Color::Auto => ColorChoice::Never,
     };
-    let mut out = StandardStream::stdout(choice);
+    // Buffered: a report of thousands of findings is otherwise one write call per piece.
+    let mut out = BufferedStandardStream::stdout(choice);
     write_report(&mut out, &report, args.format).context("cannot write the report")?;
+    std::io::Write::flush(&mut out).context("cannot write the report")?;
     Ok(if report.has_errors() {
         EXIT_FINDINGS
     } else {

@@ -91,8 +91,7 @@ pub fn run(args: &PlanArgs, config_path: Option<&Path>) -> anyhow::Result<u8> {
     };
     let mut plans = Vec::new();
     let mut refused = Vec::new();
-    for path in &paths {
-        let set = MigrationSet::load(path, config.layout)?;
+    for set in MigrationSet::load_paths(&paths, config.layout)? {
         let planned = plan_set(&set, &config.lint, live.clone());
         plans.extend(planned.plans);
         refused.extend(planned.refused);

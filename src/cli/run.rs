@@ -84,6 +84,12 @@ pub struct Pace {
     /// Hold the backfill while a standby's replay lag exceeds this, in milliseconds
     #[arg(long, value_name = "MS")]
     max_replication_lag: Option<u64>,
+    /// Connections that backfill a large table side by side, each its own slice of the key
+    /// range [default: chosen while it runs, from 1 up to 4, adding one while the rows per
+    /// second rise and the server answers as fast as before; 1 with --max-rows-per-second or
+    /// --batch-pause]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    backfill_workers: Option<u16>,
 }
 
 impl Pace {
@@ -95,7 +101,7 @@ impl Pace {
             cancel_blockers_after: self.cancel_blockers_after.map(Duration::from_secs),
             terminate_blockers: self.terminate_blockers,
             concurrent_lock_timeout: self.concurrent_lock_timeout.map(ms),
-            watch: None,
+            sessions: None,
             statement_timeout: ms(self.statement_timeout),
             max_attempts: self.max_attempts,
             backfill: BackfillOptions {
@@ -105,6 +111,8 @@ impl Pace {
                 max_rows_per_second: self.max_rows_per_second,
                 pause: ms(self.batch_pause),
                 max_replication_lag: self.max_replication_lag.map(ms),
+                workers: self.backfill_workers.map(usize::from),
+                max_workers: self.backfill_workers.map_or(4, usize::from),
             },
             stop: db::Stop::default(),
             rerun_backfill: false,
@@ -335,7 +343,7 @@ fn run(
         let mut client = prepared.connection.connect().await?;
         check_identities(&client, &prepared.identities, command, out_of_order).await?;
         let options = RunOptions {
-            watch: Some(prepared.connection.clone()),
+            sessions: Some(prepared.connection.clone()),
             ..options
         };
         let mut runner = Runner::start(&mut client, options).await?;

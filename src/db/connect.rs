@@ -204,6 +204,29 @@ impl ConnectOptions {
         Ok(client)
     }
 
+    /// A pool of up to `size` connections like the one `connect` opens, for work that runs on
+    /// several sessions at once (a backfill's workers). Connections open when first taken.
+    pub fn pool(&self, size: usize) -> Result<deadpool_postgres::Pool, DbError> {
+        let failed = |message: String| DbError::Connect {
+            target: self.target.clone(),
+            message,
+        };
+        let manager_config = deadpool_postgres::ManagerConfig {
+            recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+        };
+        let manager = if self.ssl == SslMode::Disable {
+            deadpool_postgres::Manager::from_config(self.config.clone(), NoTls, manager_config)
+        } else {
+            let tls =
+                tokio_postgres_rustls::MakeRustlsConnect::new(self.tls_config().map_err(failed)?);
+            deadpool_postgres::Manager::from_config(self.config.clone(), tls, manager_config)
+        };
+        deadpool_postgres::Pool::builder(manager)
+            .max_size(size.max(1))
+            .build()
+            .map_err(|e| failed(e.to_string()))
+    }
+
     /// The rustls configuration for the sslmode: `prefer` and `require` (without a root
     /// certificate) encrypt without checking who answers, as libpq does; `require` with a root
     /// certificate and `verify-ca` check the chain; `verify-full` also the host name.

@@ -657,7 +657,7 @@ impl<'a> Runner<'a> {
         step: &Step,
         patient: bool,
     ) -> Option<tokio::task::JoinHandle<()>> {
-        let watch = self.options.watch.clone().filter(|_| patient)?;
+        let watch = self.options.sessions.clone().filter(|_| patient)?;
         Some(tokio::spawn(lock_window::name_what_it_waits_for(
             watch,
             self.pid,
@@ -750,6 +750,7 @@ impl<'a> Runner<'a> {
         let timeouts = self.timeouts();
         let run = BackfillRun {
             client: &mut *self.client,
+            sessions: self.options.sessions.as_ref(),
             options: &self.options.backfill,
             timeouts,
             stop: &self.options.stop,

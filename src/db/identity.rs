@@ -42,7 +42,7 @@ pub fn identify(
 ) -> Result<Identities, Ambiguous> {
     let path = |f: &SourceFile| f.path.display().to_string();
     let mut by_id: HashMap<String, &SourceFile> = HashMap::new();
-    let mut by_version: HashMap<&Vec<u64>, &SourceFile> = HashMap::new();
+    let mut by_version: HashMap<&Vec<u128>, &SourceFile> = HashMap::new();
     for file in files {
         let id = crate::plan::migration_id(&file.path);
         if let Some(other) = by_id.insert(id.clone(), file) {
@@ -62,7 +62,7 @@ pub fn identify(
                     "version {}",
                     version
                         .iter()
-                        .map(u64::to_string)
+                        .map(u128::to_string)
                         .collect::<Vec<_>>()
                         .join(".")
                 ),
@@ -102,7 +102,7 @@ pub fn identify(
     missing.sort();
     out.missing = missing;
     // The highest version among applied files; a new file below it is out of order.
-    let applied: Vec<(&Vec<u64>, &String)> = files
+    let applied: Vec<(&Vec<u128>, &String)> = files
         .iter()
         .zip(&out.ids)
         .filter(|(_, id)| recorded.contains_key(*id))

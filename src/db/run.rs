@@ -27,9 +27,10 @@ pub struct RunOptions {
     /// end. Their SHARE UPDATE EXCLUSIVE lock blocks no application query, so by default they
     /// wait as long as `lock_deadline`.
     pub concurrent_lock_timeout: Option<Duration>,
-    /// Where a second session may connect to watch the runner's: a CONCURRENTLY step that
-    /// waits for older transactions names them every few seconds. None: they are not named.
-    pub watch: Option<super::ConnectOptions>,
+    /// Where zdm may open more sessions beside the runner's: one to watch a CONCURRENTLY step
+    /// that waits for older transactions (it names them every few seconds), and the backfill's
+    /// workers. None: waits are not named and batches run on the runner's connection.
+    pub sessions: Option<super::ConnectOptions>,
     /// The longest one statement may run (zero: no limit).
     pub statement_timeout: Duration,
     /// Attempts of a step whose lock is not granted (or that deadlocks) before giving up;
@@ -51,7 +52,7 @@ impl Default for RunOptions {
             cancel_blockers_after: None,
             terminate_blockers: false,
             concurrent_lock_timeout: None,
-            watch: None,
+            sessions: None,
             statement_timeout: Duration::ZERO,
             max_attempts: None,
             backfill: BackfillOptions::default(),
@@ -199,6 +200,10 @@ pub struct BackfillOptions {
     pub pause: Duration,
     /// Wait while a standby's replay lag (`pg_stat_replication.replay_lag`) exceeds this.
     pub max_replication_lag: Option<Duration>,
+    /// Connections that run batches side by side; None: chosen while the backfill runs, from
+    /// one up to `max_workers` (see `backfill/pace.rs`).
+    pub workers: Option<usize>,
+    pub max_workers: usize,
 }
 
 impl Default for BackfillOptions {
@@ -210,6 +215,8 @@ impl Default for BackfillOptions {
             max_rows_per_second: None,
             pause: Duration::ZERO,
             max_replication_lag: None,
+            workers: None,
+            max_workers: 4,
         }
     }
 }

@@ -363,7 +363,8 @@ pub async fn rows_done(
 ) -> Result<u64, tokio_postgres::Error> {
     Ok(client
         .query_opt(
-            "SELECT rows_done FROM zdm.steps WHERE migration_id = $1 AND step_id = $2",
+            "SELECT coalesce(sum(rows_done), 0)::bigint FROM zdm.steps
+             WHERE migration_id = $1 AND (step_id = $2 OR step_id LIKE $2 || '#%')",
             &[&migration, &step],
         )
         .await?
@@ -394,7 +395,13 @@ pub async fn latest_step(
         )
         .await?
         .map(|r| StepRow {
-            id: r.get(0),
+            // A slice of a backfill (`backfill-1#3`) is shown as its step.
+            id: r
+                .get::<_, String>(0)
+                .split('#')
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
             status: r.get(1),
             attempts: r.get(2),
             last_error: r.get(3),

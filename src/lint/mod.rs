@@ -50,7 +50,7 @@ pub fn lint_set(set: &MigrationSet, options: &LintOptions) -> LintReport {
         while let Some(down) = downs.next_if(|d| runs_before(d, file)) {
             report.merge(lint_file(down, &mut catalog.clone(), options));
         }
-        if i < set.context_only {
+        if set.is_context(i) {
             replay(file, &mut catalog);
         } else {
             report.merge(lint_file(file, &mut catalog, options));

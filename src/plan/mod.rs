@@ -104,7 +104,7 @@ pub fn plan_set(set: &MigrationSet, options: &LintOptions, live: Option<Catalog>
     let mut catalog = live.unwrap_or_default();
     let mut out = SetPlan::default();
     for (i, file) in set.forward.iter().enumerate() {
-        if i < set.context_only {
+        if set.is_context(i) {
             if from_database {
                 continue; // the database already reflects them
             }

@@ -16,6 +16,7 @@ mod split;
 pub use layout::Layout;
 
 use std::cmp::Ordering;
+use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -55,7 +56,7 @@ pub struct SourceFile {
     pub text: String,
     pub direction: Direction,
     /// The version parsed from the file or directory name, if there is one.
-    pub version: Option<Vec<u64>>,
+    pub version: Option<Vec<u128>>,
     /// Its tool runs it without a transaction around the file (the tool's marker says so), so
     /// every statement outside an explicit block commits on its own.
     pub no_transaction: bool,
@@ -128,9 +129,9 @@ pub struct MigrationSet {
     pub forward: Vec<SourceFile>,
     /// Down migrations, in the same order as the ups they undo.
     pub down: Vec<SourceFile>,
-    /// For a single file argument: how many of `forward` are earlier siblings that are only
-    /// replayed for the catalog, not reported on.
-    pub context_only: usize,
+    /// For files named one by one: which of `forward` are earlier siblings that are only
+    /// replayed for the catalog, not reported on (see [`MigrationSet::is_context`]).
+    context: Vec<bool>,
 }
 
 impl MigrationSet {
@@ -167,7 +168,7 @@ impl MigrationSet {
             return Ok(MigrationSet {
                 forward,
                 down,
-                context_only: 0,
+                context: Vec::new(),
             });
         }
         if path.extension().is_none_or(|e| e != "sql") {
@@ -175,28 +176,110 @@ impl MigrationSet {
                 path: path.to_owned(),
             });
         }
-        let root = set_root(path);
+        MigrationSet::load_files(set_root(path), &[path.to_owned()], layout)
+    }
+
+    /// Reads the paths of one command line. A directory is read as a set. Files named one by
+    /// one are grouped by the migration folder they belong to and each folder is read once:
+    /// the files named are reported on, their earlier siblings only replayed for the schema.
+    /// So `git diff --name-only | xargs zdm lint` costs one pass over the folder, not one per
+    /// file. A file without a version stands alone, as it would if named by itself.
+    pub fn load_paths(
+        paths: &[PathBuf],
+        layout: Option<Layout>,
+    ) -> Result<Vec<MigrationSet>, SourceError> {
+        enum Entry {
+            Directory(PathBuf),
+            Files(PathBuf, Vec<PathBuf>),
+        }
+        let mut entries: Vec<Entry> = Vec::new();
+        let mut seen = HashSet::new();
+        for path in paths {
+            if path.is_dir() || version_of(path).is_none() {
+                entries.push(Entry::Directory(path.clone()));
+                continue;
+            }
+            let root = set_root(path);
+            let group = entries.iter_mut().find_map(|e| match e {
+                Entry::Files(r, files) if r == root => Some(files),
+                _ => None,
+            });
+            if !seen.insert(path) {
+                continue; // named twice
+            }
+            match group {
+                Some(files) => files.push(path.clone()),
+                None => entries.push(Entry::Files(root.to_owned(), vec![path.clone()])),
+            }
+        }
+        entries
+            .into_iter()
+            .map(|entry| match entry {
+                Entry::Directory(path) => MigrationSet::load(&path, layout),
+                Entry::Files(root, files) => {
+                    for file in &files {
+                        if !file.is_file() {
+                            // Let `load` give the error it gives for this path alone.
+                            return MigrationSet::load(file, layout);
+                        }
+                        if file.extension().is_none_or(|e| e != "sql") {
+                            return Err(SourceError::NotSql { path: file.clone() });
+                        }
+                    }
+                    MigrationSet::load_files(&root, &files, layout)
+                }
+            })
+            .collect()
+    }
+
+    /// The files `named` in the migration folder `root`, each read with the earlier migrations
+    /// of the folder before it so that what they created (column types, constraints) is known.
+    fn load_files(
+        root: &Path,
+        named: &[PathBuf],
+        layout: Option<Layout>,
+    ) -> Result<MigrationSet, SourceError> {
         if let Some(found) = foreign::in_folder(root) {
             return Err(SourceError::Foreign(found));
         }
         let layout = layout
             .or_else(|| layout::layout_of(root))
             .unwrap_or(Layout::Plain);
-        let mut sections = dbmate::split_sections(SourceFile::read(path, layout)?, layout);
-        let file = sections.remove(0);
-        let earlier = earlier_siblings(&file, root, layout);
-        let context_only = earlier.len();
-        let mut forward = earlier;
-        let mut down = sections;
-        match file.direction {
-            Direction::Up => forward.push(file),
-            Direction::Down => down.push(file),
+        let mut reported = Vec::new();
+        for path in named {
+            reported.extend(dbmate::split_sections(
+                SourceFile::read(path, layout)?,
+                layout,
+            ));
         }
+        let (ups, down): (Vec<_>, Vec<_>) = reported
+            .into_iter()
+            .partition(|f| f.direction == Direction::Up);
+        let same_files: HashSet<PathBuf> = named
+            .iter()
+            .filter_map(|p| fs::canonicalize(p).ok())
+            .collect();
+        let mut forward: Vec<(SourceFile, bool)> =
+            earlier_siblings(root, layout, &ups, &down, &same_files)
+                .into_iter()
+                .map(|f| (f, true))
+                .chain(ups.into_iter().map(|f| (f, false)))
+                .collect();
+        forward.sort_by(|a, b| migration_order(&a.0, &b.0));
+        let (forward, context) = forward.into_iter().unzip();
+        let mut down = down;
+        down.sort_by(migration_order);
         Ok(MigrationSet {
             forward,
             down,
-            context_only,
+            context,
         })
+    }
+
+    /// Whether the forward migration at `index` is only replayed for the schema (an earlier
+    /// sibling of a file that was named), not reported on.
+    pub fn is_context(&self, index: usize) -> bool {
+        self.context.get(index).copied().unwrap_or(false)
     }
 }
 
@@ -206,40 +289,44 @@ impl MigrationSet {
         MigrationSet {
             forward: vec![file],
             down: Vec::new(),
-            context_only: 0,
+            context: Vec::new(),
         }
     }
 }
 
-/// The forward migrations that come before `file` in its migration directory. Unreadable
-/// siblings are skipped: they only add context, and the file itself is what was asked for.
-fn earlier_siblings(file: &SourceFile, root: &Path, layout: Layout) -> Vec<SourceFile> {
-    let Some(version) = &file.version else {
+/// The forward migrations of `root` the named files need before them: an up is read after
+/// those of an earlier version, a down after those up to its own version (the schema its up
+/// produced). Unreadable siblings are skipped: they only add context, and the named files are
+/// what was asked for.
+fn earlier_siblings(
+    root: &Path,
+    layout: Layout,
+    ups: &[SourceFile],
+    downs: &[SourceFile],
+    named: &HashSet<PathBuf>,
+) -> Vec<SourceFile> {
+    let latest_up = ups.iter().filter_map(|f| f.version.as_ref()).max();
+    let latest_down = downs.iter().filter_map(|f| f.version.as_ref()).max();
+    if latest_up.is_none() && latest_down.is_none() {
         return Vec::new();
+    }
+    let needed = |v: &Vec<u128>| {
+        latest_up.is_some_and(|u| compare_versions(v, u) == Ordering::Less)
+            || latest_down.is_some_and(|d| compare_versions(v, d) != Ordering::Greater)
     };
     let mut paths = Vec::new();
     if collect_sql_files(root, &mut paths).is_err() {
         return Vec::new();
     }
-    let mut earlier: Vec<SourceFile> = paths
+    // Only siblings whose name carries a needed version are read at all.
+    paths.retain(|p| version_of(p).is_some_and(|v| needed(&v)));
+    paths.retain(|p| fs::canonicalize(p).map_or(true, |c| !named.contains(&c)));
+    paths
         .iter()
         .filter_map(|p| SourceFile::read(p, layout).ok())
         .flat_map(|f| dbmate::split_sections(f, layout))
         .filter(|f| f.direction == Direction::Up)
-        .filter(|f| f.path != file.path)
-        .filter(|f| {
-            // A down file is linted against the schema its own up produced.
-            let wanted = match file.direction {
-                Direction::Up => Ordering::Less,
-                Direction::Down => Ordering::Equal,
-            };
-            f.version
-                .as_ref()
-                .is_some_and(|v| compare_versions(v, version) <= wanted)
-        })
-        .collect();
-    earlier.sort_by(migration_order);
-    earlier
+        .collect()
 }
 
 /// The migration folder a file belongs to: its directory, or for `dir/up.sql` layouts (one
@@ -307,7 +394,7 @@ fn direction_of(path: &Path, layout: Layout) -> Direction {
 
 /// The version a migration carries in its name: the leading run of digits and separators, or
 /// Flyway's `V1.2.3__` / `V1_2__` prefix. `2019-03-22-174825_x` gives `[2019, 3, 22, 174825]`.
-pub fn version_of(path: &Path) -> Option<Vec<u64>> {
+pub fn version_of(path: &Path) -> Option<Vec<u128>> {
     let name = if is_per_directory_name(path) {
         path.parent()?.file_name()?.to_str()?
     } else {
@@ -329,7 +416,7 @@ pub fn version_of(path: &Path) -> Option<Vec<u64>> {
     };
     // Dashes separate the parts of one timestamp (diesel's `2017-08-31-230457`), which diesel
     // orders as the digits alone: it must sort after `20140924113530`, not before it.
-    let parts: Vec<u64> = digits
+    let parts: Vec<u128> = digits
         .replace('-', "")
         .split('.')
         .filter(|p| !p.is_empty())
@@ -338,7 +425,7 @@ pub fn version_of(path: &Path) -> Option<Vec<u64>> {
     (!parts.is_empty()).then_some(parts)
 }
 
-fn compare_versions(a: &[u64], b: &[u64]) -> Ordering {
+fn compare_versions(a: &[u128], b: &[u128]) -> Ordering {
     a.cmp(b)
 }
 
@@ -356,7 +443,7 @@ fn migration_order(a: &SourceFile, b: &SourceFile) -> Ordering {
 mod tests {
     use super::*;
 
-    fn v(name: &str) -> Option<Vec<u64>> {
+    fn v(name: &str) -> Option<Vec<u128>> {
         version_of(Path::new(name))
     }
 
@@ -374,6 +461,11 @@ mod tests {
         // diesel sets mix both forms; the dashed one is the same kind of timestamp.
         assert!(v("m/2017-08-31-230457_x/up.sql") > v("m/20140924113530_y/up.sql"));
         assert_eq!(v("m/20240101_x/migration.sql"), Some(vec![20240101]));
+        // kratos numbers its migrations with 20 digits, more than a u64 holds.
+        assert_eq!(
+            v("20191100000001000003_identities.postgres.up.sql"),
+            Some(vec![20191100000001000003])
+        );
         assert_eq!(v("schema.sql"), None);
         assert_eq!(v("R__views.sql"), None);
     }

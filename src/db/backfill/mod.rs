@@ -1,0 +1,725 @@
+//! The backfill engine: one planned [`Backfill`] run as keyset batches over the table's key.
+//!
+//! The table's range is cut into slices (`walk.rs`), each walked on its own, and a few
+//! connections from a pool work the slices side by side (how many: `pace.rs`). Each batch is
+//! one short transaction: read up to `n + 1` keys from the key's index starting at the slice's
+//! cursor, update those of the first `n` rows that are still out of sync, and save the cursor
+//! (the extra key) in the same transaction, in the slice's own `zdm.steps` row, so a killed
+//! backfill resumes every slice exactly where its last committed batch ended, and workers never
+//! wait on each other's cursor. The slices cover the key's range when the backfill started;
+//! rows inserted later are filled by the triggers the expand installed.
+//!
+//! Batch size adapts to a target batch duration: a batch holds the row locks of its rows until
+//! it commits, so its duration is the longest an application write to one of those rows waits.
+//! Rate limits, a pause between batches and a replication-lag bound apply to the whole backfill.
+//! The runner's own session keeps the advisory lock and is not used for batches when a pool is
+//! available.
+//!
+//! A table without a usable key is walked by `ctid` page ranges (PostgreSQL 14+ reads such a
+//! range with a TID Range Scan instead of a sequential scan), bounded by the table's size in
+//! pages at start.
+
+mod pace;
+mod walk;
+
+use std::collections::VecDeque;
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use tokio_postgres::Client;
+
+use super::ConnectOptions;
+use super::retry::{backoff, is_retryable};
+use super::run::{BackfillOptions, RunError, Stop};
+use super::state;
+use crate::plan::Backfill;
+use crate::sql::backfill::BatchParts;
+use pace::{Pace, WINDOW, Window};
+use walk::{BatchOf, Walk};
+
+impl BackfillOptions {
+    /// The next batch size: scaled towards the target duration, at most quadrupling (so the
+    /// first small batches ramp up quickly) or halving per batch (so one slow batch, a
+    /// checkpoint or a lock wait, does not swing it).
+    fn next_size(&self, size: u64, took: Duration) -> u64 {
+        if self.target_batch_time.is_zero() {
+            return size;
+        }
+        let ratio = self.target_batch_time.as_secs_f64() / took.as_secs_f64().max(0.000_1);
+        let scaled = (size as f64 * ratio.clamp(0.5, 4.0)) as u64;
+        scaled.clamp(10, self.max_batch_size.max(10))
+    }
+
+    /// Whether a rate limit or a pause asks for a gentle backfill: then, unless the number of
+    /// workers is given, one works.
+    fn throttled(&self) -> bool {
+        self.max_rows_per_second.is_some() || !self.pause.is_zero()
+    }
+}
+
+/// Tables smaller than this are not cut into slices: one worker is done before a second
+/// would have connected.
+const SPLIT_FROM_ROWS: u64 = 50_000;
+
+/// Slices per worker the pool may have: enough that workers finishing early find more.
+const SLICES_PER_WORKER: usize = 4;
+
+/// One backfill run.
+pub(crate) struct BackfillRun<'a> {
+    /// The runner's connection: it holds the advisory lock, and probes the server's response
+    /// while workers run.
+    pub client: &'a mut Client,
+    /// Where the workers' connections come from; None: batches run on `client`.
+    pub sessions: Option<&'a ConnectOptions>,
+    pub options: &'a BackfillOptions,
+    pub timeouts: String,
+    pub stop: &'a Stop,
+    pub max_attempts: u32,
+    pub migration: &'a str,
+    pub step_id: &'a str,
+}
+
+/// A part of the walk and the `zdm.steps` row that holds its cursor.
+struct Slice {
+    cursor_id: String,
+    walk: Walk,
+}
+
+/// What the workers of one backfill share.
+struct Shared<'a> {
+    parts: &'a BatchParts,
+    types: &'a [String],
+    settings: &'a str,
+    options: &'a BackfillOptions,
+    stop: &'a Stop,
+    max_attempts: u32,
+    migration: &'a str,
+    table: &'a str,
+    /// Slices no worker holds, unfinished.
+    queue: Mutex<VecDeque<Slice>>,
+    /// Workers wanted: a worker whose slot is at or above it leaves after its batch.
+    target: AtomicUsize,
+    /// A worker failed: the others stop after their batch.
+    halted: AtomicBool,
+    /// Rows updated in this run, by all workers.
+    rows: AtomicU64,
+    /// Batches finished and their summed duration since the last window.
+    batches: Mutex<(u32, Duration)>,
+    started: Instant,
+    progress: Mutex<Progress>,
+}
+
+impl Shared<'_> {
+    fn take(&self) -> Option<Slice> {
+        lock(&self.queue).pop_front()
+    }
+
+    fn give_back(&self, slice: Slice) {
+        if !slice.walk.finished() {
+            lock(&self.queue).push_front(slice);
+        }
+    }
+
+    fn should_leave(&self, slot: usize) -> bool {
+        self.stop.requested()
+            || self.halted.load(Ordering::SeqCst)
+            || slot >= self.target.load(Ordering::SeqCst)
+    }
+
+    fn record(&self, rows: i64, size: u64, took: Duration) {
+        self.rows.fetch_add(rows as u64, Ordering::SeqCst);
+        let mut b = lock(&self.batches);
+        b.0 += 1;
+        b.1 += took;
+        drop(b);
+        lock(&self.progress).advance(rows as u64, size);
+    }
+}
+
+/// Locks a mutex whose holder cannot leave it half-changed (each critical section is one
+/// push, pop or addition), so a poisoned one is used as it is.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl BackfillRun<'_> {
+    pub async fn run(mut self, b: &Backfill) -> Result<(), RunError> {
+        let parts = b.batch_parts();
+        // The queries that start the walk wait for locks no longer than a step would.
+        let session_timeouts = self.timeouts.replace("SET LOCAL", "SET");
+        self.client.batch_execute(&session_timeouts).await?;
+        let prepared = self.prepare_slices(b, &parts).await;
+        self.client
+            .batch_execute("RESET lock_timeout; RESET statement_timeout")
+            .await?;
+        let (slices, types, total) = prepared?;
+        let done_before = state::rows_done(self.client, self.migration, self.step_id).await?;
+        let pending: VecDeque<Slice> = slices.into_iter().filter(|s| !s.walk.finished()).collect();
+        let parallel = pending.len() > 1;
+        let shared = Shared {
+            parts: &parts,
+            types: &types,
+            settings: &self.timeouts,
+            options: self.options,
+            stop: self.stop,
+            max_attempts: self.max_attempts,
+            migration: self.migration,
+            table: &parts.table,
+            queue: Mutex::new(pending),
+            target: AtomicUsize::new(1),
+            halted: AtomicBool::new(false),
+            rows: AtomicU64::new(0),
+            batches: Mutex::new((0, Duration::ZERO)),
+            started: Instant::now(),
+            progress: Mutex::new(Progress::new(
+                format!("{}: backfill {}", self.migration, b.table),
+                total,
+                done_before,
+            )),
+        };
+        let pool = match self.sessions.filter(|_| parallel) {
+            Some(sessions) => open_pool(sessions, self.pace().most(), self.migration).await,
+            None => None,
+        };
+        let (result, most) = match pool {
+            Some(pool) => {
+                let pace = self.pace_measured().await?;
+                run_workers(&shared, &pool, pace, &*self.client).await
+            }
+            None => (work(&shared, self.client, 0).await, 1),
+        };
+        let unfinished = !lock(&shared.queue).is_empty();
+        {
+            let progress = lock(&shared.progress);
+            match (&result, unfinished) {
+                (Err(_), _) | (Ok(()), true) => progress.abandon(),
+                (Ok(()), false) => progress.finish(),
+            }
+        }
+        result?;
+        if unfinished {
+            return Err(RunError::Interrupted {
+                migration: self.migration.to_owned(),
+            });
+        }
+        state::set_step(&*self.client, self.migration, self.step_id, "done").await?;
+        let rows = done_before + shared.rows.load(Ordering::SeqCst);
+        if self.step_id.starts_with("check-") {
+            tracing::info!(
+                migration = self.migration,
+                step = self.step_id,
+                rows,
+                "checked the copy on {} before contract: {rows} rows differed and were copied again",
+                b.table
+            );
+        } else {
+            tracing::info!(
+                migration = self.migration,
+                step = self.step_id,
+                rows,
+                workers = most,
+                seconds = format!("{:.2}", shared.started.elapsed().as_secs_f64()),
+                "backfilled {}",
+                b.table
+            );
+        }
+        Ok(())
+    }
+
+    /// The workers' count as configured: fixed, or adaptive up to the most.
+    fn pace(&self) -> Pace {
+        match self.options.workers {
+            Some(n) => Pace::fixed(n),
+            None if self.options.throttled() => Pace::fixed(1),
+            None => Pace::adaptive(self.options.max_workers, Duration::ZERO, Duration::ZERO),
+        }
+    }
+
+    /// The pace with the probe's round trip before any worker runs, as adaptive pacing needs.
+    async fn pace_measured(&self) -> Result<Pace, RunError> {
+        let pace = self.pace();
+        if self.options.workers.is_some() || self.options.throttled() {
+            return Ok(pace);
+        }
+        let mut trips = Vec::new();
+        for _ in 0..5 {
+            trips.push(probe(self.client).await?);
+        }
+        trips.sort();
+        Ok(Pace::adaptive(
+            self.options.max_workers,
+            trips[trips.len() / 2],
+            self.options.target_batch_time,
+        ))
+    }
+
+    /// The slices of the walk: those saved by an earlier run of this step, or new ones cut
+    /// from the table's range and saved, all in one transaction, before the first batch. Also
+    /// the key's types and the table's estimated rows.
+    async fn prepare_slices(
+        &mut self,
+        b: &Backfill,
+        parts: &BatchParts,
+    ) -> Result<(Vec<Slice>, Vec<String>, Option<u64>), RunError> {
+        let types = walk::key_types(self.client, parts).await?;
+        let total = walk::estimated_rows(self.client, &parts.table).await?;
+        let saved = state::cursor(self.client, self.migration, self.step_id).await?;
+        let slices = match saved {
+            Some(cursor) if cursor.get("slices").is_some() => self.saved_slices(&cursor).await?,
+            Some(cursor) if Walk::from_json(&cursor).is_some() => {
+                let walk = Walk::from_json(&cursor).unwrap_or(Walk::Pages { next: 0, end: 0 });
+                vec![self.whole(walk)]
+            }
+            _ => {
+                let whole = walk::start(self.client, parts).await?;
+                let count = self.slice_count(total);
+                let walks = walk::split(self.client, parts, &types, whole, count, total).await?;
+                self.save_slices(walks).await?
+            }
+        };
+        if b.shadow_copy {
+            self.without_user_triggers(&parts.table).await?;
+        }
+        Ok((slices, types, total))
+    }
+
+    /// A walk not cut into slices: its cursor is the step's own.
+    fn whole(&self, walk: Walk) -> Slice {
+        Slice {
+            cursor_id: self.step_id.to_owned(),
+            walk,
+        }
+    }
+
+    /// How many slices to cut: none for a small table, one worker, or no pool; else a few
+    /// per worker the backfill may have, and no slice under ten thousand rows.
+    fn slice_count(&self, rows: Option<u64>) -> usize {
+        let most = self.pace().most();
+        let rows = rows.unwrap_or(0);
+        if self.sessions.is_none() || most <= 1 || rows < SPLIT_FROM_ROWS {
+            return 1;
+        }
+        (most * SLICES_PER_WORKER)
+            .min((rows / 10_000) as usize)
+            .max(2)
+    }
+
+    /// Records the slices: each in a row `<step>#<n>` with its cursor, and their number in the
+    /// step's row, in one transaction so that a resumed run finds all or none.
+    async fn save_slices(&mut self, walks: Vec<Walk>) -> Result<Vec<Slice>, RunError> {
+        if walks.len() == 1 {
+            let walk = walks
+                .into_iter()
+                .next()
+                .unwrap_or(Walk::Pages { next: 0, end: 0 });
+            return Ok(vec![self.whole(walk)]);
+        }
+        let tx = self.client.transaction().await?;
+        let mut slices = Vec::new();
+        for (i, walk) in walks.into_iter().enumerate() {
+            let cursor_id = format!("{}#{i}", self.step_id);
+            state::save_cursor(&tx, self.migration, &cursor_id, &walk.to_json(), 0).await?;
+            slices.push(Slice { cursor_id, walk });
+        }
+        let count = json!({"slices": slices.len()});
+        state::save_cursor(&tx, self.migration, self.step_id, &count, 0).await?;
+        tx.commit().await?;
+        Ok(slices)
+    }
+
+    /// The slices an earlier run cut, each where its last committed batch left it.
+    async fn saved_slices(&mut self, cursor: &serde_json::Value) -> Result<Vec<Slice>, RunError> {
+        let count = cursor["slices"].as_u64().unwrap_or(0);
+        let mut slices = Vec::new();
+        for i in 0..count {
+            let cursor_id = format!("{}#{i}", self.step_id);
+            let saved = state::cursor(self.client, self.migration, &cursor_id).await?;
+            let Some(walk) = saved.as_ref().and_then(Walk::from_json) else {
+                return Err(RunError::Db(format!(
+                    "{}: the backfill of step {} was cut into {count} slices, but the cursor of slice {i} is missing or unreadable in zdm.steps; the state was changed by hand: run `zdm abort` and expand again",
+                    self.migration, self.step_id
+                )));
+            };
+            slices.push(Slice { cursor_id, walk });
+        }
+        Ok(slices)
+    }
+    /// Has the batches of a shadow copy run with `session_replication_role = replica`, so
+    /// that the user's row triggers (an `updated_at`, a version counter, an audit insert) do
+    /// not fire for a write the application never made: the copy changes only a column zdm
+    /// created. ENABLE ALWAYS triggers still fire, as they would on a replica. Foreign-key
+    /// triggers are skipped too, which is safe because the copy writes no key column. The
+    /// setting needs superuser (or, on PostgreSQL 15+, `GRANT SET ON PARAMETER`); without it
+    /// the user's triggers fire, and zdm says so when the table has any.
+    async fn without_user_triggers(&mut self, table: &str) -> Result<(), RunError> {
+        let probe = async {
+            let tx = self.client.transaction().await?;
+            tx.batch_execute("SET LOCAL session_replication_role = replica")
+                .await?;
+            tx.rollback().await
+        }
+        .await;
+        match probe {
+            Ok(()) => {
+                self.timeouts
+                    .push_str("; SET LOCAL session_replication_role = replica");
+            }
+            Err(e)
+                if e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) =>
+            {
+                let user_triggers: i64 = self
+                    .client
+                    .query_one(
+                        "SELECT count(*) FROM pg_trigger WHERE tgrelid = $1::text::regclass \
+                         AND NOT tgisinternal AND tgname NOT LIKE '~%'",
+                        &[&table],
+                    )
+                    .await?
+                    .get(0);
+                if user_triggers > 0 {
+                    tracing::warn!(
+                        migration = self.migration,
+                        "{table} has {user_triggers} trigger(s) of its own, and this role may not set session_replication_role: they fire for each row the backfill copies (grant SET ON PARAMETER session_replication_role, or run zdm as a superuser, to avoid it)"
+                    );
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(())
+    }
+}
+
+/// Opens the workers' pool and checks that one connection can be made: when none can (a
+/// connection limit, a pooler that refuses), the batches run on the runner's own connection.
+async fn open_pool(
+    sessions: &ConnectOptions,
+    most: usize,
+    migration: &str,
+) -> Option<deadpool_postgres::Pool> {
+    if most <= 1 {
+        return None;
+    }
+    let opened = match sessions.pool(most) {
+        Ok(pool) => pool.get().await.map(|_| pool).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match opened {
+        Ok(pool) => Some(pool),
+        Err(e) => {
+            tracing::warn!(
+                migration,
+                "cannot open a session for backfill workers ({e}); the backfill runs on one connection"
+            );
+            None
+        }
+    }
+}
+
+/// Runs workers from the pool until the slices are done, adjusting their number once per
+/// window. Returns the result and the most workers that ran at once.
+async fn run_workers(
+    shared: &Shared<'_>,
+    pool: &deadpool_postgres::Pool,
+    mut pace: Pace,
+    probe_client: &Client,
+) -> (Result<(), RunError>, usize) {
+    shared.target.store(pace.target, Ordering::SeqCst);
+    let mut busy = vec![false; pace.most()];
+    let mut running = FuturesUnordered::new();
+    let mut first_error = None;
+    let mut most = 0;
+    let mut window_start = (Instant::now(), 0u64);
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + WINDOW, WINDOW);
+    loop {
+        let wanted = shared.target.load(Ordering::SeqCst);
+        let can_start = first_error.is_none() && !shared.stop.requested();
+        while can_start && running.len() < wanted && !lock(&shared.queue).is_empty() {
+            let Some(slot) = busy.iter().position(|b| !b) else {
+                break;
+            };
+            busy[slot] = true;
+            running.push(pooled_worker(shared, pool, slot));
+        }
+        most = most.max(running.len());
+        if running.is_empty() {
+            break;
+        }
+        tokio::select! {
+            Some((slot, result)) = running.next() => {
+                busy[slot] = false;
+                if let Err(e) = result {
+                    shared.halted.store(true, Ordering::SeqCst);
+                    first_error.get_or_insert(e);
+                }
+            }
+            _ = ticker.tick() => {
+                let rows = shared.rows.load(Ordering::SeqCst);
+                let seconds = window_start.0.elapsed().as_secs_f64().max(0.001);
+                let (count, summed) = std::mem::take(&mut *lock(&shared.batches));
+                let window = Window {
+                    rows_per_second: (rows - window_start.1) as f64 / seconds,
+                    probe: probe(probe_client).await.unwrap_or(Duration::from_secs(1)),
+                    mean_batch: if count == 0 { Duration::ZERO } else { summed / count },
+                };
+                window_start = (Instant::now(), rows);
+                let target = pace.after(window);
+                tracing::debug!(rows_per_second = window.rows_per_second as u64, probe_us = window.probe.as_micros() as u64, workers = target, "backfill window");
+                shared.target.store(target, Ordering::SeqCst);
+            }
+        }
+    }
+    (first_error.map_or(Ok(()), Err), most)
+}
+
+/// A worker on a connection of the pool; returns its slot with its result.
+async fn pooled_worker(
+    shared: &Shared<'_>,
+    pool: &deadpool_postgres::Pool,
+    slot: usize,
+) -> (usize, Result<(), RunError>) {
+    let result = match pool.get().await {
+        Ok(mut client) => work(shared, &mut client, slot).await,
+        Err(e) if slot > 0 => {
+            // Fewer workers than wanted: the others carry on.
+            tracing::warn!(
+                migration = shared.migration,
+                "cannot open another session for a backfill worker: {e}"
+            );
+            Ok(())
+        }
+        Err(e) => Err(RunError::Db(format!(
+            "{}: cannot open a session for the backfill of {}: {e}; its cursor is saved: run the command again to resume",
+            shared.migration, shared.table
+        ))),
+    };
+    (slot, result)
+}
+
+/// The round trip of a trivial query: how long the server takes to answer anyone now.
+async fn probe(client: &Client) -> Result<Duration, RunError> {
+    let began = Instant::now();
+    client.simple_query("SELECT 1").await?;
+    Ok(began.elapsed())
+}
+
+/// One worker: takes slices from the queue and runs their batches until they are done, the
+/// pace wants fewer workers than its slot, or the backfill stops.
+async fn work(shared: &Shared<'_>, client: &mut Client, slot: usize) -> Result<(), RunError> {
+    let statements = walk::prepare(client, shared.parts, shared.types).await?;
+    let mut size = shared.options.batch_size.max(1);
+    let mut failures = 0;
+    while let Some(mut slice) = shared.take() {
+        let cursor_id = slice.cursor_id.clone();
+        let of = BatchOf {
+            statements: &statements,
+            settings: shared.settings,
+            migration: shared.migration,
+            cursor_id: &cursor_id,
+        };
+        while !slice.walk.finished() {
+            if shared.should_leave(slot) {
+                shared.give_back(slice);
+                return Ok(());
+            }
+            if let Err(e) = wait_for_replicas(client, shared).await {
+                shared.give_back(slice);
+                return Err(e);
+            }
+            let began = Instant::now();
+            match walk::batch(client, &of, &slice.walk, size as i64).await {
+                Ok((next, updated)) => {
+                    failures = 0;
+                    slice.walk = next;
+                    let took = began.elapsed();
+                    shared.record(updated, size, took);
+                    tracing::debug!(
+                        migration = shared.migration,
+                        slice = cursor_id,
+                        rows = updated,
+                        batch = size,
+                        ms = took.as_millis() as u64,
+                        "batch"
+                    );
+                    size = shared.options.next_size(size, took);
+                    throttle(shared).await;
+                }
+                // A batch that lost a lock wait or deadlocked with the application rolled
+                // back alone; the cursor is where it was, so the same batch is tried again.
+                Err(e) if is_retryable(&e) && failures + 1 < shared.max_attempts => {
+                    failures += 1;
+                    let wait = backoff(failures);
+                    tracing::warn!(
+                        migration = shared.migration,
+                        slice = cursor_id,
+                        "backfill batch: {}; retrying in {} ms",
+                        super::message(&e),
+                        wait.as_millis()
+                    );
+                    shared.stop.sleep(wait).await;
+                }
+                Err(e) => {
+                    shared.give_back(slice);
+                    if client.is_closed() {
+                        return Err(RunError::Db(format!(
+                            "{}: the connection was lost during the backfill of {} ({}); its cursor is saved: run the command again to resume",
+                            shared.migration,
+                            shared.table,
+                            super::message(&e)
+                        )));
+                    }
+                    return Err(RunError::Batch(e));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sleeps for the pause and for as long as the rate limit asks, counting every worker's rows.
+async fn throttle(shared: &Shared<'_>) {
+    let mut wait = shared.options.pause;
+    if let Some(limit) = shared.options.max_rows_per_second.filter(|l| *l > 0) {
+        let rows = shared.rows.load(Ordering::SeqCst);
+        let due = Duration::from_secs_f64(rows as f64 / limit as f64);
+        wait = wait.max(due.saturating_sub(shared.started.elapsed()));
+    }
+    if !wait.is_zero() {
+        shared.stop.sleep(wait).await;
+    }
+}
+
+/// Waits while any standby replays more than the bound behind, logging each wait.
+async fn wait_for_replicas(client: &Client, shared: &Shared<'_>) -> Result<(), RunError> {
+    let Some(bound) = shared.options.max_replication_lag else {
+        return Ok(());
+    };
+    loop {
+        let lag: f64 = client
+            .query_one(
+                "SELECT coalesce(max(extract(epoch FROM replay_lag)), 0)::float8 FROM pg_stat_replication",
+                &[],
+            )
+            .await?
+            .get(0);
+        if lag <= bound.as_secs_f64() || shared.stop.requested() {
+            return Ok(());
+        }
+        tracing::info!(
+            migration = shared.migration,
+            "replication lag {lag:.1} s exceeds {} ms; waiting",
+            bound.as_millis()
+        );
+        shared.stop.sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Rows done, rate and ETA: a bar on a terminal, a log line every few seconds otherwise.
+struct Progress {
+    label: String,
+    bar: Option<ProgressBar>,
+    total: Option<u64>,
+    done: u64,
+    started: Instant,
+    done_at_start: u64,
+    last_line: Instant,
+}
+
+const LOG_EVERY: Duration = Duration::from_secs(5);
+
+impl Progress {
+    fn new(label: String, total: Option<u64>, done: u64) -> Progress {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = match total {
+                Some(t) => ProgressBar::new(t.max(done)),
+                None => ProgressBar::no_length(),
+            };
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{msg} [{bar:30}] {human_pos}/{human_len} rows, {per_sec}, ETA {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar.set_message(label.clone());
+            bar.set_position(done);
+            bar
+        });
+        Progress {
+            label,
+            bar,
+            total,
+            done,
+            started: Instant::now(),
+            done_at_start: done,
+            last_line: Instant::now(),
+        }
+    }
+
+    fn advance(&mut self, rows: u64, batch: u64) {
+        self.done += rows;
+        if let Some(bar) = &self.bar {
+            if self.total.is_some_and(|t| self.done > t) {
+                bar.set_length(self.done);
+            }
+            bar.set_position(self.done);
+            return;
+        }
+        if self.last_line.elapsed() >= LOG_EVERY {
+            self.last_line = Instant::now();
+            let rate = (self.done - self.done_at_start) as f64
+                / self.started.elapsed().as_secs_f64().max(0.001);
+            let of = match self.total {
+                Some(t) if t >= self.done && rate > 0.0 => format!(
+                    " of about {t} ({:.0}%), ETA {:.0} s",
+                    100.0 * self.done as f64 / t as f64,
+                    (t - self.done) as f64 / rate
+                ),
+                _ => String::new(),
+            };
+            tracing::info!(
+                "{}: {} rows{of}, {rate:.0} rows/s, batch {batch}",
+                self.label,
+                self.done
+            );
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+
+    fn abandon(&self) {
+        if let Some(bar) = &self.bar {
+            bar.abandon();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_size_follows_the_target_duration_within_bounds() {
+        let o = BackfillOptions::default();
+        // Too fast: grows in proportion, at most fourfold.
+        assert_eq!(o.next_size(1000, Duration::from_millis(25)), 2000);
+        assert_eq!(o.next_size(1000, Duration::from_millis(1)), 4000);
+        // Slightly slow: shrinks in proportion.
+        assert_eq!(o.next_size(1000, Duration::from_millis(400)), 500);
+        assert_eq!(o.next_size(40_000, Duration::from_millis(10)), 50_000);
+        let fixed = BackfillOptions {
+            target_batch_time: Duration::ZERO,
+            ..o
+        };
+        assert_eq!(fixed.next_size(1000, Duration::from_secs(3)), 1000);
+    }
+}

@@ -1,0 +1,214 @@
+//! How many connections work a backfill at once.
+//!
+//! One UPDATE runs on one backend, one core. Slices of the table worked side by side use more
+//! of the server, until they contend for what they share (cores, WAL, disk) or slow the
+//! application. With `--backfill-workers N` the count is fixed. By default zdm starts with two
+//! workers and, once per window, looks at two figures: the rows per second the workers made
+//! together, and the round trip of a trivial query on the runner's own idle connection, which
+//! stands for what an application query waits for the server (CPU run queue, locks, I/O). It
+//! adds a worker while the round trip stays near its value before the backfill and keeps it
+//! only if the rows per second rose; it drops one when the round trip or the batches grow.
+
+use std::time::Duration;
+
+/// How long the workers run between two decisions.
+pub(super) const WINDOW: Duration = Duration::from_millis(300);
+
+/// The rows per second an added worker must bring to be kept: 10% more.
+const KEEP_GAIN: f64 = 1.10;
+
+/// Windows to wait after a worker was dropped because the server looked busy.
+const HOLD_AFTER_DROP: u32 = 3;
+
+/// The figures of one window.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Window {
+    pub rows_per_second: f64,
+    /// The probe's round trip in this window.
+    pub probe: Duration,
+    /// The mean batch duration, against the target the batch size adapts to.
+    pub mean_batch: Duration,
+}
+
+/// The worker count decision, one window at a time.
+#[derive(Debug)]
+pub(super) struct Pace {
+    fixed: bool,
+    /// Workers wanted now.
+    pub target: usize,
+    /// No more than this: the configured most, lowered when a worker brought nothing.
+    ceiling: usize,
+    /// The probe's round trip before the backfill started.
+    baseline: Duration,
+    target_batch: Duration,
+    /// Rows per second of the windows since the count last changed (after the first, in
+    /// which a new worker connects and ramps up): one window is noisy, so two decide.
+    rates: Vec<f64>,
+    /// After an added worker: the rows per second before it, to compare with.
+    before_add: Option<f64>,
+    /// Windows to let pass without a change.
+    hold: u32,
+    /// The last few probes: one round trip is noisy, so the (lower) median of three decides.
+    probes: Vec<Duration>,
+}
+
+/// Windows measured at one count before it is judged.
+const JUDGE_AFTER: usize = 2;
+
+impl Pace {
+    /// A fixed count of workers.
+    pub fn fixed(workers: usize) -> Pace {
+        let workers = workers.max(1);
+        Pace {
+            fixed: true,
+            target: workers,
+            ..Pace::adaptive(workers, Duration::ZERO, Duration::ZERO)
+        }
+    }
+
+    /// Two workers to start with (one when `most` is one), at most `most`.
+    pub fn adaptive(most: usize, baseline: Duration, target_batch: Duration) -> Pace {
+        let most = most.max(1);
+        Pace {
+            fixed: false,
+            target: most.min(2),
+            ceiling: most,
+            baseline,
+            target_batch,
+            rates: Vec::new(),
+            before_add: None,
+            hold: 1,
+            probes: Vec::new(),
+        }
+    }
+
+    /// The most workers this backfill may have at once: how large the pool must be.
+    pub fn most(&self) -> usize {
+        self.ceiling
+    }
+
+    /// The round trip above which the server counts as busy: twice what it was, with a
+    /// millisecond of slack so that a fast local server's noise does not count.
+    fn busy_above(&self) -> Duration {
+        self.baseline * 2 + Duration::from_millis(1)
+    }
+
+    fn change_to(&mut self, target: usize, hold: u32) -> usize {
+        self.target = target;
+        self.rates.clear();
+        self.hold = hold;
+        target
+    }
+
+    /// Takes one window's figures and returns the workers wanted for the next.
+    pub fn after(&mut self, w: Window) -> usize {
+        if self.fixed {
+            return self.target;
+        }
+        self.probes.push(w.probe);
+        if self.probes.len() > 3 {
+            self.probes.remove(0);
+        }
+        let mut sorted = self.probes.clone();
+        sorted.sort();
+        let busy = sorted[(sorted.len() - 1) / 2] > self.busy_above()
+            || (!self.target_batch.is_zero() && w.mean_batch > self.target_batch * 3);
+        if busy && self.target > 1 {
+            self.before_add = None;
+            return self.change_to(self.target - 1, HOLD_AFTER_DROP);
+        }
+        if self.hold > 0 {
+            self.hold -= 1;
+            return self.target;
+        }
+        self.rates.push(w.rows_per_second);
+        if self.rates.len() < JUDGE_AFTER {
+            return self.target;
+        }
+        let rate = self.rates.iter().sum::<f64>() / self.rates.len() as f64;
+        if let Some(before) = self.before_add.take()
+            && rate < before * KEEP_GAIN
+        {
+            // The last worker added brought too little: the server is saturated at one fewer.
+            self.ceiling = self.target - 1;
+            return self.change_to(self.target - 1, 0);
+        }
+        if self.target < self.ceiling && !busy {
+            self.before_add = Some(rate);
+            // The window after an addition has the new worker starting up: judge the next.
+            return self.change_to(self.target + 1, 1);
+        }
+        self.target
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window(rows_per_second: f64, probe_ms: u64) -> Window {
+        Window {
+            rows_per_second,
+            probe: Duration::from_millis(probe_ms),
+            mean_batch: Duration::from_millis(50),
+        }
+    }
+
+    #[test]
+    fn adds_workers_while_they_pay_and_keeps_the_last_that_did() {
+        let mut p = Pace::adaptive(4, Duration::ZERO, Duration::from_millis(50));
+        assert_eq!(p.target, 2);
+        assert_eq!(
+            p.after(window(90.0, 0)),
+            2,
+            "the window the workers start in"
+        );
+        assert_eq!(p.after(window(100.0, 0)), 2);
+        assert_eq!(
+            p.after(window(100.0, 0)),
+            3,
+            "two windows at 100: one more tried"
+        );
+        assert_eq!(p.after(window(120.0, 0)), 3);
+        assert_eq!(p.after(window(150.0, 0)), 3);
+        assert_eq!(
+            p.after(window(150.0, 0)),
+            4,
+            "1.5x: kept, and one more tried"
+        );
+        assert_eq!(p.after(window(150.0, 0)), 4);
+        assert_eq!(p.after(window(155.0, 0)), 4);
+        assert_eq!(p.after(window(155.0, 0)), 3, "a fourth brought nothing");
+        for _ in 0..10 {
+            assert_eq!(p.after(window(150.0, 0)), 3, "and is not tried again");
+        }
+    }
+
+    #[test]
+    fn drops_a_worker_when_the_server_is_busy_and_waits_before_adding() {
+        let mut p = Pace::adaptive(4, Duration::from_millis(1), Duration::from_millis(50));
+        p.after(window(100.0, 1));
+        // The probe's median climbs past twice the baseline plus a millisecond.
+        assert_eq!(p.after(window(100.0, 9)), 2, "one slow probe is noise");
+        assert_eq!(p.after(window(100.0, 9)), 1);
+        assert_eq!(p.after(window(100.0, 9)), 1, "never below one");
+        for _ in 0..3 {
+            assert_eq!(p.after(window(100.0, 1)), 1, "holds, then measures");
+        }
+        assert_eq!(p.after(window(100.0, 1)), 2, "tries again once quiet");
+    }
+
+    #[test]
+    fn slow_batches_count_as_busy_and_a_fixed_count_never_moves() {
+        let mut p = Pace::adaptive(4, Duration::ZERO, Duration::from_millis(50));
+        let slow = Window {
+            mean_batch: Duration::from_millis(400),
+            ..window(100.0, 0)
+        };
+        assert_eq!(p.after(slow), 1);
+        let mut f = Pace::fixed(3);
+        assert_eq!(f.after(slow), 3);
+        assert_eq!(f.most(), 3);
+        assert_eq!(Pace::adaptive(1, Duration::ZERO, Duration::ZERO).target, 1);
+    }
+}
