@@ -13,6 +13,7 @@
 //! ```
 
 mod chart;
+mod process;
 mod scenarios;
 mod workload;
 
@@ -78,6 +79,14 @@ struct Args {
     skip_backfill: bool,
     #[arg(long)]
     skip_triggers: bool,
+    /// Table sizes for timing whole `zdm expand` processes of a type change against the bulk
+    /// statements (empty: skip)
+    #[arg(long, value_delimiter = ',', default_value = "100000,1000000")]
+    expand_sizes: Vec<u64>,
+    /// The migration corpus to time `zdm lint` on, as folders and as file lists (beside
+    /// squawk when it is on PATH); skipped when the folder is missing
+    #[arg(long, default_value = "../shared/corpus")]
+    corpus: PathBuf,
     /// Long readers, in seconds: each scenario runs again with zdm while a transaction that
     /// holds ACCESS SHARE on its table this long starts just before the migration (a report,
     /// `pg_dump`); zdm must not queue the application behind it
@@ -100,6 +109,8 @@ struct Report {
     scenarios: Vec<ScenarioResult>,
     backfill: Vec<BackfillResult>,
     triggers: Vec<TriggerResult>,
+    expand: Vec<process::ExpandResult>,
+    lint: Vec<process::LintResult>,
 }
 
 #[derive(Debug, Serialize)]
@@ -259,6 +270,8 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
         scenarios: Vec::new(),
         backfill: Vec::new(),
         triggers: Vec::new(),
+        expand: Vec::new(),
+        lint: Vec::new(),
     };
     let bench = Bench {
         args,
@@ -291,6 +304,14 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
                 .triggers
                 .push(bench.triggers(name, migration, update).await?);
         }
+    }
+    for &rows in &args.expand_sizes {
+        eprintln!("zdm expand process: {rows} rows");
+        report.expand.push(process::expand(&admin, rows).await?);
+    }
+    if args.corpus.is_dir() {
+        eprintln!("lint: {}", args.corpus.display());
+        report.lint = process::lint(&args.corpus)?;
     }
     let (markdown, met) = render(&report);
     println!("{markdown}");
@@ -342,6 +363,8 @@ impl Bench<'_> {
             ..RunOptions::default()
         };
         options.backfill.target_batch_time = Duration::from_millis(self.args.batch_time);
+        // As `zdm expand` runs: the backfill's workers connect like the runner.
+        options.sessions = Some(self.conn.clone());
         options
     }
 
@@ -774,6 +797,48 @@ fn render(r: &Report) -> (String, bool) {
                 t.point_updates_per_second_without,
                 t.point_updates_per_second_with,
                 t.point_ratio
+            );
+        }
+    }
+    if !r.expand.is_empty() {
+        out.push_str("\n### Whole `zdm expand` of `ALTER COLUMN age TYPE bigint` against `ADD COLUMN age_new bigint; UPDATE … SET age_new = age`\n\n");
+        out.push_str("| rows | bulk (s) | workers | zdm expand (s) | zdm rows/s ÷ bulk rows/s | target |\n|---:|---:|---|---:|---:|---|\n");
+        for e in &r.expand {
+            for (workers, seconds) in &e.runs {
+                let ratio = e.ratio(*seconds);
+                let target = if workers != "adaptive" {
+                    String::new()
+                } else {
+                    let least = if e.rows >= 1_000_000 { 1.0 } else { 0.9 };
+                    met &= ratio >= least;
+                    if ratio >= least {
+                        format!("≥ {least}: met")
+                    } else {
+                        format!("≥ {least}: **missed**")
+                    }
+                };
+                let _ = writeln!(
+                    out,
+                    "| {} | {:.2} | {workers} | {seconds:.2} | {ratio:.2} | {target} |",
+                    e.rows, e.bulk_seconds
+                );
+            }
+        }
+    }
+    if !r.lint.is_empty() {
+        out.push_str("\n### `zdm lint` of each corpus project: folder, file list, squawk on the same list (best of three)\n\n");
+        out.push_str("| project | files | folder (s) | file list (s) | list ÷ folder | squawk (s) |\n|---|---:|---:|---:|---:|---:|\n");
+        for l in &r.lint {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.3} | {:.3} | {:.2} | {} |",
+                l.project,
+                l.files,
+                l.folder_seconds,
+                l.list_seconds,
+                l.list_seconds / l.folder_seconds.max(1e-9),
+                l.squawk_seconds
+                    .map_or("not installed".to_owned(), |s| format!("{s:.3}"))
             );
         }
     }
