@@ -114,7 +114,10 @@ impl Pace {
         let busy = sorted[(sorted.len() - 1) / 2] > self.busy_above()
             || (!self.target_batch.is_zero() && w.mean_batch > self.target_batch * 3);
         if busy && self.target > 1 {
-            self.before_add = None;
+            // Busy right after an addition: that worker is one the server has no room for.
+            if self.before_add.take().is_some() {
+                self.ceiling = self.target - 1;
+            }
             return self.change_to(self.target - 1, HOLD_AFTER_DROP);
         }
         if self.hold > 0 {
