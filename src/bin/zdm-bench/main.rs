@@ -99,6 +99,10 @@ struct Args {
     /// zdm's target batch duration in milliseconds (`zdm expand --batch-time`)
     #[arg(long, default_value_t = 50)]
     batch_time: u64,
+    /// zdm's backfill workers in the scenarios (`zdm expand --backfill-workers`) [default:
+    /// adaptive]
+    #[arg(long)]
+    backfill_workers: Option<usize>,
     /// Where results.json, results.md and the charts go
     #[arg(long, default_value = "bench-results")]
     out: PathBuf,
@@ -129,6 +133,7 @@ struct Settings {
     rate_per_client: u32,
     lock_timeout_ms: u64,
     batch_time_ms: u64,
+    backfill_workers: Option<usize>,
 }
 
 #[derive(Debug, Serialize)]
@@ -268,6 +273,7 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
             rate_per_client: args.rate,
             lock_timeout_ms: LOCK_TIMEOUT.as_millis() as u64,
             batch_time_ms: args.batch_time,
+            backfill_workers: args.backfill_workers,
         },
         scenarios: Vec::new(),
         backfill: Vec::new(),
@@ -309,7 +315,9 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
     }
     for &rows in args.expand_sizes.iter().filter(|_| !args.skip_expand) {
         eprintln!("zdm expand process: {rows} rows");
-        report.expand.push(process::expand(&admin, rows).await?);
+        report
+            .expand
+            .push(process::expand(&admin, rows, args.batch_time).await?);
     }
     if args.corpus.is_dir() {
         eprintln!("lint: {}", args.corpus.display());
@@ -365,6 +373,10 @@ impl Bench<'_> {
             ..RunOptions::default()
         };
         options.backfill.target_batch_time = Duration::from_millis(self.args.batch_time);
+        if let Some(workers) = self.args.backfill_workers {
+            options.backfill.workers = Some(workers);
+            options.backfill.max_workers = workers;
+        }
         // As `zdm expand` runs: the backfill's workers connect like the runner.
         options.sessions = Some(self.conn.clone());
         options

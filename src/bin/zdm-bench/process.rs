@@ -43,7 +43,11 @@ const TABLE: &str =
 
 /// Times the bulk statements and `zdm expand` with each worker setting, each on a fresh
 /// database holding the same table.
-pub async fn expand(admin: &ConnectOptions, rows: u64) -> anyhow::Result<ExpandResult> {
+pub async fn expand(
+    admin: &ConnectOptions,
+    rows: u64,
+    batch_time_ms: u64,
+) -> anyhow::Result<ExpandResult> {
     let fresh = |db: String| async move {
         let c = admin.connect().await?;
         c.batch_execute(&format!("DROP DATABASE IF EXISTS {db}"))
@@ -83,7 +87,9 @@ pub async fn expand(admin: &ConnectOptions, rows: u64) -> anyhow::Result<ExpandR
         // `target` is user@host:port/db; a password comes from PGPASSWORD or ~/.pgpass.
         cmd.arg("expand")
             .arg("--database-url")
-            .arg(format!("postgres://{}", options.target));
+            .arg(format!("postgres://{}", options.target))
+            .arg("--batch-time")
+            .arg(batch_time_ms.to_string());
         if workers != "adaptive" {
             cmd.args(["--backfill-workers", workers]);
         }

@@ -67,8 +67,9 @@ impl BackfillOptions {
 /// would have connected.
 const SPLIT_FROM_ROWS: u64 = 50_000;
 
-/// Slices per worker the pool may have: enough that workers finishing early find more.
-const SLICES_PER_WORKER: usize = 4;
+/// Slices per worker the pool may have: enough that workers finishing early find more, and
+/// that the last slice, which one worker finishes alone, is short.
+const SLICES_PER_WORKER: usize = 16;
 
 /// One backfill run.
 pub(crate) struct BackfillRun<'a> {
