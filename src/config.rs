@@ -5,6 +5,9 @@
 //! migrations = "migrations"  # the directory `zdm lint` reads when given no path
 //! layout = "refinery"        # the migration tool; detected from the folder when not named
 //!
+//! [lint]
+//! down = "warning"   # down files: error (as any file) | warning (errors lowered) | off
+//!
 //! [lint.rules]
 //! require-lock-timeout = "off"   # error | warning | off
 //! drop-column = "warning"
@@ -53,6 +56,7 @@ struct File {
 struct LintSection {
     #[serde(default)]
     rules: BTreeMap<String, Level>,
+    down: Option<Level>,
 }
 
 /// The validated configuration.
@@ -101,6 +105,7 @@ impl Config {
             lint: LintOptions {
                 pg_version,
                 levels: file.lint.rules,
+                down: file.lint.down.unwrap_or(Level::Error),
             },
         })
     }
@@ -125,6 +130,23 @@ mod tests {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
         f
+    }
+
+    #[test]
+    fn reads_how_down_files_are_linted() {
+        let f = write("[lint]\ndown = \"off\"\n");
+        assert_eq!(
+            Config::load(Some(f.path()), None).unwrap().lint.down,
+            Level::Off
+        );
+        let f = write("[lint]\ndown = \"loud\"\n");
+        let e = Config::load(Some(f.path()), None).unwrap_err().to_string();
+        assert!(e.contains("down") && e.contains("error"), "{e}");
+        let f = write("");
+        assert_eq!(
+            Config::load(Some(f.path()), None).unwrap().lint.down,
+            Level::Error
+        );
     }
 
     #[test]

@@ -553,3 +553,95 @@ fn no_transaction_markers_are_honoured() {
     assert_eq!(same_tx.len(), 1, "{same_tx:?}");
     assert!(same_tx[0].ends_with("0002_plain.sql"), "{same_tx:?}");
 }
+
+#[test]
+fn down_files_follow_the_lint_down_setting() {
+    let project = tempfile::tempdir().unwrap();
+    let dir = project.path().join("migrations/2024-01-01-120000_users");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("up.sql"),
+        "CREATE TABLE users (id bigint PRIMARY KEY);",
+    )
+    .unwrap();
+    std::fs::write(dir.join("down.sql"), "DROP TABLE users;").unwrap();
+    let lint_with = |setting: Option<&str>| {
+        let config = project.path().join("zdm.toml");
+        let mut text = "migrations = \"migrations\"\n".to_owned();
+        if let Some(s) = setting {
+            text.push_str(&format!("[lint]\ndown = \"{s}\"\n"));
+        }
+        std::fs::write(&config, text).unwrap();
+        let mut cmd = zdm();
+        cmd.current_dir(project.path())
+            .args(["lint", "--color", "never"]);
+        let out = cmd.output().unwrap();
+        (out.status.code(), String::from_utf8(out.stdout).unwrap())
+    };
+    let (code, out) = lint_with(None);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("error[drop-table]") && out.contains("down.sql"),
+        "{out}"
+    );
+    let (code, out) = lint_with(Some("warning"));
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("warning[drop-table]") && out.contains("down.sql"),
+        "{out}"
+    );
+    let (code, out) = lint_with(Some("off"));
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!out.contains("down.sql"), "{out}");
+}
+
+/// `zdm lint … | head`: the reader goes away after a few lines; zdm ends quietly with 141, as
+/// a tool killed by SIGPIPE would, instead of an error about a broken pipe or a panic.
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let statements: String = (0..3000)
+        .map(|i| format!("CREATE INDEX users_{i}_idx ON users (email);\n"))
+        .collect();
+    std::fs::write(dir.path().join("0001_indexes.sql"), statements).unwrap();
+    for args in [
+        vec!["lint", "--color", "never"],
+        vec!["plan", "--format", "json"],
+    ] {
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("zdm"))
+            .args(&args)
+            .arg(dir.path())
+            .env_remove("ZDM_CONFIG")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = [0u8; 64];
+        child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+        // The read end is dropped here: later writes fail with EPIPE.
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(141), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn plan_takes_color() {
+    let coloured = stdout_of(&["plan", "--color", "always", "tests/fixtures/plan/"], 0);
+    assert!(coloured.contains("\u{1b}["), "{coloured}");
+    let plain = stdout_of(&["plan", "--color", "never", "tests/fixtures/plan/"], 0);
+    assert!(!plain.contains('\u{1b}'), "{plain}");
+    assert_eq!(
+        plain,
+        stdout_of(&["plan", "tests/fixtures/plan/"], 0),
+        "not a terminal: no colour by default"
+    );
+    // Every command with human output takes it, before or after the command name.
+    zdm().args(["--color", "never", "rules"]).assert().success();
+    zdm()
+        .args(["status", "--color", "never", "--help"])
+        .assert()
+        .success();
+}

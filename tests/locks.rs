@@ -1,6 +1,7 @@
 //! Checks zdm's lock classification against a real PostgreSQL server: each statement runs in a
 //! transaction, and the locks it holds (pg_locks) and whether it gave the table a new file
-//! (pg_class.relfilenode, i.e. a rewrite) are compared with what `classify` says.
+//! (pg_class.relfilenode, i.e. a rewrite) are compared with what `classify` says, and with
+//! every lock the lint messages for the statement name ("an ACCESS EXCLUSIVE lock on t").
 //! Needs DATABASE_URL (scripts/test provides it); skipped without it.
 
 mod common;
@@ -8,8 +9,9 @@ mod common;
 use postgres::Client;
 use zdm::catalog::Catalog;
 use zdm::classify::{Env, LockMode, classify};
+use zdm::lint::{LintOptions, lint_file};
 use zdm::parse::{Name, parse_statement};
-use zdm::source::split_statements;
+use zdm::source::{SourceFile, split_statements};
 
 const SETUP: &str = "
 CREATE TABLE p (id int PRIMARY KEY);
@@ -106,6 +108,67 @@ fn mode(pg: &str) -> Option<LockMode> {
     LockMode::ALL.into_iter().find(|m| m.pg_locks_name() == pg)
 }
 
+/// The locks a message says a statement takes: each "<MODE> lock(s) on <relation>[ and
+/// <relation>]", with the longest mode name that ends right before " lock".
+fn claimed_in(message: &str) -> Vec<(LockMode, String)> {
+    let mut modes: Vec<LockMode> = LockMode::ALL.into_iter().collect();
+    modes.sort_by_key(|m| std::cmp::Reverse(m.to_string().len()));
+    let mut claims = Vec::new();
+    for (at, _) in message.match_indices(" lock") {
+        let before = &message[..at];
+        let Some(lock) = modes.iter().find(|m| {
+            before.ends_with(&m.to_string())
+                && before[..before.len() - m.to_string().len()]
+                    .ends_with(|c: char| !c.is_ascii_uppercase())
+        }) else {
+            continue;
+        };
+        let rest = message[at..]
+            .trim_start_matches(" locks")
+            .trim_start_matches(" lock");
+        let Some(rest) = rest.strip_prefix(" on ") else {
+            continue;
+        };
+        let word = |s: &str| -> String {
+            s.chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '.')
+                .collect::<String>()
+                .trim_end_matches('.')
+                .to_owned()
+        };
+        let first = word(rest);
+        claims.push((*lock, first.clone()));
+        if let Some(second) = rest[first.len()..].strip_prefix(" and ") {
+            claims.push((*lock, word(second)));
+        }
+    }
+    claims
+}
+
+#[test]
+fn lock_claims_are_read_from_messages() {
+    assert_eq!(
+        claimed_in(
+            "an ACCESS EXCLUSIVE lock on t blocks its reads and writes, and a SHARE ROW EXCLUSIVE lock on p blocks writes"
+        ),
+        vec![
+            (LockMode::AccessExclusive, "t".to_owned()),
+            (LockMode::ShareRowExclusive, "p".to_owned())
+        ]
+    );
+    assert_eq!(
+        claimed_in("takes SHARE ROW EXCLUSIVE locks on t and p, blocking"),
+        vec![
+            (LockMode::ShareRowExclusive, "t".to_owned()),
+            (LockMode::ShareRowExclusive, "p".to_owned())
+        ]
+    );
+    assert_eq!(
+        claimed_in("takes a SHARE lock on t."),
+        vec![(LockMode::Share, "t".to_owned())]
+    );
+}
+
 #[test]
 fn classification_matches_the_server() {
     let Some(db) = common::TestDatabase::create("locks") else {
@@ -196,16 +259,37 @@ fn classification_matches_the_server() {
                 .or_insert(effect.lock);
             *lock = (*lock).max(effect.lock);
         }
-        for (relation, lock) in claimed {
-            let held = rows
-                .iter()
-                .filter(|(name, _)| *name == relation)
+        let held_on = |relation: &str| {
+            rows.iter()
+                .filter(|(name, _)| name == relation)
                 .filter_map(|(_, m)| mode(m))
-                .max();
+                .max()
+        };
+        for (relation, lock) in claimed {
+            let held = held_on(&relation);
             if held != Some(lock) {
                 failures.push(format!(
                     "{sql}: zdm says {lock} on {relation}, server holds {held:?}"
                 ));
+            }
+        }
+        // What the lint messages say, for the statement on a table an earlier migration made.
+        let file =
+            SourceFile::from_text(std::path::Path::new("0002_case.sql"), format!("{sql};\n"));
+        let options = LintOptions {
+            pg_version: version,
+            ..LintOptions::default()
+        };
+        let report = lint_file(&file, &mut catalog.clone(), &options);
+        for finding in &report.findings {
+            for (lock, relation) in claimed_in(&finding.message) {
+                let held = held_on(&relation);
+                if held != Some(lock) {
+                    failures.push(format!(
+                        "{sql}: {} says {lock} on {relation}, server holds {held:?}: {}",
+                        finding.rule, finding.message
+                    ));
+                }
             }
         }
         if class.effects.iter().all(|e| e.relation.name != "t")

@@ -37,6 +37,10 @@ pub enum Level {
 pub struct LintOptions {
     pub pg_version: u32,
     pub levels: BTreeMap<String, Level>,
+    /// How down (revert) files are reported: `Error` as any file, `Warning` with their errors
+    /// lowered to warnings, `Off` not linted. A down file runs only to undo a release, often
+    /// on a database being rebuilt, and many teams do not gate on it.
+    pub down: Level,
 }
 
 impl Default for LintOptions {
@@ -44,6 +48,7 @@ impl Default for LintOptions {
         LintOptions {
             pg_version: 14,
             levels: BTreeMap::new(),
+            down: Level::Error,
         }
     }
 }

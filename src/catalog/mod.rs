@@ -2,7 +2,7 @@
 //! and indexes. Built offline by replaying earlier migrations, so that lint knows, say, the old
 //! type of a column whose type a later migration changes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crate::parse::{
     AlterAction, Change, ColumnSpec, ConstraintDefinition, ConstraintKind, ConstraintSpec,
@@ -16,6 +16,9 @@ pub struct Catalog {
     /// Views and the relations they read; a view keeps the columns it uses from being dropped
     /// or changed in type.
     views: HashMap<Name, Vec<ViewSource>>,
+    /// Indexes that went away with their table (DROP TABLE drops its indexes): a later DROP
+    /// INDEX of one has nothing left to lock.
+    dropped_with_table: HashSet<Name>,
 }
 
 /// A relation a view reads: a column of it when known (introspection), else the whole table.
@@ -126,6 +129,41 @@ impl Catalog {
 
     pub fn index(&self, name: &Name) -> Option<&Index> {
         self.indexes.get(&name.key())
+    }
+
+    /// The column sets that identify one row of the table: its primary key, UNIQUE
+    /// constraints and unique indexes. None when none is known and the table is not fully
+    /// known either (it may have a key zdm has not seen).
+    pub fn keys(&self, table: &Name) -> Option<Vec<Vec<String>>> {
+        let known = self.table(table)?;
+        let mut keys: Vec<Vec<String>> = known
+            .constraints
+            .iter()
+            .filter_map(|c| match &c.kind {
+                ConstraintKind::PrimaryKey { columns, .. }
+                | ConstraintKind::Unique { columns, .. } => Some(columns.clone()),
+                _ => None,
+            })
+            .collect();
+        let key = table.key();
+        keys.extend(
+            self.indexes
+                .values()
+                .filter(|i| i.unique && i.table.key() == key && !i.columns.is_empty())
+                .map(|i| i.columns.clone()),
+        );
+        (known.complete || !keys.is_empty()).then_some(keys)
+    }
+
+    /// The indexes known on a table.
+    pub fn indexes_on<'a>(&'a self, table: &Name) -> impl Iterator<Item = &'a Index> + 'a {
+        let key = table.key();
+        self.indexes.values().filter(move |i| i.table.key() == key)
+    }
+
+    /// Whether the index was dropped with its table by an earlier statement.
+    pub fn dropped_with_table(&self, index: &Name) -> bool {
+        self.dropped_with_table.contains(&index.key())
     }
 
     /// The table of that name, created empty if it is not known yet (for introspection).
@@ -263,6 +301,7 @@ impl Catalog {
                     schema: name.schema.clone().or_else(|| table.schema.clone()),
                     name: name.name.clone(),
                 };
+                self.dropped_with_table.remove(&name.key());
                 self.indexes.insert(
                     name.key(),
                     Index {
@@ -292,8 +331,20 @@ impl Catalog {
             }
             Change::Drop { names, .. } => {
                 for n in names {
-                    self.tables.remove(&n.key());
-                    self.views.remove(&n.key());
+                    let key = n.key();
+                    if self.tables.remove(&key).is_some() {
+                        let gone: Vec<Name> = self
+                            .indexes
+                            .iter()
+                            .filter(|(_, index)| index.table.key() == key)
+                            .map(|(name, _)| name.clone())
+                            .collect();
+                        for index in gone {
+                            self.indexes.remove(&index);
+                            self.dropped_with_table.insert(index);
+                        }
+                    }
+                    self.views.remove(&key);
                 }
             }
             Change::AlterTable { table, actions } => {

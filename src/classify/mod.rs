@@ -95,7 +95,7 @@ pub fn classify(change: &Change, env: &Env) -> Classification {
             names,
             concurrently,
         } => {
-            for n in names {
+            for n in names.iter().filter(|n| !env.catalog.dropped_with_table(n)) {
                 let table = env
                     .catalog
                     .index(n)

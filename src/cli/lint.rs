@@ -1,13 +1,12 @@
 //! `zdm lint`: the pull-request gate.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::Args;
-use codespan_reporting::term::termcolor::{BufferedStandardStream, ColorChoice};
+use codespan_reporting::term::termcolor::BufferedStandardStream;
 
-use super::{EXIT_FINDINGS, EXIT_OK};
+use super::{Color, EXIT_FINDINGS, EXIT_OK};
 use crate::config::Config;
 use crate::lint::{LintReport, lint_set};
 use crate::report::{Format, write_report};
@@ -42,19 +41,9 @@ pub struct LintArgs {
     /// PostgreSQL major version the migrations run on [default: pg_version from zdm.toml, else 14]
     #[arg(long, value_name = "N")]
     pg_version: Option<u32>,
-    /// When to colour human output
-    #[arg(long, value_enum, default_value = "auto")]
-    color: Color,
 }
 
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum Color {
-    Auto,
-    Always,
-    Never,
-}
-
-pub fn run(args: &LintArgs, config_path: Option<&Path>) -> anyhow::Result<u8> {
+pub fn run(args: &LintArgs, config_path: Option<&Path>, color: Color) -> anyhow::Result<u8> {
     let config = Config::load(config_path, args.pg_version)?;
     let paths = if args.paths.is_empty() {
         let default = config
@@ -90,16 +79,7 @@ pub fn run(args: &LintArgs, config_path: Option<&Path>) -> anyhow::Result<u8> {
         tracing::debug!(files = set.forward.len() + set.down.len(), "linting");
         report.merge(lint_set(set, &config.lint));
     }
-    let choice = match args.color {
-        Color::Always => ColorChoice::Always,
-        Color::Never => ColorChoice::Never,
-        Color::Auto
-            if std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none() =>
-        {
-            ColorChoice::Auto
-        }
-        Color::Auto => ColorChoice::Never,
-    };
+    let choice = color.for_stdout();
     // Buffered: a report of thousands of findings is otherwise one write call per piece.
     let mut out = BufferedStandardStream::stdout(choice);
     write_report(&mut out, &report, args.format).context("cannot write the report")?;

@@ -1,6 +1,8 @@
 //! The command line: clap definitions and the mapping of outcomes to exit codes.
 //! One file per command. Exit codes: 0 ok, 1 findings (a lint error, a refused plan, a failed
-//! step), 2 usage, connection or state error, 130 stopped by SIGINT or SIGTERM.
+//! step), 2 usage, connection or state error, 130 stopped by SIGINT or SIGTERM, 141 when the
+//! reader of stdout went away (`zdm lint … | head`): the program ends quietly, as a shell tool
+//! killed by SIGPIPE does.
 
 mod completions;
 mod init;
@@ -14,6 +16,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use codespan_reporting::term::termcolor::ColorChoice;
 
 use crate::config;
 
@@ -23,6 +26,44 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_FINDINGS: u8 = 1;
 /// Exit code: bad usage, unreadable input or another runtime error.
 pub const EXIT_ERROR: u8 = 2;
+/// Exit code: stdout was closed by its reader; what a shell reports for a tool ended by
+/// SIGPIPE (128 + 13).
+pub const EXIT_BROKEN_PIPE: u8 = 141;
+
+/// When human output is coloured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Color {
+    /// When stdout is a terminal and NO_COLOR is not set
+    Auto,
+    Always,
+    Never,
+}
+
+impl Color {
+    /// The choice for output written to stdout.
+    pub fn for_stdout(self) -> ColorChoice {
+        match self {
+            Color::Always => ColorChoice::Always,
+            Color::Never => ColorChoice::Never,
+            Color::Auto
+                if std::io::IsTerminal::is_terminal(&std::io::stdout())
+                    && std::env::var_os("NO_COLOR").is_none() =>
+            {
+                ColorChoice::Auto
+            }
+            Color::Auto => ColorChoice::Never,
+        }
+    }
+}
+
+/// Whether an error is stdout's reader having gone away.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -56,6 +97,9 @@ struct Cli {
     /// Configuration file [default: ./zdm.toml when it exists]
     #[arg(long, global = true, value_name = "FILE", env = "ZDM_CONFIG")]
     config: Option<PathBuf>,
+    /// When to colour human output and logs
+    #[arg(long, global = true, value_enum, default_value = "auto")]
+    color: Color,
     /// Log more (-v: debug, -vv: trace); logs go to stderr
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -119,10 +163,10 @@ pub fn main() -> ExitCode {
         cli.command,
         Command::Expand(_) | Command::Contract(_) | Command::Abort(_)
     );
-    init_logging(cli.verbose, if runs { "info" } else { "warn" });
+    init_logging(cli.verbose, if runs { "info" } else { "warn" }, cli.color);
     let result = match &cli.command {
-        Command::Lint(args) => lint::run(args, cli.config.as_deref()),
-        Command::Plan(args) => plan::run(args, cli.config.as_deref()),
+        Command::Lint(args) => lint::run(args, cli.config.as_deref(), cli.color),
+        Command::Plan(args) => plan::run(args, cli.config.as_deref(), cli.color),
         Command::Expand(args) => run::expand(args, cli.config.as_deref()),
         Command::Contract(args) => run::contract(args, cli.config.as_deref()),
         Command::Status(args) => run::status(args, cli.config.as_deref()),
@@ -136,6 +180,7 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(code) => ExitCode::from(code),
+        Err(e) if is_broken_pipe(&e) => ExitCode::from(EXIT_BROKEN_PIPE),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(EXIT_ERROR)
@@ -143,7 +188,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_logging(verbose: u8, default: &str) {
+fn init_logging(verbose: u8, default: &str, color: Color) {
     let level = match verbose {
         0 => default,
         1 => "debug",
@@ -154,7 +199,14 @@ fn init_logging(verbose: u8, default: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(match color {
+            Color::Always => true,
+            Color::Never => false,
+            Color::Auto => {
+                std::io::IsTerminal::is_terminal(&std::io::stderr())
+                    && std::env::var_os("NO_COLOR").is_none()
+            }
+        })
         .without_time()
         .try_init();
 }

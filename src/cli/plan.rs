@@ -5,7 +5,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use clap::Args;
 
-use super::EXIT_OK;
+use std::io::Write;
+
+use codespan_reporting::term::termcolor::{
+    BufferedStandardStream, Color as Hue, ColorSpec, WriteColor,
+};
+
+use super::{Color, EXIT_OK};
 use crate::config::Config;
 use crate::plan::{PlanFormat, plan_set, render, write_sql_files};
 use crate::source::MigrationSet;
@@ -68,7 +74,7 @@ fn read_live_catalog(url: &str) -> anyhow::Result<(crate::catalog::Catalog, u32)
     })
 }
 
-pub fn run(args: &PlanArgs, config_path: Option<&Path>) -> anyhow::Result<u8> {
+pub fn run(args: &PlanArgs, config_path: Option<&Path>, color: Color) -> anyhow::Result<u8> {
     let mut config = Config::load(config_path, args.pg_version)?;
     let live = match &args.database_url {
         Some(url) => {
@@ -106,16 +112,67 @@ pub fn run(args: &PlanArgs, config_path: Option<&Path>) -> anyhow::Result<u8> {
         (PlanFormat::Sql, Some(dir)) => {
             let written = write_sql_files(&plans, dir)
                 .with_context(|| format!("cannot write into {}", dir.display()))?;
+            let mut out = std::io::stdout().lock();
             for path in written {
-                println!("{}", path.display());
+                writeln!(out, "{}", path.display())?;
             }
         }
         (_, Some(_)) => bail!("--out is for --format sql"),
-        (format, None) => print!("{}", render(&plans, &refused, format)),
+        (PlanFormat::Human, None) => {
+            let mut out = BufferedStandardStream::stdout(color.for_stdout());
+            write_coloured(&mut out, &render(&plans, &refused, PlanFormat::Human))?;
+            out.flush()?;
+        }
+        (format, None) => std::io::stdout()
+            .lock()
+            .write_all(render(&plans, &refused, format).as_bytes())?,
     }
     Ok(if refused.is_empty() {
         EXIT_OK
     } else {
         super::EXIT_FINDINGS
     })
+}
+
+/// Writes the human plan with its landmarks coloured: migration headings, phase names, the
+/// lock each step takes, and refusals.
+fn write_coloured(out: &mut impl WriteColor, text: &str) -> std::io::Result<()> {
+    let bold = ColorSpec::new().set_bold(true).clone();
+    let phase = ColorSpec::new()
+        .set_fg(Some(Hue::Cyan))
+        .set_bold(true)
+        .clone();
+    let lock = ColorSpec::new().set_fg(Some(Hue::Yellow)).clone();
+    let error = ColorSpec::new()
+        .set_fg(Some(Hue::Red))
+        .set_bold(true)
+        .clone();
+    for line in text.lines() {
+        let indent = line.len() - line.trim_start().len();
+        let spec = if line.starts_with("migration ") {
+            Some(&bold)
+        } else if line.trim_start().starts_with("error") || line.starts_with("refused") {
+            Some(&error)
+        } else if indent == 2 && !line.trim_start().starts_with("line ") {
+            Some(&phase)
+        } else {
+            None
+        };
+        match (spec, line.rfind("  [")) {
+            (Some(spec), _) => {
+                out.set_color(spec)?;
+                write!(out, "{line}")?;
+                out.reset()?;
+            }
+            (None, Some(at)) if line.ends_with(']') => {
+                write!(out, "{}", &line[..at])?;
+                out.set_color(&lock)?;
+                write!(out, "{}", &line[at..])?;
+                out.reset()?;
+            }
+            (None, _) => write!(out, "{line}")?,
+        }
+        writeln!(out)?;
+    }
+    Ok(())
 }

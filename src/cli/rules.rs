@@ -1,5 +1,7 @@
 //! `zdm rules` and `zdm explain`: the rule catalogue from the command line.
 
+use std::io::Write;
+
 use anyhow::bail;
 use clap::Args;
 
@@ -26,21 +28,23 @@ pub struct ExplainArgs {
 }
 
 pub fn list(args: &RulesArgs) -> anyhow::Result<u8> {
+    let mut out = std::io::stdout().lock();
     if args.json {
         let rules: Vec<_> = ALL
             .iter()
             .map(|r| serde_json::json!({"name": r.name, "severity": r.severity, "summary": r.summary}))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&rules)?);
+        writeln!(out, "{}", serde_json::to_string_pretty(&rules)?)?;
     } else {
         let width = ALL.iter().map(|r| r.name.len()).max().unwrap_or(0);
         for r in ALL {
-            println!(
+            writeln!(
+                out,
                 "{:width$}  {:7}  {}",
                 r.name,
                 r.severity.to_string(),
                 r.summary
-            );
+            )?;
         }
     }
     Ok(EXIT_OK)
@@ -50,6 +54,8 @@ pub fn explain(args: &ExplainArgs) -> anyhow::Result<u8> {
     let Some(rule) = rules::find(&args.rule) else {
         bail!("unknown rule `{}`; `zdm rules` lists them", args.rule);
     };
-    print!("{}", crate::report::rule_docs::rule_page(rule));
+    std::io::stdout()
+        .lock()
+        .write_all(crate::report::rule_docs::rule_page(rule).as_bytes())?;
     Ok(EXIT_OK)
 }

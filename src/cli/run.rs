@@ -1,5 +1,6 @@
 //! `zdm expand`, `zdm contract`, `zdm abort` and `zdm status`: running plans on a database.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -462,6 +463,7 @@ pub fn status(args: &StatusArgs, config: Option<&std::path::Path>) -> anyhow::Re
         let client = prepared.connection.connect().await?;
         anyhow::Ok(db::status(&client, &prepared.plans).await?)
     })?;
+    let mut out = std::io::stdout().lock();
     match args.format {
         StatusFormat::Json => {
             let v: Vec<_> = statuses
@@ -477,7 +479,7 @@ pub fn status(args: &StatusArgs, config: Option<&std::path::Path>) -> anyhow::Re
                     })
                 })
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
         }
         StatusFormat::Human => {
             for s in &statuses {
@@ -486,21 +488,23 @@ pub fn status(args: &StatusArgs, config: Option<&std::path::Path>) -> anyhow::Re
                 } else {
                     ""
                 };
-                println!(
+                writeln!(
+                    out,
                     "{:<40} {:<12} {:>10} rows backfilled{edited}",
                     s.id, s.status, s.backfilled_rows
-                );
+                )?;
                 if let Some(step) = &s.current_step {
-                    println!(
+                    writeln!(
+                        out,
                         "    {} {}: {} ({} attempt(s))",
                         step.status, step.id, step.description, step.attempts
-                    );
+                    )?;
                     if let Some(blockers) = &step.waiting_for {
-                        println!("    waiting for a lock window: held by {blockers}");
+                        writeln!(out, "    waiting for a lock window: held by {blockers}")?;
                     }
                 }
                 if let Some(e) = s.last_error.as_deref() {
-                    println!("    error: {e}");
+                    writeln!(out, "    error: {e}")?;
                 }
             }
         }

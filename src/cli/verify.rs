@@ -1,6 +1,7 @@
 //! `zdm verify`: proves on sample data that each migration's plan leaves the schema and the
 //! rows its SQL run as written leaves (see `db::verify`).
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -116,14 +117,17 @@ pub fn run(args: &VerifyArgs, config_path: Option<&std::path::Path>) -> anyhow::
                 "as_written": count("as written"),
             },
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&doc)?)?;
     } else {
         let failures = results.iter().filter(|v| v.outcome.is_failure()).count();
         let compared = results
             .iter()
             .filter(|v| matches!(v.outcome, Outcome::Equal) || v.outcome.is_failure())
             .count();
-        println!("{compared} compared, {failures} different or failed");
+        writeln!(
+            std::io::stdout(),
+            "{compared} compared, {failures} different or failed"
+        )?;
     }
     Ok(if results.iter().any(|v| v.outcome.is_failure()) {
         EXIT_FINDINGS

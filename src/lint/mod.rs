@@ -48,7 +48,7 @@ pub fn lint_set(set: &MigrationSet, options: &LintOptions) -> LintReport {
     let mut downs = set.down.iter().peekable();
     for (i, file) in set.forward.iter().enumerate() {
         while let Some(down) = downs.next_if(|d| runs_before(d, file)) {
-            report.merge(lint_file(down, &mut catalog.clone(), options));
+            report.merge(lint_down(down, &catalog, options));
         }
         if set.is_context(i) {
             replay(file, &mut catalog);
@@ -57,9 +57,24 @@ pub fn lint_set(set: &MigrationSet, options: &LintOptions) -> LintReport {
         }
     }
     for down in downs {
-        report.merge(lint_file(down, &mut catalog.clone(), options));
+        report.merge(lint_down(down, &catalog, options));
     }
     report
+}
+
+/// Lints a down file against a copy of the schema its up produced, as `[lint] down` says.
+fn lint_down(down: &SourceFile, catalog: &Catalog, options: &LintOptions) -> LintReport {
+    match options.down {
+        Level::Off => LintReport::default(),
+        Level::Error => lint_file(down, &mut catalog.clone(), options),
+        Level::Warning => {
+            let mut report = lint_file(down, &mut catalog.clone(), options);
+            for finding in &mut report.findings {
+                finding.severity = finding.severity.min(Severity::Warning);
+            }
+            report
+        }
+    }
 }
 
 /// Whether a down migration's schema is complete before `up` runs (its version is earlier).

@@ -94,6 +94,7 @@ pub fn convert(stmt: &ast::Statement) -> Change {
             kind: DmlKind::Update,
             table: table_factor_name(&u.table.relation),
             filtered: u.selection.is_some(),
+            pinned: u.selection.as_ref().map(pinned_columns).unwrap_or_default(),
         },
         S::Delete(d) => {
             let from = match &d.from {
@@ -105,6 +106,7 @@ pub fn convert(stmt: &ast::Statement) -> Change {
                     .first()
                     .map_or(Name::new(None, ""), |t| table_factor_name(&t.relation)),
                 filtered: d.selection.is_some(),
+                pinned: d.selection.as_ref().map(pinned_columns).unwrap_or_default(),
             }
         }
         S::Insert(i) => Change::Dml {
@@ -114,11 +116,13 @@ pub fn convert(stmt: &ast::Statement) -> Change {
                 _ => Name::new(None, ""),
             },
             filtered: true,
+            pinned: Vec::new(),
         },
         S::Merge(m) => Change::Dml {
             kind: DmlKind::Merge,
             table: table_factor_name(&m.table),
             filtered: true,
+            pinned: Vec::new(),
         },
         S::StartTransaction { .. } => Change::Begin,
         S::Commit { .. } => Change::Commit,
@@ -483,4 +487,69 @@ fn alter_action(op: &AlterTableOperation) -> AlterAction {
         Op::SetOptionsParens { .. } => AlterAction::Other(OtherAction::SetStorageParameters),
         other => AlterAction::Other(OtherAction::Unlisted(other.to_string())),
     }
+}
+
+/// The columns a WHERE clause pins to constants in the conjunction at its top level: `col =
+/// constant`, `col IN (constants)`, `(a, b) = (constants)`. An OR, a range or a subquery pins
+/// nothing.
+fn pinned_columns(filter: &Expr) -> Vec<String> {
+    fn column(e: &Expr) -> Option<String> {
+        match e {
+            Expr::Identifier(i) => Some(ident(i)),
+            Expr::CompoundIdentifier(parts) => parts.last().map(ident),
+            Expr::Nested(e) => column(e),
+            _ => None,
+        }
+    }
+    fn constant(e: &Expr) -> bool {
+        match e {
+            Expr::Value(_) | Expr::TypedString { .. } => true,
+            Expr::UnaryOp { expr, .. } | Expr::Nested(expr) | Expr::Cast { expr, .. } => {
+                constant(expr)
+            }
+            _ => false,
+        }
+    }
+    fn collect(e: &Expr, out: &mut Vec<String>) {
+        match e {
+            Expr::Nested(e) => collect(e, out),
+            Expr::BinaryOp {
+                left,
+                op: ast::BinaryOperator::And,
+                right,
+            } => {
+                collect(left, out);
+                collect(right, out);
+            }
+            Expr::BinaryOp {
+                left,
+                op: ast::BinaryOperator::Eq,
+                right,
+            } => match (left.as_ref(), right.as_ref()) {
+                (Expr::Tuple(columns), Expr::Tuple(values)) if columns.len() == values.len() => {
+                    for (c, v) in columns.iter().zip(values) {
+                        if let (Some(c), true) = (column(c), constant(v)) {
+                            out.push(c);
+                        }
+                    }
+                }
+                (l, r) => {
+                    if let (Some(c), true) = (column(l), constant(r)) {
+                        out.push(c);
+                    } else if let (Some(c), true) = (column(r), constant(l)) {
+                        out.push(c);
+                    }
+                }
+            },
+            Expr::InList {
+                expr,
+                list,
+                negated: false,
+            } if list.iter().all(constant) => out.extend(column(expr)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    collect(filter, &mut out);
+    out
 }

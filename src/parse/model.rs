@@ -246,6 +246,10 @@ pub enum Change {
         table: Name,
         /// Whether a WHERE clause limits the rows (UPDATE/DELETE).
         filtered: bool,
+        /// The columns the WHERE clause pins to constants, ANDed at its top level
+        /// (`id = 5`, `id IN (1, 2)`, `(a, b) = (1, 2)`): when they cover a key, the statement
+        /// touches a few known rows.
+        pinned: Vec<String>,
     },
     Begin,
     Commit,

@@ -273,6 +273,7 @@ pub(super) fn recognize(
             kind: DmlKind::Update,
             table: c.name()?,
             filtered: c.rest_has("WHERE"),
+            pinned: Vec::new(),
         });
     }
     if c.eat_all(&["DELETE", "FROM"]) {
@@ -281,6 +282,7 @@ pub(super) fn recognize(
             kind: DmlKind::Delete,
             table: c.name()?,
             filtered: c.rest_has("WHERE"),
+            pinned: Vec::new(),
         });
     }
     if c.eat_all(&["INSERT", "INTO"]) {
@@ -288,6 +290,7 @@ pub(super) fn recognize(
             kind: DmlKind::Insert,
             table: c.name()?,
             filtered: true,
+            pinned: Vec::new(),
         });
     }
     None

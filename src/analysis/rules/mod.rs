@@ -9,8 +9,10 @@ pub mod cluster;
 pub mod concurrently_in_transaction;
 pub mod drop_column;
 pub mod drop_table;
+pub mod drop_view;
 pub mod enum_value_in_transaction;
 pub mod exclude_constraint;
+pub mod foreign_key_without_index;
 pub mod identifier_too_long;
 pub mod invalid_directive;
 pub mod lock_table;
@@ -45,6 +47,7 @@ pub static ALL: &[&Rule] = &[
     &require_concurrent_reindex::RULE,
     &concurrently_in_transaction::RULE,
     &require_not_valid_foreign_key::RULE,
+    &foreign_key_without_index::RULE,
     &require_not_valid_check::RULE,
     &validate_in_same_transaction::RULE,
     &set_not_null_scan::RULE,
@@ -59,6 +62,7 @@ pub static ALL: &[&Rule] = &[
     &rename_table::RULE,
     &drop_column::RULE,
     &drop_table::RULE,
+    &drop_view::RULE,
     &truncate::RULE,
     &vacuum_full::RULE,
     &cluster::RULE,

@@ -27,7 +27,8 @@ fn check(cx: &Cx) -> Vec<Violation> {
     };
     names
         .iter()
-        .filter(|n| cx.existing(n))
+        // An index dropped with its table earlier has nothing left to lock.
+        .filter(|n| cx.existing(n) && !cx.catalog.dropped_with_table(n))
         .flat_map(|n| {
             let table = cx.catalog.index(n).map(|i| i.table.to_string());
             Violation::new(format!(

@@ -8,7 +8,8 @@ pub static RULE: Rule = Rule {
     summary: "FOREIGN KEY added to an existing table without NOT VALID, or ADD COLUMN … REFERENCES",
     why: "Adding a foreign key takes SHARE ROW EXCLUSIVE locks on both tables, which block \
           writes to both, and holds them while every existing row is checked against the \
-          referenced table.",
+          referenced table. ADD COLUMN … REFERENCES holds ACCESS EXCLUSIVE on the table \
+          instead, which blocks its reads too.",
     help: "add the constraint with NOT VALID (brief lock, new rows are checked), then in a \
            later transaction run ALTER TABLE … VALIDATE CONSTRAINT, which takes only SHARE \
            UPDATE EXCLUSIVE; for ADD COLUMN … REFERENCES add the column first, then the \
@@ -34,7 +35,7 @@ fn check(cx: &Cx) -> Vec<Violation> {
             },
             AlterAction::AddColumn(col) => match &col.references {
                 Some(references) => Violation::new(format!(
-                    "ADD COLUMN {} … REFERENCES {references} adds a foreign key that cannot be NOT VALID: SHARE ROW EXCLUSIVE locks on {table} and {references} block writes to both while it is checked",
+                    "ADD COLUMN {} … REFERENCES {references} adds a foreign key that cannot be NOT VALID: an ACCESS EXCLUSIVE lock on {table} blocks its reads and writes, and a SHARE ROW EXCLUSIVE lock on {references} blocks writes to it, while every row of {table} is checked",
                     col.name
                 )),
                 None => vec![],
