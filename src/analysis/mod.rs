@@ -215,7 +215,7 @@ pub fn walk(
             });
             index += 1;
         }
-        state.apply(&unit.change, &class);
+        state.apply(&unit.change, &class, unit.stmt.start.line);
         catalog.apply(&unit.change);
     }
     if let Some(o) = open.take() {

@@ -94,6 +94,18 @@ pub struct FileState {
     /// The runner runs this file without a transaction (its tool's marker says so): every
     /// statement outside an explicit block commits on its own.
     pub autocommit: bool,
+    /// ACCESS EXCLUSIVE locks taken on existing tables in this file, held until the
+    /// transaction of their segment ends.
+    pub access_exclusive: Vec<HeldLock>,
+}
+
+/// An ACCESS EXCLUSIVE lock a statement of the file took on an existing table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldLock {
+    pub table: Name,
+    /// The line of the statement that took it.
+    pub line: usize,
+    pub segment: usize,
 }
 
 impl FileState {
@@ -109,9 +121,28 @@ impl FileState {
         self.created.contains(&name.key())
     }
 
-    /// Records what a statement changes in the file's state.
-    pub fn apply(&mut self, change: &Change, class: &Classification) {
+    /// The ACCESS EXCLUSIVE locks still held in the current transaction.
+    pub fn held_now(&self) -> impl Iterator<Item = &HeldLock> {
+        self.access_exclusive
+            .iter()
+            .filter(move |h| h.segment == self.segment)
+    }
+
+    /// Records what a statement (starting on `line`) changes in the file's state.
+    pub fn apply(&mut self, change: &Change, class: &Classification, line: usize) {
         let in_block = self.in_block;
+        for effect in &class.effects {
+            if !effect.new_relation
+                && effect.lock == LockMode::AccessExclusive
+                && !self.held_now().any(|h| h.table == effect.relation.key())
+            {
+                self.access_exclusive.push(HeldLock {
+                    table: effect.relation.key(),
+                    line,
+                    segment: self.segment,
+                });
+            }
+        }
         self.record(change, class);
         // Without a transaction around the file, a statement outside a block has committed
         // by the time the next one runs.

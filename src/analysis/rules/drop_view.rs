@@ -52,3 +52,33 @@ fn created_later(cx: &Cx, name: &Name) -> bool {
         |c| matches!(c, Change::CreateView { name: created, .. } if created.key() == name.key()),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::lint::{LintOptions, lint_sql};
+
+    const SETUP: &str = "CREATE TABLE t (id int);\nCREATE VIEW v AS SELECT id FROM t;\nCREATE MATERIALIZED VIEW mv AS SELECT id FROM t;";
+
+    fn flagged(sql: &str) -> usize {
+        lint_sql(SETUP, sql, &LintOptions::default())
+            .findings
+            .iter()
+            .filter(|f| f.rule == "drop-view")
+            .count()
+    }
+
+    #[test]
+    fn a_view_dropped_for_good_is_flagged_and_a_replaced_one_is_not() {
+        assert_eq!(flagged("DROP VIEW v;"), 1);
+        assert_eq!(flagged("DROP MATERIALIZED VIEW IF EXISTS mv;"), 1);
+        assert_eq!(
+            flagged("DROP VIEW v;\nCREATE VIEW v AS SELECT id, id + 1 AS n FROM t;"),
+            0
+        );
+        assert_eq!(
+            flagged("CREATE VIEW w AS SELECT 1;\nDROP VIEW w;"),
+            0,
+            "made in this file"
+        );
+    }
+}

@@ -135,3 +135,57 @@ fn indexed(cx: &Cx, table: &Name, columns: &[String], own_keys: &[Vec<String>]) 
                 if t.key() == table.key() && leads(index))
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::lint::{LintOptions, lint_sql};
+
+    const SETUP: &str = "CREATE TABLE users (id bigint PRIMARY KEY);\nCREATE TABLE orders (id bigint PRIMARY KEY, user_id bigint, org bigint);\nCREATE INDEX orders_org_user ON orders (org, user_id);";
+
+    fn warned(sql: &str) -> usize {
+        lint_sql(SETUP, sql, &LintOptions::default())
+            .findings
+            .iter()
+            .filter(|f| f.rule == "foreign-key-without-index")
+            .count()
+    }
+
+    #[test]
+    fn an_index_leading_with_the_columns_anywhere_is_enough() {
+        // Created later in the file.
+        assert_eq!(
+            warned(
+                "CREATE TABLE items (id bigint PRIMARY KEY, order_id bigint REFERENCES orders);\nCREATE INDEX items_order ON items (order_id, id);"
+            ),
+            0
+        );
+        // The key itself.
+        assert_eq!(
+            warned("CREATE TABLE profiles (user_id bigint PRIMARY KEY REFERENCES users);"),
+            0
+        );
+        // An existing index, columns in another order.
+        assert_eq!(
+            warned(
+                "ALTER TABLE orders ADD CONSTRAINT orders_fk FOREIGN KEY (user_id, org) REFERENCES users (id, id) NOT VALID;"
+            ),
+            0
+        );
+    }
+
+    #[test]
+    fn an_index_that_does_not_lead_with_them_is_not() {
+        assert_eq!(
+            warned(
+                "ALTER TABLE orders ADD CONSTRAINT orders_user_fk FOREIGN KEY (user_id) REFERENCES users (id) NOT VALID;"
+            ),
+            1
+        );
+        assert_eq!(
+            warned(
+                "CREATE TABLE items (id bigint PRIMARY KEY, order_id bigint REFERENCES orders, CONSTRAINT items_o FOREIGN KEY (id) REFERENCES users);"
+            ),
+            1
+        );
+    }
+}

@@ -15,6 +15,7 @@ pub mod exclude_constraint;
 pub mod foreign_key_without_index;
 pub mod identifier_too_long;
 pub mod invalid_directive;
+pub mod lock_held_across_statements;
 pub mod lock_table;
 pub mod opaque_do_block;
 pub mod primary_key_nullable;
@@ -50,6 +51,7 @@ pub static ALL: &[&Rule] = &[
     &foreign_key_without_index::RULE,
     &require_not_valid_check::RULE,
     &validate_in_same_transaction::RULE,
+    &lock_held_across_statements::RULE,
     &set_not_null_scan::RULE,
     &add_required_column::RULE,
     &volatile_default::RULE,
