@@ -4,6 +4,7 @@
 //! pg_version = 14            # the PostgreSQL major version migrations run on
 //! migrations = "migrations"  # the directory `zdm lint` reads when given no path
 //! layout = "refinery"        # the migration tool; detected from the folder when not named
+//! runner = "zdm"             # zdm expand/contract run them: lint notes what zdm plans online
 //!
 //! [lint]
 //! down = "warning"   # down files: error (as any file) | warning (errors lowered) | off
@@ -18,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::lint::{Level, LintOptions, rules};
+use crate::lint::{Level, LintOptions, Runner, rules};
 use crate::source::Layout;
 
 /// The PostgreSQL major version assumed when neither flag nor config names one.
@@ -47,6 +48,7 @@ struct File {
     pg_version: Option<u32>,
     migrations: Option<PathBuf>,
     layout: Option<Layout>,
+    runner: Option<Runner>,
     #[serde(default)]
     lint: LintSection,
 }
@@ -105,6 +107,7 @@ impl Config {
             lint: LintOptions {
                 pg_version,
                 levels: file.lint.rules,
+                runner: file.runner.unwrap_or_default(),
                 down: file.lint.down.unwrap_or(Level::Error),
             },
         })
@@ -130,6 +133,25 @@ mod tests {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         std::io::Write::write_all(&mut f, text.as_bytes()).unwrap();
         f
+    }
+
+    #[test]
+    fn reads_the_runner() {
+        let f = write("runner = \"zdm\"\n");
+        assert_eq!(
+            Config::load(Some(f.path()), None).unwrap().lint.runner,
+            Runner::Zdm
+        );
+        let f = write("runner = \"flyway\"\n");
+        let e = Config::load(Some(f.path()), None).unwrap_err().to_string();
+        assert!(e.contains("runner") || e.contains("zdm"), "{e}");
+        assert_eq!(
+            Config::load(Some(write("").path()), None)
+                .unwrap()
+                .lint
+                .runner,
+            Runner::Other
+        );
     }
 
     #[test]

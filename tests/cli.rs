@@ -645,3 +645,159 @@ fn plan_takes_color() {
         .assert()
         .success();
 }
+
+/// `runner = "zdm"`: what zdm plans online is a note on how it runs it; what it refuses, runs
+/// with its lock, or drops at contract stays an error.
+#[test]
+fn the_gate_of_a_team_that_runs_zdm() {
+    let out = stdout_of(
+        &[
+            "lint",
+            "--runner",
+            "zdm",
+            "--color",
+            "never",
+            "tests/fixtures/unsafe",
+        ],
+        0,
+    );
+    insta::assert_snapshot!("runner_zdm_human", out);
+    assert!(!out.contains("error["), "{out}");
+
+    let project = tempfile::tempdir().unwrap();
+    let dir = project.path().join("migrations");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("0001_users.sql"),
+        "CREATE TABLE users (id bigint PRIMARY KEY, email text, name text, age int);",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("0002_online.sql"),
+        "ALTER TABLE users ALTER COLUMN age TYPE bigint;\nALTER TABLE users ADD COLUMN nick text;\nUPDATE users SET nick = name WHERE nick IS NULL;\nCREATE INDEX users_email_idx ON users (email);\nALTER TABLE users ALTER COLUMN email SET NOT NULL;\n",
+    )
+    .unwrap();
+    std::fs::write(project.path().join("zdm.toml"), "runner = \"zdm\"\n").unwrap();
+    let lint = |extra: &[&str]| {
+        let out = zdm()
+            .current_dir(project.path())
+            .args(["lint", "--color", "never", "--format", "json"])
+            .args(extra)
+            .arg("migrations")
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let findings: Vec<(String, String, u64)> = v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["rule"].as_str().unwrap().to_owned(),
+                    f["severity"].as_str().unwrap().to_owned(),
+                    f["line"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        (out.status.code(), findings)
+    };
+    let (code, findings) = lint(&[]);
+    assert_eq!(code, Some(0), "{findings:?}");
+    assert!(
+        findings.iter().all(|(_, severity, _)| severity == "note"),
+        "{findings:?}"
+    );
+    let lines: Vec<u64> = findings.iter().map(|f| f.2).collect();
+    assert_eq!(
+        lines,
+        [1, 3, 4, 5],
+        "one note per statement zdm runs online"
+    );
+    // The flag wins over zdm.toml: run as written, the same file is full of errors.
+    let (code, findings) = lint(&["--runner", "other"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        findings.iter().any(|(_, s, _)| s == "error"),
+        "{findings:?}"
+    );
+
+    // A drop stays an error, tied to contract; a refusal and an accepted lock too.
+    std::fs::write(
+        dir.join("0003_rest.sql"),
+        "ALTER TABLE users DROP COLUMN name;\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("0004_vacuum.sql"), "VACUUM FULL users;\n").unwrap();
+    std::fs::write(
+        dir.join("0005_lock.sql"),
+        "-- zdm:allow-locking -- a quiet hour\nLOCK TABLE users IN ACCESS EXCLUSIVE MODE;\n",
+    )
+    .unwrap();
+    let out = zdm()
+        .current_dir(project.path())
+        .args(["lint", "--color", "never", "migrations"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("error[drop-column]") && text.contains("before `zdm contract`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("error[vacuum-full]") && text.contains("zdm refuses to run this migration"),
+        "{text}"
+    );
+    assert!(
+        text.contains("error[lock-table]") && text.contains("zdm:allow-locking"),
+        "{text}"
+    );
+    // In GitHub annotations a note is a notice.
+    let out = zdm()
+        .current_dir(project.path())
+        .args(["lint", "--format", "github", "migrations/0002_online.sql"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("::notice file="), "{text}");
+}
+
+#[test]
+fn init_writes_the_runner() {
+    let project = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(project.path().join("migrations")).unwrap();
+    std::fs::write(
+        project.path().join("migrations/0001_users.sql"),
+        "CREATE TABLE users (id bigint PRIMARY KEY);",
+    )
+    .unwrap();
+    let init = |args: &[&str]| {
+        zdm()
+            .current_dir(project.path())
+            .arg("init")
+            .args(args)
+            .assert()
+            .success();
+        std::fs::read_to_string(project.path().join("zdm.toml")).unwrap()
+    };
+    assert!(
+        init(&[]).contains("runner = \"other\""),
+        "no terminal, no CI file"
+    );
+    std::fs::create_dir_all(project.path().join(".github/workflows")).unwrap();
+    std::fs::write(
+        project.path().join(".github/workflows/deploy.yml"),
+        "steps:\n  - run: zdm expand migrations/\n",
+    )
+    .unwrap();
+    assert!(
+        init(&["--force"]).contains("runner = \"zdm\""),
+        "detected from CI"
+    );
+    assert!(init(&["--force", "--runner", "other"]).contains("runner = \"other\""));
+    zdm()
+        .current_dir(project.path())
+        .args(["lint", "migrations"])
+        .assert()
+        .success();
+}

@@ -32,11 +32,25 @@ pub enum Level {
     Off,
 }
 
+/// The tool that runs the migrations, which decides what the lint gate reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Runner {
+    /// Another tool runs the SQL as written (sqlx, Flyway, …): every hazard is reported.
+    #[default]
+    Other,
+    /// `zdm expand` / `zdm contract` run it: what zdm plans online is a note.
+    Zdm,
+}
+
 /// Analysis settings after config and flags are merged.
 #[derive(Debug, Clone)]
 pub struct LintOptions {
     pub pg_version: u32,
     pub levels: BTreeMap<String, Level>,
+    /// Who runs the migrations: with zdm, a statement it plans online is a note on how it
+    /// runs it rather than a hazard.
+    pub runner: Runner,
     /// How down (revert) files are reported: `Error` as any file, `Warning` with their errors
     /// lowered to warnings, `Off` not linted. A down file runs only to undo a release, often
     /// on a database being rebuilt, and many teams do not gate on it.
@@ -48,6 +62,7 @@ impl Default for LintOptions {
         LintOptions {
             pg_version: 14,
             levels: BTreeMap::new(),
+            runner: Runner::Other,
             down: Level::Error,
         }
     }

@@ -13,9 +13,14 @@ use crate::source::layout::{self, Layout};
   zdm init                       find the migrations folder and its tool, write ./zdm.toml
   zdm init --migrations db/sql   name the folder yourself
   zdm init --layout refinery     name the tool when detection guesses wrong
+  zdm init --runner zdm          zdm expand/contract run the migrations (the lint gate then
+                                 notes what zdm runs online instead of failing on it)
 
 Looks in prisma/migrations, src/main/resources/db/migration, db/migrations, db/migrate,
-migrations and sql. Exit codes: 0 written, 2 nothing found, or zdm.toml exists (use --force).")]
+migrations and sql. Without --runner, zdm init looks for `zdm expand` in the CI files
+(.github/workflows, .gitlab-ci.yml, .circleci, Makefile, justfile), asks on a terminal, and
+otherwise writes runner = \"other\".
+Exit codes: 0 written, 2 nothing found, or zdm.toml exists (use --force).")]
 pub struct InitArgs {
     /// The migrations directory [default: detected]
     #[arg(long, value_name = "DIR")]
@@ -26,6 +31,10 @@ pub struct InitArgs {
     /// The PostgreSQL major version the migrations run on
     #[arg(long, value_name = "MAJOR", default_value_t = crate::config::DEFAULT_PG_VERSION)]
     pg_version: u32,
+    /// Who runs the migrations: `zdm` (zdm expand/contract) or `other` (the layout's tool)
+    /// [default: detected from CI files, else asked on a terminal, else other]
+    #[arg(long, value_name = "RUNNER", value_parser = ["zdm", "other"])]
+    runner: Option<String>,
     /// Overwrite an existing zdm.toml
     #[arg(long)]
     force: bool,
@@ -49,14 +58,58 @@ pub fn run(args: &InitArgs) -> anyhow::Result<u8> {
         )
         .map(|(dir, detected)| (dir, args.layout.unwrap_or(detected)))?,
     };
-    std::fs::write(&target, config_text(&dir, layout, args.pg_version))
+    let runner = match args.runner.as_deref() {
+        Some(r) => r.to_owned(),
+        None => detect_runner().unwrap_or_else(ask_runner),
+    };
+    std::fs::write(&target, config_text(&dir, layout, args.pg_version, &runner))
         .with_context(|| format!("cannot write {}", target.display()))?;
     println!(
-        "wrote zdm.toml: {} migrations in {}",
+        "wrote zdm.toml: {} migrations in {}, run by {}",
         layout.name(),
-        dir.display()
+        dir.display(),
+        if runner == "zdm" {
+            "zdm"
+        } else {
+            layout.name()
+        }
     );
     Ok(EXIT_OK)
+}
+
+/// "zdm" when a CI or build file of the project already runs `zdm expand` or `zdm contract`.
+fn detect_runner() -> Option<String> {
+    let mut files: Vec<PathBuf> = [".gitlab-ci.yml", "Makefile", "justfile", "Justfile"]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+    for dir in [".github/workflows", ".circleci"] {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            files.extend(entries.flatten().map(|e| e.path()));
+        }
+    }
+    files
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(f).ok())
+        .any(|text| text.contains("zdm expand") || text.contains("zdm contract"))
+        .then(|| "zdm".to_owned())
+}
+
+/// Asks on a terminal whether zdm runs the migrations; "other" when nobody can answer.
+fn ask_runner() -> String {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+        return "other".to_owned();
+    }
+    eprint!("Will `zdm expand` / `zdm contract` run these migrations in CI? [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        "zdm".to_owned()
+    } else {
+        "other".to_owned()
+    }
 }
 
 fn parse_layout(key: &str) -> Result<Layout, String> {
@@ -66,7 +119,7 @@ fn parse_layout(key: &str) -> Result<Layout, String> {
     })
 }
 
-fn config_text(dir: &std::path::Path, layout: Layout, pg_version: u32) -> String {
+fn config_text(dir: &std::path::Path, layout: Layout, pg_version: u32, runner: &str) -> String {
     let dir = dir.display().to_string().replace('\\', "/");
     format!(
         r#"# zdm configuration, written by `zdm init`. Flags and environment variables win.
@@ -85,6 +138,16 @@ migrations = "{dir}"
 # mark the migration with {marker};
 # zdm expand runs CONCURRENTLY steps outside transactions on its own.
 layout = "{key}"
+
+# Who runs the migrations: "zdm" (zdm expand before the deploy, zdm contract after it) or
+# "other" ({layout} or another tool runs the SQL as written). With "zdm", zdm lint reports
+# what zdm runs online as notes, and fails only on what zdm refuses, what it runs with a
+# blocking lock (zdm:allow-locking), and drops the old application may still read.
+runner = "{runner}"
+
+[lint]
+# Down migrations: "error" (linted like any file), "warning" (reported, never failing) or "off".
+down = "error"
 
 # Rule levels: error (fails zdm lint), warning, or off. `zdm rules` lists every rule.
 [lint.rules]

@@ -8,7 +8,7 @@ use codespan_reporting::term::termcolor::BufferedStandardStream;
 
 use super::{Color, EXIT_FINDINGS, EXIT_OK};
 use crate::config::Config;
-use crate::lint::{LintReport, lint_set};
+use crate::lint::{LintReport, Runner, lint_set};
 use crate::report::{Format, write_report};
 use crate::source::{MigrationSet, SourceFile};
 
@@ -20,10 +20,14 @@ Examples:
   zdm lint --format sarif migrations/ > zdm.sarif
   git diff --name-only origin/main -- migrations | xargs zdm lint
   echo 'DROP INDEX users_email_idx;' | zdm lint -
+  zdm lint --runner zdm migrations/            the gate of a team whose migrations zdm runs
 
 A directory is an ordered migration set (0001_x.sql, 20240101120000_x.sql, V1__x.sql, x.up.sql,
 <version>_x/up.sql, <version>_x/migration.sql); .down.sql files are linted too.
 Silence a finding with `-- zdm:ignore <rule> -- reason` on or just before the statement.
+With --runner zdm (or `runner = \"zdm\"` in zdm.toml) a statement zdm expand/contract run online
+is a note on how they run it; the errors left are what zdm refuses, what it runs with its lock
+(zdm:allow-locking), and drops the old application may still read.
 
 Exit codes: 0 no error-level finding, 1 at least one, 2 usage or I/O error.";
 
@@ -41,10 +45,19 @@ pub struct LintArgs {
     /// PostgreSQL major version the migrations run on [default: pg_version from zdm.toml, else 14]
     #[arg(long, value_name = "N")]
     pg_version: Option<u32>,
+    /// Who runs the migrations: `zdm` (zdm expand/contract) or `other` (a tool that runs the
+    /// SQL as written) [default: runner from zdm.toml, else other]
+    #[arg(long, value_name = "RUNNER", value_parser = ["zdm", "other"])]
+    runner: Option<String>,
 }
 
 pub fn run(args: &LintArgs, config_path: Option<&Path>, color: Color) -> anyhow::Result<u8> {
-    let config = Config::load(config_path, args.pg_version)?;
+    let mut config = Config::load(config_path, args.pg_version)?;
+    match args.runner.as_deref() {
+        Some("zdm") => config.lint.runner = Runner::Zdm,
+        Some(_) => config.lint.runner = Runner::Other,
+        None => {}
+    }
     let paths = if args.paths.is_empty() {
         let default = config
             .migrations

@@ -5,8 +5,11 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+mod zdm_runner;
+
 pub use crate::analysis::{
-    Cx, FileState, Finding, Level, LintOptions, Rule, Severity, Violation, lock_phrase, rules,
+    Cx, FileState, Finding, Level, LintOptions, Rule, Runner, Severity, Violation, lock_phrase,
+    rules,
 };
 
 use crate::analysis::{ParsedFile, severity_of, walk};
@@ -52,6 +55,11 @@ pub fn lint_set(set: &MigrationSet, options: &LintOptions) -> LintReport {
         }
         if set.is_context(i) {
             replay(file, &mut catalog);
+        } else if options.runner == Runner::Zdm {
+            let before = catalog.clone();
+            let mut linted = lint_file(file, &mut catalog, options);
+            zdm_runner::as_run_by_zdm(&mut linted.findings, file, before, options);
+            report.merge(linted);
         } else {
             report.merge(lint_file(file, &mut catalog, options));
         }

@@ -57,6 +57,7 @@ fn write_human(out: &mut dyn WriteColor, report: &LintReport) -> io::Result<()> 
         let diagnostic = match f.severity {
             Severity::Error => Diagnostic::error(),
             Severity::Warning => Diagnostic::warning(),
+            Severity::Note => Diagnostic::note(),
         }
         .with_message(&f.message)
         .with_code(f.rule)
@@ -78,8 +79,13 @@ fn write_human(out: &mut dyn WriteColor, report: &LintReport) -> io::Result<()> 
         .iter()
         .filter(|f| f.severity == Severity::Error)
         .count();
-    let warnings = report.findings.len() - errors;
-    writeln!(
+    let notes = report
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Note)
+        .count();
+    let warnings = report.findings.len() - errors - notes;
+    write!(
         out,
         "{} file{}, {} statement{}: {errors} error{}, {warnings} warning{}",
         report.files,
@@ -88,7 +94,11 @@ fn write_human(out: &mut dyn WriteColor, report: &LintReport) -> io::Result<()> 
         plural(report.statements),
         plural(errors),
         plural(warnings)
-    )
+    )?;
+    if notes > 0 {
+        write!(out, ", {notes} note{} on how zdm runs them", plural(notes))?;
+    }
+    writeln!(out)
 }
 
 /// Underlines at most the statement's first three lines, so long statements stay readable.
@@ -147,6 +157,7 @@ fn write_github(out: &mut dyn WriteColor, report: &LintReport) -> io::Result<()>
         let level = match f.severity {
             Severity::Error => "error",
             Severity::Warning => "warning",
+            Severity::Note => "notice",
         };
         let mut message = f.message.clone();
         if let Some(help) = &f.help {
@@ -188,7 +199,7 @@ pub fn sarif_value(report: &LintReport) -> serde_json::Value {
                 "shortDescription": { "text": r.summary },
                 "fullDescription": { "text": r.why },
                 "help": { "text": r.help },
-                "defaultConfiguration": { "level": match r.severity { Severity::Error => "error", Severity::Warning => "warning" } },
+                "defaultConfiguration": { "level": match r.severity { Severity::Error => "error", Severity::Warning => "warning", Severity::Note => "note" } },
             })
         })
         .collect();
@@ -204,7 +215,7 @@ pub fn sarif_value(report: &LintReport) -> serde_json::Value {
             json!({
                 "ruleId": f.rule,
                 "ruleIndex": rules::ALL.iter().position(|r| r.name == f.rule),
-                "level": match f.severity { Severity::Error => "error", Severity::Warning => "warning" },
+                "level": match f.severity { Severity::Error => "error", Severity::Warning => "warning", Severity::Note => "note" },
                 "message": { "text": text },
                 "locations": [{
                     "physicalLocation": {
