@@ -101,6 +101,7 @@ const CASES: &[(&str, u32)] = &[
     ("REFRESH MATERIALIZED VIEW mv", 11),
     ("CLUSTER t USING t_pkey", 11),
     ("REINDEX TABLE t", 11),
+    ("REINDEX INDEX t_a_idx", 11),
     ("UPDATE t SET a = a + 1", 11),
 ];
 
@@ -316,6 +317,114 @@ fn classification_matches_the_server() {
     assert!(
         failures.is_empty(),
         "classification differs from PostgreSQL {version}:\n{}",
+        failures.join("\n")
+    );
+}
+
+/// Every rule's bad example, statement by statement on the server after its setup: each lock a
+/// finding's message names ("an ACCESS EXCLUSIVE lock on users") is the strongest lock the
+/// statement holds on that relation (pg_locks). Statements that cannot run in a transaction
+/// block (CONCURRENTLY) run on their own and are not compared.
+#[test]
+fn every_lock_a_rule_example_names_is_the_one_the_server_takes() {
+    let Some(db) = common::TestDatabase::create("lock_claims") else {
+        return;
+    };
+    let mut client = db.connect();
+    let version: u32 = client
+        .query_one(
+            "SELECT current_setting('server_version_num')::int / 10000",
+            &[],
+        )
+        .unwrap()
+        .get::<_, i32>(0) as u32;
+    let options = LintOptions {
+        pg_version: version,
+        ..LintOptions::default()
+    };
+    let mut failures = Vec::new();
+    let mut compared = 0;
+    for (i, rule) in zdm::lint::rules::ALL.iter().enumerate() {
+        let schema = format!("rule{i}");
+        client
+            .batch_execute(&format!(
+                "CREATE SCHEMA {schema}; SET search_path = {schema}"
+            ))
+            .unwrap();
+        if client.batch_execute(rule.setup).is_err() {
+            client
+                .batch_execute(&format!(
+                    "SET search_path = public; DROP SCHEMA {schema} CASCADE"
+                ))
+                .unwrap();
+            continue;
+        }
+        let report = zdm::lint::lint_sql(rule.setup, rule.bad, &options);
+        for stmt in split_statements(rule.bad).statements {
+            let claims: Vec<(LockMode, String, &str)> = report
+                .findings
+                .iter()
+                .filter(|f| f.start.line == stmt.start.line)
+                .flat_map(|f| {
+                    claimed_in(&f.message)
+                        .into_iter()
+                        .map(move |(lock, relation)| (lock, relation, f.rule))
+                })
+                .collect();
+            let names: std::collections::HashMap<u32, String> = client
+                .query(
+                    "SELECT oid, relname::text FROM pg_class WHERE relnamespace = current_schema()::regnamespace",
+                    &[],
+                )
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect();
+            let mut tx = client.transaction().unwrap();
+            let held: Option<Vec<(String, String)>> = match tx.batch_execute(&stmt.text) {
+                Ok(()) => Some(
+                    tx.query(
+                        "SELECT relation, mode FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'relation'",
+                        &[],
+                    )
+                    .unwrap()
+                    .iter()
+                    .filter_map(|r| Some((names.get(&r.get::<_, u32>(0))?.clone(), r.get(1))))
+                    .collect(),
+                ),
+                Err(_) => None,
+            };
+            tx.rollback().unwrap();
+            if let Some(held) = held {
+                for (lock, relation, rule_name) in claims {
+                    let strongest = held
+                        .iter()
+                        .filter(|(name, _)| *name == relation)
+                        .filter_map(|(_, m)| mode(m))
+                        .max();
+                    compared += 1;
+                    if strongest != Some(lock) {
+                        failures.push(format!(
+                            "{rule_name} on `{}`: says {lock} on {relation}, the server holds {strongest:?}",
+                            stmt.text
+                        ));
+                    }
+                }
+            }
+            // Later statements of the example build on this one.
+            let _ = client.batch_execute(&stmt.text);
+        }
+        client
+            .batch_execute(&format!(
+                "SET search_path = public; DROP SCHEMA {schema} CASCADE"
+            ))
+            .unwrap();
+    }
+    drop(client);
+    assert!(compared >= 10, "only {compared} lock claims compared");
+    assert!(
+        failures.is_empty(),
+        "lock claims differ from PostgreSQL {version}:\n{}",
         failures.join("\n")
     );
 }

@@ -13,7 +13,9 @@ pub use types::{TypeChange, type_change};
 pub use volatility::{Volatility, default_volatility};
 
 use crate::catalog::Catalog;
-use crate::parse::{AlterAction, Change, ColumnSpec, ConstraintKind, Generated, Name, OtherAction};
+use crate::parse::{
+    AlterAction, Change, ColumnSpec, ConstraintKind, Generated, Name, OtherAction, ReindexTarget,
+};
 
 /// What the classifier needs to know besides the statement.
 pub struct Env<'a> {
@@ -125,17 +127,31 @@ pub fn classify(change: &Change, env: &Env) -> Classification {
             }
         }
         Change::Reindex {
+            target,
             name: Some(name),
             concurrently,
-            ..
         } => {
             let lock = if *concurrently {
                 LockMode::ShareUpdateExclusive
             } else {
                 LockMode::Share
             };
-            // REINDEX rebuilds the indexes; the table keeps its file.
-            push(Effect::lock(name, lock).scanning(true));
+            // REINDEX rebuilds the indexes; the table keeps its file. REINDEX INDEX locks the
+            // index's table SHARE (writes wait) and the index itself ACCESS EXCLUSIVE (queries
+            // that would use it wait); CONCURRENTLY takes SHARE UPDATE EXCLUSIVE on both.
+            if *target == ReindexTarget::Index {
+                if let Some(index) = env.catalog.index(name) {
+                    push(Effect::lock(&index.table, lock).scanning(true));
+                }
+                let on_index = if *concurrently {
+                    LockMode::ShareUpdateExclusive
+                } else {
+                    LockMode::AccessExclusive
+                };
+                push(Effect::lock(name, on_index).scanning(true));
+            } else {
+                push(Effect::lock(name, lock).scanning(true));
+            }
         }
         Change::Vacuum { full, tables } => {
             for t in tables {
