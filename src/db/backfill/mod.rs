@@ -513,6 +513,7 @@ async fn probe(client: &Client) -> Result<Duration, RunError> {
 /// pace wants fewer workers than its slot, or the backfill stops.
 async fn work(shared: &Shared<'_>, client: &mut Client, slot: usize) -> Result<(), RunError> {
     let statements = walk::prepare(client, shared.parts, shared.types).await?;
+    let save_cursor = state::prepare_save_cursor(client).await?;
     let mut size = shared.options.batch_size.max(1);
     let mut failures = 0;
     while let Some(mut slice) = shared.take() {
@@ -522,6 +523,7 @@ async fn work(shared: &Shared<'_>, client: &mut Client, slot: usize) -> Result<(
             settings: shared.settings,
             migration: shared.migration,
             cursor_id: &cursor_id,
+            save_cursor: &save_cursor,
         };
         while !slice.walk.finished() {
             if shared.should_leave(slot) {
