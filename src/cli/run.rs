@@ -70,8 +70,9 @@ pub struct Pace {
     #[arg(long, value_name = "ROWS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     batch_size: u64,
     /// Adapt the batch size so a batch takes about this long (0: keep --batch-size); a batch
-    /// holds its rows' locks until it commits
-    #[arg(long, value_name = "MS", default_value_t = 50)]
+    /// holds its rows' locks until it commits, so an application write to one of its rows
+    /// waits up to this long
+    #[arg(long, value_name = "MS", default_value_t = 10)]
     batch_time: u64,
     /// The largest batch the adaptation may reach
     #[arg(long, value_name = "ROWS", default_value_t = 50_000)]

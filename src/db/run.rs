@@ -210,7 +210,9 @@ impl Default for BackfillOptions {
     fn default() -> Self {
         BackfillOptions {
             batch_size: 1000,
-            target_batch_time: Duration::from_millis(50),
+            // A batch holds the locks of the rows it updated until it commits, so an
+            // application write to one of them waits up to this long.
+            target_batch_time: Duration::from_millis(10),
             max_batch_size: 50_000,
             max_rows_per_second: None,
             pause: Duration::ZERO,

@@ -97,7 +97,7 @@ struct Args {
     #[arg(long)]
     skip_long_readers: bool,
     /// zdm's target batch duration in milliseconds (`zdm expand --batch-time`)
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 10)]
     batch_time: u64,
     /// zdm's backfill workers in the scenarios (`zdm expand --backfill-workers`) [default:
     /// adaptive]

@@ -712,11 +712,14 @@ mod tests {
 
     #[test]
     fn batch_size_follows_the_target_duration_within_bounds() {
-        let o = BackfillOptions::default();
+        let o = BackfillOptions {
+            target_batch_time: Duration::from_millis(50),
+            ..BackfillOptions::default()
+        };
         // Too fast: grows in proportion, at most fourfold.
         assert_eq!(o.next_size(1000, Duration::from_millis(25)), 2000);
         assert_eq!(o.next_size(1000, Duration::from_millis(1)), 4000);
-        // Slightly slow: shrinks in proportion.
+        // Too slow: shrinks, at most by half.
         assert_eq!(o.next_size(1000, Duration::from_millis(400)), 500);
         assert_eq!(o.next_size(40_000, Duration::from_millis(10)), 50_000);
         let fixed = BackfillOptions {

@@ -463,7 +463,7 @@ pub fn plan(cx: &OpCx, action: &str, column: &str, ty: &SqlType) -> Result<OpPla
         table,
     )]);
     plan.notes.push(format!(
-        "both application versions keep using {table}.{column} as {} until contract, when it becomes {}; code must accept both types. Undoing the contract rewrites the table under a lock",
+        "both application versions keep using {table}.{column} as {} until contract, when it becomes {}; code must accept both types, and a statement it prepared before contract that returns the column fails once with \"cached plan must not change result type\" (prepare it again). Undoing the contract rewrites the table under a lock",
         if old.ty.is_serial() { "its integer type" } else { old.ty.written.as_str() },
         ty.written
     ));
