@@ -12,6 +12,10 @@
 //! [lint.rules]
 //! require-lock-timeout = "off"   # error | warning | off
 //! drop-column = "warning"
+//!
+//! [estimate]
+//! warn_backfill_seconds = 3600   # warn when a backfill is estimated longer than this
+//! warn_wal_share = 1.0           # warn when a backfill's WAL exceeds this share of max_wal_size
 //! ```
 
 use std::collections::BTreeMap;
@@ -51,6 +55,15 @@ struct File {
     runner: Option<Runner>,
     #[serde(default)]
     lint: LintSection,
+    #[serde(default)]
+    estimate: EstimateSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EstimateSection {
+    warn_backfill_seconds: Option<u64>,
+    warn_wal_share: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -70,6 +83,24 @@ pub struct Config {
     /// The migration tool whose conventions the folder follows; `None` means detect it.
     pub layout: Option<Layout>,
     pub lint: LintOptions,
+    /// Thresholds of the estimate's warnings (`[estimate]`).
+    pub estimate: EstimateThresholds,
+}
+
+/// When an estimated backfill is worth a warning.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EstimateThresholds {
+    pub warn_backfill_seconds: u64,
+    pub warn_wal_share: f64,
+}
+
+impl Default for EstimateThresholds {
+    fn default() -> Self {
+        EstimateThresholds {
+            warn_backfill_seconds: 3600,
+            warn_wal_share: 1.0,
+        }
+    }
 }
 
 impl Config {
@@ -100,10 +131,28 @@ impl Config {
             Some(dir) if m.is_relative() && !dir.as_os_str().is_empty() => dir.join(m),
             _ => m,
         });
+        let defaults = EstimateThresholds::default();
+        let estimate = EstimateThresholds {
+            warn_backfill_seconds: file
+                .estimate
+                .warn_backfill_seconds
+                .unwrap_or(defaults.warn_backfill_seconds),
+            warn_wal_share: file
+                .estimate
+                .warn_wal_share
+                .unwrap_or(defaults.warn_wal_share),
+        };
+        if !(estimate.warn_wal_share > 0.0) {
+            return Err(ConfigError::Invalid {
+                path: path.unwrap_or(default).to_owned(),
+                message: "[estimate] warn_wal_share must be above 0 (1.0 is max_wal_size)".into(),
+            });
+        }
         Ok(Config {
             pg_version,
             migrations,
             layout: file.layout,
+            estimate,
             lint: LintOptions {
                 pg_version,
                 levels: file.lint.rules,

@@ -13,6 +13,7 @@ pub mod catalog;
 pub mod classify;
 pub mod cli;
 pub mod config;
+pub mod cost;
 pub mod db;
 pub mod lint;
 pub mod lock;

@@ -21,7 +21,9 @@ Examples:
   zdm plan migrations/0042_rename_full_name.sql
   zdm plan --format markdown migrations/ > plan.md        a pull-request comment
   zdm plan --format json migrations/
-  zdm plan --database-url postgres://app@db/prod migrations/0043_x.sql   schema from the database
+  zdm plan --database-url postgres://app@db/prod migrations/0043_x.sql
+      the schema from the database, and each step's estimated duration, blocking lock and WAL
+      on its data (read only: a timed sample of each table the plan works on)
   zdm plan --format sql --out plan/ migrations/           <id>.expand.sql, <id>.backfill.sql, …
   psql -v ON_ERROR_STOP=1 -f plan/0042_rename_full_name.expand.sql
 
@@ -52,17 +54,32 @@ pub struct PlanArgs {
     /// replaying earlier migrations; only catalog queries are run
     #[arg(long, value_name = "URL")]
     database_url: Option<String>,
+    /// With --database-url: estimate backfills as `zdm expand --backfill-workers N` runs them
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    backfill_workers: Option<u16>,
+    /// With --database-url: estimate backfills as `zdm expand --max-rows-per-second` runs them
+    #[arg(long, value_name = "ROWS")]
+    max_rows_per_second: Option<u64>,
 }
 
-/// Connects, reads the catalog and the server's major version, and disconnects.
-fn read_live_catalog(url: &str) -> anyhow::Result<(crate::catalog::Catalog, u32)> {
+/// A connection to the database a plan is made against, kept while planning for the estimates.
+struct Live {
+    runtime: tokio::runtime::Runtime,
+    client: tokio_postgres::Client,
+    target: String,
+    catalog: crate::catalog::Catalog,
+    version: u32,
+}
+
+/// Connects and reads the catalog and the server's major version (catalog queries only).
+fn connect_live(url: &str) -> anyhow::Result<Live> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async {
+    let target = crate::db::redact(url);
+    let (client, catalog, version) = runtime.block_on(async {
         let client = crate::db::connect(url).await?;
-        let target = crate::db::redact(url);
         let version = crate::db::server_major_version(&client)
             .await
             .map_err(|e| crate::db::DbError::Query {
@@ -70,7 +87,14 @@ fn read_live_catalog(url: &str) -> anyhow::Result<(crate::catalog::Catalog, u32)
                 message: crate::db::message(&e),
             })?;
         let catalog = crate::db::introspect(&client, &target).await?;
-        Ok((catalog, version))
+        anyhow::Ok((client, catalog, version))
+    })?;
+    Ok(Live {
+        runtime,
+        client,
+        target,
+        catalog,
+        version,
     })
 }
 
@@ -78,10 +102,10 @@ pub fn run(args: &PlanArgs, config_path: Option<&Path>, color: Color) -> anyhow:
     let mut config = Config::load(config_path, args.pg_version)?;
     let live = match &args.database_url {
         Some(url) => {
-            let (catalog, version) = read_live_catalog(url)?;
+            let live = connect_live(url)?;
             // The server's version wins over --pg-version and zdm.toml.
-            config.lint.pg_version = version;
-            Some(catalog)
+            config.lint.pg_version = live.version;
+            Some(live)
         }
         None => None,
     };
@@ -98,9 +122,25 @@ pub fn run(args: &PlanArgs, config_path: Option<&Path>, color: Color) -> anyhow:
     let mut plans = Vec::new();
     let mut refused = Vec::new();
     for set in MigrationSet::load_paths(&paths, config.layout)? {
-        let planned = plan_set(&set, &config.lint, live.clone());
+        let planned = plan_set(&set, &config.lint, live.as_ref().map(|l| l.catalog.clone()));
         plans.extend(planned.plans);
         refused.extend(planned.refused);
+    }
+    if let Some(live) = &live {
+        let settings = crate::cost::Settings {
+            backfill_workers: args.backfill_workers.map(usize::from),
+            max_rows_per_second: args.max_rows_per_second,
+            warn_backfill_seconds: config.estimate.warn_backfill_seconds,
+            warn_wal_share: config.estimate.warn_wal_share,
+        };
+        live.runtime.block_on(crate::db::estimate_plans(
+            &live.client,
+            &live.target,
+            plans.iter_mut().collect(),
+            &live.catalog,
+            live.version,
+            &settings,
+        ))?;
     }
     // Refusals go to stderr too when stdout is for a machine or a file.
     if args.format != PlanFormat::Human {

@@ -223,6 +223,9 @@ struct Prepared {
     identities: db::Identities,
     runtime: tokio::runtime::Runtime,
     connection: ConnectOptions,
+    /// The schema as read from the database before planning, for the estimates.
+    catalog: crate::catalog::Catalog,
+    pg_version: u32,
 }
 
 /// Plans the directory offline, as `zdm plan` shows it, for the server's version.
@@ -257,6 +260,7 @@ fn prepare(
             tracing::info!("{path} is migration {id}, applied under that name (same content)");
         }
         let mut catalog = db::introspect(&client, &connection.target).await?;
+        let live = catalog.clone();
         let mut plans = Vec::new();
         for (file, id) in set.forward.iter().zip(&identities.ids) {
             let id = id.clone();
@@ -274,14 +278,16 @@ fn prepare(
             plan.id = id;
             plans.push(plan);
         }
-        anyhow::Ok(Ok((plans, identities)))
+        anyhow::Ok(Ok((plans, identities, live)))
     })?;
     match planned {
-        Ok((plans, identities)) => Ok(Some(Prepared {
+        Ok((plans, identities, catalog)) => Ok(Some(Prepared {
             plans,
             identities,
             runtime,
             connection,
+            catalog,
+            pg_version: config.lint.pg_version,
         })),
         Err(e) => {
             eprintln!("error: {e}");
@@ -336,20 +342,26 @@ fn run(
     command: Command,
     out_of_order: bool,
 ) -> anyhow::Result<u8> {
-    let Some(prepared) = prepare(target, config)? else {
+    let Some(mut prepared) = prepare(target, config)? else {
         return Ok(EXIT_FINDINGS);
     };
+    let thresholds = Config::load(config, None)?.estimate;
+    let mut plans = std::mem::take(&mut prepared.plans);
     let stop = options.stop.clone();
     prepared.runtime.block_on(async {
         stop_on_signals(stop);
         let mut client = prepared.connection.connect().await?;
         check_identities(&client, &prepared.identities, command, out_of_order).await?;
+        estimate_before_running(
+            &client, &prepared, &mut plans, command, &options, thresholds,
+        )
+        .await?;
         let options = RunOptions {
             sessions: Some(prepared.connection.clone()),
             ..options
         };
         let mut runner = Runner::start(&mut client, options).await?;
-        let plans = &prepared.plans;
+        let plans = &plans;
         let (result, verb) = match command {
             Command::Expand => (runner.expand(plans).await, "expand"),
             Command::Contract => (runner.contract(plans).await, "contract"),
@@ -380,6 +392,86 @@ fn run(
             Err(e) => Err(e.into()),
         }
     })
+}
+
+/// A running backfill in `zdm status`: rows, the estimate made when it started, and the rate
+/// and time left as measured since.
+fn backfill_line(b: &db::BackfillProgress) -> String {
+    let secs = |s: f64| crate::plan::human_duration((s * 1000.0) as u64);
+    let of = b
+        .total_rows
+        .map(|t| format!(" of about {t}"))
+        .unwrap_or_default();
+    let estimated = match (b.estimated_seconds, b.estimated_eta()) {
+        (Some(total), Some(left)) => {
+            format!("; estimated {} in all, {} left", secs(total), secs(left))
+        }
+        _ => "; no estimate".to_owned(),
+    };
+    let measured = match (b.measured_rate(), b.measured_eta()) {
+        (Some(rate), Some(left)) => format!("; measured {rate:.0} rows/s, ETA {}", secs(left)),
+        (Some(rate), None) => format!("; measured {rate:.0} rows/s"),
+        _ => String::new(),
+    };
+    format!(
+        "backfill: {} rows{of} after {}{estimated}{measured}",
+        b.rows_done,
+        secs(b.elapsed_seconds)
+    )
+}
+
+/// Estimates the migrations this command will run and logs each one's estimate and warnings
+/// before the first step, so a long backfill is known before it starts. The backfills' ETAs
+/// start from these estimates. A calibration that fails is a warning: the run goes on.
+async fn estimate_before_running(
+    client: &tokio_postgres::Client,
+    prepared: &Prepared,
+    all: &mut [MigrationPlan],
+    command: Command,
+    options: &RunOptions,
+    thresholds: crate::config::EstimateThresholds,
+) -> anyhow::Result<()> {
+    let statuses = db::recorded_statuses(client).await?;
+    let runs = |id: &str| match (command, statuses.get(id).map(String::as_str)) {
+        (Command::Expand, None | Some("expanding" | "failed" | "aborted")) => true,
+        (Command::Contract, Some("expanded" | "contracting" | "failed")) => true,
+        _ => false,
+    };
+    let plans: Vec<&mut MigrationPlan> = all.iter_mut().filter(|p| runs(&p.id)).collect();
+    if plans.is_empty() {
+        return Ok(());
+    }
+    let settings = crate::cost::Settings {
+        backfill_workers: options.backfill.workers,
+        max_rows_per_second: options.backfill.max_rows_per_second,
+        warn_backfill_seconds: thresholds.warn_backfill_seconds,
+        warn_wal_share: thresholds.warn_wal_share,
+    };
+    let estimated = db::estimate_plans(
+        client,
+        &prepared.connection.target,
+        plans,
+        &prepared.catalog,
+        prepared.pg_version,
+        &settings,
+    )
+    .await;
+    if let Err(e) = estimated {
+        tracing::warn!("no estimate: {e}");
+        return Ok(());
+    }
+    for plan in all.iter().filter(|p| runs(&p.id)) {
+        let Some(e) = &plan.estimate else { continue };
+        tracing::info!(
+            "{}: estimate: {}",
+            plan.id,
+            crate::plan::estimate_summary(e, plan)
+        );
+        for w in &e.warnings {
+            tracing::warn!("{}: {w}", plan.id);
+        }
+    }
+    Ok(())
 }
 
 /// Refuses to run with a started migration whose file is gone (zdm needs its file to contract
@@ -476,7 +568,15 @@ pub fn status(args: &StatusArgs, config: Option<&std::path::Path>) -> anyhow::Re
                         "current_step": s.current_step.as_ref().map(|c| serde_json::json!({
                             "id": c.id, "description": c.description, "status": c.status,
                             "attempts": c.attempts, "last_error": c.last_error,
-                            "waiting_for": c.waiting_for})),
+                            "waiting_for": c.waiting_for,
+                            "backfill": c.backfill.as_ref().map(|b| serde_json::json!({
+                                "rows_done": b.rows_done, "total_rows": b.total_rows,
+                                "elapsed_seconds": b.elapsed_seconds,
+                                "estimated_seconds": b.estimated_seconds,
+                                "rows_per_second": b.measured_rate(),
+                                "eta_seconds_measured": b.measured_eta(),
+                                "eta_seconds_estimated": b.estimated_eta(),
+                            }))})),
                     })
                 })
                 .collect();
@@ -500,6 +600,9 @@ pub fn status(args: &StatusArgs, config: Option<&std::path::Path>) -> anyhow::Re
                         "    {} {}: {} ({} attempt(s))",
                         step.status, step.id, step.description, step.attempts
                     )?;
+                    if let Some(b) = &step.backfill {
+                        writeln!(out, "    {}", backfill_line(b))?;
+                    }
                     if let Some(blockers) = &step.waiting_for {
                         writeln!(out, "    waiting for a lock window: held by {blockers}")?;
                     }

@@ -207,7 +207,12 @@ impl<'a> Runner<'a> {
                     for (i, b) in plan.backfill.iter().enumerate() {
                         let here = b.after_step.min(plan.expand.len()) == position;
                         if here {
-                            self.backfill(&plan.id, &format!("backfill-{}", i + 1), b)
+                            let estimated = plan
+                                .estimate
+                                .as_ref()
+                                .and_then(|e| e.backfill.get(i))
+                                .map(|e| Duration::from_millis(e.millis));
+                            self.backfill(&plan.id, &format!("backfill-{}", i + 1), b, estimated)
                                 .await?;
                         }
                     }
@@ -278,7 +283,7 @@ impl<'a> Runner<'a> {
                 // lock; rows written after the check are kept right by zdm's triggers.
                 for (i, b) in recorded_plan.backfill.iter().enumerate() {
                     if b.shadow_copy {
-                        self.backfill(&row.id, &format!("check-{}", i + 1), b)
+                        self.backfill(&row.id, &format!("check-{}", i + 1), b, None)
                             .await?;
                     }
                 }
@@ -455,6 +460,7 @@ impl<'a> Runner<'a> {
                     .await?;
             }
             attempt += 1;
+            let started = Instant::now();
             let result = if step.transaction {
                 let locks = if windowed { wanted.as_slice() } else { &[] };
                 self.run_transactional(migration, step, locks, patient)
@@ -464,7 +470,13 @@ impl<'a> Runner<'a> {
                     .await
             };
             let Err(e) = result else {
-                tracing::info!(migration, step = %step.id, "{}", step.description);
+                tracing::info!(
+                    migration,
+                    step = %step.id,
+                    seconds = format!("{:.2}", started.elapsed().as_secs_f64()),
+                    "{}",
+                    step.description
+                );
                 return Ok(());
             };
             let code = e.code().cloned();
@@ -739,6 +751,7 @@ impl<'a> Runner<'a> {
         migration: &str,
         step_id: &str,
         b: &Backfill,
+        estimated: Option<Duration>,
     ) -> Result<(), RunError> {
         if state::step_status(self.client, migration, step_id)
             .await?
@@ -759,6 +772,7 @@ impl<'a> Runner<'a> {
             max_attempts: self.options.max_attempts.unwrap_or(50),
             migration,
             step_id,
+            estimated,
         };
         match run.run(b).await {
             Err(RunError::Batch(e)) => {

@@ -2,6 +2,7 @@
 //! database into the same types the offline pipeline uses.
 
 mod backfill;
+mod calibrate;
 mod connect;
 mod executor;
 mod identity;
@@ -13,12 +14,14 @@ mod run;
 mod state;
 mod verify;
 
+pub use calibrate::estimate_plans;
 pub use connect::{ConnectOptions, Environment, ProcessEnv, SslMode};
 pub use executor::{RUNNER_APPLICATION, Runner};
 pub use identity::{Ambiguous, Identities, identify};
 pub use introspect::introspect;
 pub use records::{Status, StepState, plan_from_record, recorded_plans, recorded_statuses, status};
 pub use run::{BackfillOptions, Phase, RunError, RunOptions, Stop};
+pub use state::BackfillProgress;
 pub use verify::{Outcome, Verified, VerifyError, VerifyOptions, verify_set};
 
 use tokio_postgres::Client;

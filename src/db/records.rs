@@ -12,7 +12,7 @@ use crate::plan::{Backfill, MigrationPlan, Step};
 use crate::source::SourceFile;
 
 /// A migration's state as `zdm status` shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Status {
     pub id: String,
     /// pending, expanding, expanded, contracting, done, aborting, aborted or failed.
@@ -27,7 +27,7 @@ pub struct Status {
 }
 
 /// A recorded step, as `zdm status` shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StepState {
     pub id: String,
     pub description: String,
@@ -36,6 +36,8 @@ pub struct StepState {
     pub last_error: Option<String>,
     /// The sessions holding a lock the step waits to ask for (a lock window), while it waits.
     pub waiting_for: Option<String>,
+    /// A backfill's rows, estimate and elapsed time, while it runs.
+    pub backfill: Option<state::BackfillProgress>,
 }
 
 /// The plans recorded for migrations zdm has started (any status but aborted), by id, read
@@ -75,6 +77,7 @@ pub fn plan_from_record(file: &SourceFile, recorded: &RecordedPlan) -> Migration
         // A recorded plan was checked before its first step ran.
         checks: Vec::new(),
         notes: recorded.notes.clone(),
+        estimate: None,
     }
 }
 
@@ -133,18 +136,24 @@ pub async fn status(client: &Client, plans: &[MigrationPlan]) -> Result<Vec<Stat
         };
         let current_step = match row {
             Some(m) if !matches!(m.status, MigrationStatus::Done | MigrationStatus::Aborted) => {
-                state::latest_step(client, &plan.id)
-                    .await?
-                    .map(|step| StepState {
-                        description: crate::plan::recorded::read(&m.plan)
-                            .map(|p| p.describe(&step.id))
-                            .unwrap_or_default(),
-                        id: step.id,
-                        status: step.status,
-                        attempts: step.attempts,
-                        last_error: step.last_error,
-                        waiting_for: step.waiting_for,
-                    })
+                let latest = state::latest_step(client, &plan.id).await?;
+                let backfill = match &latest {
+                    Some(step) if step.status != "done" => {
+                        state::backfill_progress(client, &plan.id, &step.id).await?
+                    }
+                    _ => None,
+                };
+                latest.map(|step| StepState {
+                    description: crate::plan::recorded::read(&m.plan)
+                        .map(|p| p.describe(&step.id))
+                        .unwrap_or_default(),
+                    id: step.id,
+                    status: step.status,
+                    attempts: step.attempts,
+                    last_error: step.last_error,
+                    waiting_for: step.waiting_for,
+                    backfill,
+                })
             }
             _ => None,
         };

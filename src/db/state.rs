@@ -36,6 +36,11 @@ ALTER TABLE zdm.migrations ADD COLUMN IF NOT EXISTS not_undone text;
 -- The sessions a step is waiting out before it asks for its lock (a lock window), while it
 -- waits; `zdm status` shows them.
 ALTER TABLE zdm.steps ADD COLUMN IF NOT EXISTS waiting_for text;
+-- A backfill's estimate when it started (the cost model's seconds and the rows it walks) and
+-- when it first started, so `zdm status` shows the estimate beside the measured rate.
+ALTER TABLE zdm.steps ADD COLUMN IF NOT EXISTS estimated_seconds float8;
+ALTER TABLE zdm.steps ADD COLUMN IF NOT EXISTS total_rows bigint;
+ALTER TABLE zdm.steps ADD COLUMN IF NOT EXISTS started_at timestamptz;
 ";
 
 /// Where a migration is. zdm moves it only along these lines, and `set_status` refuses any
@@ -306,6 +311,84 @@ pub async fn record_waiting(
         )
         .await?;
     Ok(())
+}
+
+/// Records that a backfill starts (or resumes): its estimate and the rows it walks; the first
+/// start's time and estimate are kept.
+pub async fn record_backfill_start(
+    client: &Client,
+    migration: &str,
+    step: &str,
+    estimated_seconds: Option<f64>,
+    total_rows: Option<i64>,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "INSERT INTO zdm.steps (migration_id, step_id, status, estimated_seconds, total_rows, started_at)
+             VALUES ($1, $2, 'started', $3, $4, now())
+             ON CONFLICT (migration_id, step_id) DO UPDATE SET
+                 estimated_seconds = coalesce(zdm.steps.estimated_seconds, $3),
+                 total_rows = coalesce($4, zdm.steps.total_rows),
+                 started_at = coalesce(zdm.steps.started_at, now()),
+                 updated_at = now()",
+            &[&migration, &step, &estimated_seconds, &total_rows],
+        )
+        .await?;
+    Ok(())
+}
+
+/// A backfill's progress as `zdm status` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackfillProgress {
+    pub rows_done: i64,
+    pub total_rows: Option<i64>,
+    pub estimated_seconds: Option<f64>,
+    /// Seconds since the backfill first started.
+    pub elapsed_seconds: f64,
+}
+
+impl BackfillProgress {
+    /// Rows per second since the backfill first started.
+    pub fn measured_rate(&self) -> Option<f64> {
+        (self.elapsed_seconds > 0.0 && self.rows_done > 0)
+            .then(|| self.rows_done as f64 / self.elapsed_seconds)
+    }
+
+    /// Seconds left at the measured rate.
+    pub fn measured_eta(&self) -> Option<f64> {
+        let left = (self.total_rows? - self.rows_done).max(0) as f64;
+        Some(left / self.measured_rate()?)
+    }
+
+    /// Seconds left by the estimate made when it started.
+    pub fn estimated_eta(&self) -> Option<f64> {
+        Some((self.estimated_seconds? - self.elapsed_seconds).max(0.0))
+    }
+}
+
+/// The progress of a backfill step that recorded its start.
+pub async fn backfill_progress(
+    client: &Client,
+    migration: &str,
+    step: &str,
+) -> Result<Option<BackfillProgress>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT p.total_rows, p.estimated_seconds,
+                    extract(epoch FROM now() - p.started_at)::float8,
+                    (SELECT coalesce(sum(rows_done), 0)::bigint FROM zdm.steps s
+                     WHERE s.migration_id = $1 AND (s.step_id = $2 OR s.step_id LIKE $2 || '#%'))
+             FROM zdm.steps p
+             WHERE p.migration_id = $1 AND p.step_id = $2 AND p.started_at IS NOT NULL",
+            &[&migration, &step],
+        )
+        .await?;
+    Ok(row.map(|r| BackfillProgress {
+        total_rows: r.get(0),
+        estimated_seconds: r.get(1),
+        elapsed_seconds: r.get(2),
+        rows_done: r.get(3),
+    }))
 }
 
 /// The saved cursor of a backfill step.

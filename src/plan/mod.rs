@@ -7,6 +7,7 @@
 //! accepts the lock. Each statement comes from the analysis pass (`analysis::walk`) that lint uses
 //! too: the same parse, classification and findings.
 
+mod estimate;
 mod model;
 pub mod ops;
 mod order;
@@ -18,8 +19,11 @@ mod views;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+pub use estimate::*;
 pub use model::*;
-pub use render::{PlanFormat, render, sql_files as render_sql_files, write_sql_files};
+pub use render::{
+    PlanFormat, estimate_summary, render, sql_files as render_sql_files, write_sql_files,
+};
 
 use crate::analysis::{Facts, LintOptions, ParsedFile, Severity, Unit, walk};
 use crate::catalog::Catalog;
@@ -236,6 +240,7 @@ pub fn plan_file(
         notes: body.notes,
         repeatable: file.repeatable,
         checks,
+        estimate: None,
     };
     if plan.repeatable {
         // Undoing a repeatable migration means its previous text, which zdm does not keep:

@@ -238,6 +238,8 @@ pub struct MigrationPlan {
     /// The expressions zdm builds into triggers and backfills, to try against the live schema
     /// before the migration's first step. Not recorded: they run before anything else does.
     pub checks: Vec<ExpressionCheck>,
+    /// What each step costs on the database the plan was made against; `None` offline.
+    pub estimate: Option<super::PlanEstimate>,
 }
 
 /// A query that PostgreSQL parses and plans but never runs (`… WHERE false`), over a stand-in

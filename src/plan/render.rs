@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use super::{Backfill, MigrationPlan, PlanError, Step};
+use super::{
+    Backfill, MigrationPlan, PHASES, PlanError, PlanEstimate, Step, StepEstimate, human_bytes,
+    human_duration,
+};
 use crate::sql::backfill::psql_block;
 use crate::sql::literal;
 
@@ -69,7 +72,7 @@ pub fn render(plans: &[MigrationPlan], refused: &[PlanError], format: PlanFormat
         PlanFormat::Json => {
             let v = json!({
                 "version": 1,
-                "migrations": plans.iter().map(json_plan).collect::<Vec<_>>(),
+                "migrations": plans.iter().map(json_plan_estimated).collect::<Vec<_>>(),
                 "refused": refused.iter().map(|e| {
                     let (path, line) = e.location();
                     json!({"path": path.display().to_string(), "line": line,
@@ -99,33 +102,138 @@ fn lock_text(step: &Step) -> String {
     }
 }
 
+/// The estimate's headline: each phase's total, the WAL, and the step that blocks longest.
+pub fn estimate_summary(e: &PlanEstimate, plan: &MigrationPlan) -> String {
+    let phases = PHASES
+        .iter()
+        .filter(|p| !e.phase(p).is_empty())
+        .map(|p| {
+            let wal = e.phase_wal_bytes(p);
+            let wal = if wal > 0 {
+                format!(" ({} WAL)", human_bytes(wal))
+            } else {
+                String::new()
+            };
+            format!("{p} {}{wal}", human_duration(e.phase_millis(p)))
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let blocking = match e.longest_blocking() {
+        Some((phase, i, step)) => {
+            let steps = if phase == "expand" {
+                &plan.expand
+            } else {
+                &plan.contract
+            };
+            let lock = steps
+                .get(i)
+                .and_then(|s| s.lock.as_ref())
+                .map(|l| format!(" ({} on {})", l.mode, l.relation))
+                .unwrap_or_default();
+            format!(
+                "longest blocking step {phase}-{}: {}{lock}",
+                i + 1,
+                human_duration(step.blocking_millis)
+            )
+        }
+        None => "no step blocks the application".to_owned(),
+    };
+    if phases.is_empty() {
+        blocking
+    } else {
+        format!("{phases}; {blocking}")
+    }
+}
+
+/// One step's estimate, for the line under it.
+fn step_estimate_text(e: &StepEstimate) -> String {
+    let mut text = format!("~{}, {}", human_duration(e.millis), e.work.as_str());
+    if let Some(table) = &e.table
+        && e.work != super::Work::Catalog
+    {
+        let _ = write!(text, " ({table})");
+    }
+    if e.wal_bytes > 0 {
+        let _ = write!(text, ", {} WAL", human_bytes(e.wal_bytes));
+    }
+    if e.blocking_millis > 0 {
+        let _ = write!(
+            text,
+            ", blocks the application for {}",
+            human_duration(e.blocking_millis)
+        );
+    }
+    text
+}
+
+/// The estimates of a phase's steps, when the plan has them.
+fn phase_estimates<'a>(plan: &'a MigrationPlan, phase: &str) -> &'a [StepEstimate] {
+    plan.estimate.as_ref().map_or(&[], |e| e.phase(phase))
+}
+
+const NO_ESTIMATE: &str = "no estimate without a database (zdm plan --database-url URL)";
+
 fn human(plan: &MigrationPlan) -> String {
     let mut out = format!("migration {} ({})\n", plan.id, plan.path);
+    match &plan.estimate {
+        Some(e) => {
+            let _ = writeln!(out, "  estimate: {}", estimate_summary(e, plan));
+            for t in &e.tables {
+                let _ = writeln!(
+                    out,
+                    "  table {}: ~{} rows, heap {}, indexes {}, TOAST {}",
+                    t.name,
+                    t.rows,
+                    human_bytes(t.heap_bytes),
+                    human_bytes(t.index_bytes),
+                    human_bytes(t.toast_bytes)
+                );
+            }
+            for w in &e.warnings {
+                let _ = writeln!(out, "  warning: {w}");
+            }
+        }
+        None => {
+            let _ = writeln!(out, "  estimate: {NO_ESTIMATE}");
+        }
+    }
     for op in &plan.operations {
         let _ = writeln!(out, "  line {:<4} {:<16} {}", op.line, op.kind, op.summary);
     }
-    let phase = |out: &mut String, title: &str, steps: &[Step]| {
+    let phase = |out: &mut String, title: &str, steps: &[Step], estimates: &[StepEstimate]| {
         if steps.is_empty() {
             return;
         }
         let _ = writeln!(out, "\n  {title}");
         for (i, s) in steps.iter().enumerate() {
             let _ = writeln!(out, "    {}. {}  [{}]", i + 1, s.description, lock_text(s));
+            if let Some(e) = estimates.get(i) {
+                let _ = writeln!(out, "       estimate: {}", step_estimate_text(e));
+            }
             for line in s.sql.lines() {
                 let _ = writeln!(out, "       | {line}");
             }
         }
     };
-    phase(&mut out, "expand", &plan.expand);
+    phase(
+        &mut out,
+        "expand",
+        &plan.expand,
+        phase_estimates(plan, "expand"),
+    );
     if !plan.backfill.is_empty() {
         let _ = writeln!(out, "\n  backfill");
-        for b in &plan.backfill {
+        let estimates = phase_estimates(plan, "backfill");
+        for (i, b) in plan.backfill.iter().enumerate() {
             let _ = writeln!(
                 out,
                 "    {}{}",
                 backfill_place(plan, b),
                 backfill_summary(b)
             );
+            if let Some(e) = estimates.get(i) {
+                let _ = writeln!(out, "       estimate: {}", step_estimate_text(e));
+            }
         }
     }
     if !plan.notes.is_empty() {
@@ -134,10 +242,25 @@ fn human(plan: &MigrationPlan) -> String {
             let _ = writeln!(out, "    - {n}");
         }
     }
-    phase(&mut out, "contract", &plan.contract);
-    phase(&mut out, "down: undo expand", &plan.down.expand);
+    phase(
+        &mut out,
+        "contract",
+        &plan.contract,
+        phase_estimates(plan, "contract"),
+    );
+    phase(
+        &mut out,
+        "down: undo expand",
+        &plan.down.expand,
+        phase_estimates(plan, "down-expand"),
+    );
     match &plan.down.contract {
-        Some(steps) => phase(&mut out, "down: undo contract", steps),
+        Some(steps) => phase(
+            &mut out,
+            "down: undo contract",
+            steps,
+            phase_estimates(plan, "down-contract"),
+        ),
         None => {
             let _ = writeln!(
                 out,
@@ -189,6 +312,38 @@ fn backfill_summary(b: &Backfill) -> String {
 
 fn markdown(plan: &MigrationPlan) -> String {
     let mut out = format!("### `{}`\n\n", plan.id);
+    match &plan.estimate {
+        Some(e) => {
+            let _ = writeln!(
+                out,
+                "**Estimate on this database:** {}\n",
+                estimate_summary(e, plan)
+            );
+            if !e.tables.is_empty() {
+                out.push_str(
+                    "| table | rows | heap | indexes | TOAST |\n|---|---:|---:|---:|---:|\n",
+                );
+                for t in &e.tables {
+                    let _ = writeln!(
+                        out,
+                        "| `{}` | ~{} | {} | {} | {} |",
+                        t.name,
+                        t.rows,
+                        human_bytes(t.heap_bytes),
+                        human_bytes(t.index_bytes),
+                        human_bytes(t.toast_bytes)
+                    );
+                }
+                out.push('\n');
+            }
+            for w in &e.warnings {
+                let _ = writeln!(out, "> **Warning:** {w}\n");
+            }
+        }
+        None => {
+            let _ = writeln!(out, "*Estimate: {NO_ESTIMATE}.*\n");
+        }
+    }
     out.push_str("| line | operation | statement |\n|---|---|---|\n");
     for op in &plan.operations {
         let _ = writeln!(
@@ -199,15 +354,19 @@ fn markdown(plan: &MigrationPlan) -> String {
             op.summary.replace('|', "\\|").replace('`', "'")
         );
     }
-    let phase = |out: &mut String, title: &str, steps: &[Step]| {
+    let phase = |out: &mut String, title: &str, steps: &[Step], estimates: &[StepEstimate]| {
         if steps.is_empty() {
             return;
         }
         let _ = writeln!(out, "\n#### {title}\n");
         for (i, s) in steps.iter().enumerate() {
+            let estimate = estimates
+                .get(i)
+                .map(|e| format!(" — {}", step_estimate_text(e)))
+                .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "{}. {} — *{}*\n\n   ```sql\n{}\n   ```\n",
+                "{}. {} — *{}*{estimate}\n\n   ```sql\n{}\n   ```\n",
                 i + 1,
                 s.description,
                 lock_text(s),
@@ -215,11 +374,26 @@ fn markdown(plan: &MigrationPlan) -> String {
             );
         }
     };
-    phase(&mut out, "Expand", &plan.expand);
+    phase(
+        &mut out,
+        "Expand",
+        &plan.expand,
+        phase_estimates(plan, "expand"),
+    );
     if !plan.backfill.is_empty() {
         out.push_str("\n#### Backfill\n\n");
-        for b in &plan.backfill {
-            let _ = writeln!(out, "- {}{}", backfill_place(plan, b), backfill_summary(b));
+        let estimates = phase_estimates(plan, "backfill");
+        for (i, b) in plan.backfill.iter().enumerate() {
+            let estimate = estimates
+                .get(i)
+                .map(|e| format!(" — {}", step_estimate_text(e)))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "- {}{}{estimate}",
+                backfill_place(plan, b),
+                backfill_summary(b)
+            );
         }
     }
     if !plan.notes.is_empty() {
@@ -228,10 +402,25 @@ fn markdown(plan: &MigrationPlan) -> String {
             let _ = writeln!(out, "- {n}");
         }
     }
-    phase(&mut out, "Contract", &plan.contract);
-    phase(&mut out, "Down: undo expand", &plan.down.expand);
+    phase(
+        &mut out,
+        "Contract",
+        &plan.contract,
+        phase_estimates(plan, "contract"),
+    );
+    phase(
+        &mut out,
+        "Down: undo expand",
+        &plan.down.expand,
+        phase_estimates(plan, "down-expand"),
+    );
     match &plan.down.contract {
-        Some(steps) => phase(&mut out, "Down: undo contract", steps),
+        Some(steps) => phase(
+            &mut out,
+            "Down: undo contract",
+            steps,
+            phase_estimates(plan, "down-contract"),
+        ),
         None => {
             out.push_str("\n#### Down: undo contract\n\nImpossible: the contract drops data.\n")
         }
@@ -280,6 +469,65 @@ pub(crate) fn json_plan(p: &MigrationPlan) -> Value {
         },
         "notes": p.notes,
     })
+}
+
+fn seconds(millis: u64) -> Value {
+    json!(millis as f64 / 1000.0)
+}
+
+/// A step's or backfill's estimate fields (null offline).
+fn json_estimate(target: &mut Value, e: Option<&StepEstimate>) {
+    target["estimated_seconds"] = e.map_or(Value::Null, |e| seconds(e.millis));
+    target["estimated_wal_bytes"] = e.map_or(Value::Null, |e| json!(e.wal_bytes));
+    target["estimated_blocking_seconds"] = e.map_or(Value::Null, |e| seconds(e.blocking_millis));
+    target["work"] = e.map_or(Value::Null, |e| json!(e.work.as_str()));
+}
+
+/// The JSON output of a plan: the recorded shape (`json_plan`) with the estimates on every
+/// step, backfill and phase, null when the plan was made offline.
+fn json_plan_estimated(p: &MigrationPlan) -> Value {
+    let mut v = json_plan(p);
+    let e = p.estimate.as_ref();
+    for (key, phase) in [
+        ("expand", "expand"),
+        ("backfill", "backfill"),
+        ("contract", "contract"),
+    ] {
+        let estimates = e.map(|e| e.phase(phase));
+        if let Some(items) = v[key].as_array_mut() {
+            for (i, item) in items.iter_mut().enumerate() {
+                json_estimate(item, estimates.and_then(|list| list.get(i)));
+            }
+        }
+    }
+    for (key, phase) in [("expand", "down-expand"), ("contract", "down-contract")] {
+        let estimates = e.map(|e| e.phase(phase));
+        if let Some(items) = v["down"][key].as_array_mut() {
+            for (i, item) in items.iter_mut().enumerate() {
+                json_estimate(item, estimates.and_then(|list| list.get(i)));
+            }
+        }
+    }
+    let per_phase = |f: &dyn Fn(&PlanEstimate, &str) -> Value| match e {
+        Some(e) => Value::Object(PHASES.iter().map(|p| ((*p).to_owned(), f(e, p))).collect()),
+        None => Value::Null,
+    };
+    v["estimated_seconds"] = per_phase(&|e, p| seconds(e.phase_millis(p)));
+    v["estimated_wal_bytes"] = per_phase(&|e, p| json!(e.phase_wal_bytes(p)));
+    v["estimate"] = match e {
+        Some(e) => json!({
+            "tables": e.tables.iter().map(|t| json!({
+                "table": t.name.to_string(), "rows": t.rows, "heap_bytes": t.heap_bytes,
+                "index_bytes": t.index_bytes, "toast_bytes": t.toast_bytes,
+            })).collect::<Vec<_>>(),
+            "longest_blocking": e.longest_blocking().map(|(phase, i, s)| json!({
+                "step": format!("{phase}-{}", i + 1), "seconds": seconds(s.blocking_millis),
+            })),
+            "warnings": e.warnings,
+        }),
+        None => json!({"none": NO_ESTIMATE}),
+    };
+    v
 }
 
 /// The SQL of a phase's steps for psql in autocommit mode: each transactional step in its own

@@ -84,6 +84,8 @@ pub(crate) struct BackfillRun<'a> {
     pub max_attempts: u32,
     pub migration: &'a str,
     pub step_id: &'a str,
+    /// The cost model's estimate of the whole backfill, when there is one.
+    pub estimated: Option<Duration>,
 }
 
 /// A part of the walk and the `zdm.steps` row that holds its cursor.
@@ -160,7 +162,25 @@ impl BackfillRun<'_> {
             .batch_execute("RESET lock_timeout; RESET statement_timeout")
             .await?;
         let (slices, types, total) = prepared?;
+        state::record_backfill_start(
+            self.client,
+            self.migration,
+            self.step_id,
+            self.estimated.map(|d| d.as_secs_f64()),
+            total.map(|t| t as i64),
+        )
+        .await?;
         let done_before = state::rows_done(self.client, self.migration, self.step_id).await?;
+        if let Some(estimated) = self.estimated {
+            tracing::info!(
+                migration = self.migration,
+                step = self.step_id,
+                "backfill of {}: estimated {} for about {} rows",
+                b.table,
+                crate::plan::human_duration(estimated.as_millis() as u64),
+                total.unwrap_or(0)
+            );
+        }
         let pending: VecDeque<Slice> = slices.into_iter().filter(|s| !s.walk.finished()).collect();
         let parallel = pending.len() > 1;
         let shared = Shared {
@@ -182,6 +202,7 @@ impl BackfillRun<'_> {
                 format!("{}: backfill {}", self.migration, b.table),
                 total,
                 done_before,
+                self.estimated,
             )),
         };
         let pool = match self.sessions.filter(|_| parallel) {
@@ -623,6 +644,8 @@ async fn wait_for_replicas(client: &Client, shared: &Shared<'_>) -> Result<(), R
 }
 
 /// Rows done, rate and ETA: a bar on a terminal, a log line every few seconds otherwise.
+/// The ETA comes from the cost model's estimate until batches have run long enough to measure
+/// the rate, then from the measured rate.
 struct Progress {
     label: String,
     bar: Option<ProgressBar>,
@@ -631,12 +654,16 @@ struct Progress {
     started: Instant,
     done_at_start: u64,
     last_line: Instant,
+    estimated: Option<Duration>,
 }
+
+/// How long batches run before their rate replaces the model's estimate in the ETA.
+const MEASURED_AFTER: Duration = Duration::from_secs(2);
 
 const LOG_EVERY: Duration = Duration::from_secs(5);
 
 impl Progress {
-    fn new(label: String, total: Option<u64>, done: u64) -> Progress {
+    fn new(label: String, total: Option<u64>, done: u64, estimated: Option<Duration>) -> Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = match total {
                 Some(t) => ProgressBar::new(t.max(done)),
@@ -644,7 +671,7 @@ impl Progress {
             };
             bar.set_style(
                 ProgressStyle::with_template(
-                    "{msg} [{bar:30}] {human_pos}/{human_len} rows, {per_sec}, ETA {eta}",
+                    "{msg} [{bar:30}] {human_pos}/{human_len} rows, {per_sec}, {prefix}",
                 )
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
@@ -653,7 +680,7 @@ impl Progress {
             bar.set_position(done);
             bar
         });
-        Progress {
+        let progress = Progress {
             label,
             bar,
             total,
@@ -661,6 +688,41 @@ impl Progress {
             started: Instant::now(),
             done_at_start: done,
             last_line: Instant::now(),
+            estimated,
+        };
+        if let Some(bar) = &progress.bar {
+            bar.set_prefix(progress.eta_text());
+        }
+        progress
+    }
+
+    /// The time left, and whether it was measured (else estimated by the model).
+    fn eta(&self) -> Option<(Duration, bool)> {
+        let total = self.total?;
+        let left = total.saturating_sub(self.done);
+        let elapsed = self.started.elapsed();
+        let rows = self.done - self.done_at_start;
+        if elapsed >= MEASURED_AFTER && rows > 0 {
+            let rate = rows as f64 / elapsed.as_secs_f64();
+            return Some((Duration::from_secs_f64(left as f64 / rate), true));
+        }
+        let estimated = self.estimated?;
+        let share = if total == 0 {
+            0.0
+        } else {
+            left as f64 / total as f64
+        };
+        Some((estimated.mul_f64(share).saturating_sub(elapsed), false))
+    }
+
+    fn eta_text(&self) -> String {
+        match self.eta() {
+            Some((left, measured)) => format!(
+                "ETA {} ({})",
+                crate::plan::human_duration(left.as_millis() as u64),
+                if measured { "measured" } else { "estimated" }
+            ),
+            None => "ETA unknown".to_owned(),
         }
     }
 
@@ -671,6 +733,7 @@ impl Progress {
                 bar.set_length(self.done);
             }
             bar.set_position(self.done);
+            bar.set_prefix(self.eta_text());
             return;
         }
         if self.last_line.elapsed() >= LOG_EVERY {
@@ -679,9 +742,9 @@ impl Progress {
                 / self.started.elapsed().as_secs_f64().max(0.001);
             let of = match self.total {
                 Some(t) if t >= self.done && rate > 0.0 => format!(
-                    " of about {t} ({:.0}%), ETA {:.0} s",
+                    " of about {t} ({:.0}%), {}",
                     100.0 * self.done as f64 / t as f64,
-                    (t - self.done) as f64 / rate
+                    self.eta_text()
                 ),
                 _ => String::new(),
             };
