@@ -142,7 +142,7 @@ impl Config {
                 .warn_wal_share
                 .unwrap_or(defaults.warn_wal_share),
         };
-        if !(estimate.warn_wal_share > 0.0) {
+        if estimate.warn_wal_share.is_nan() || estimate.warn_wal_share <= 0.0 {
             return Err(ConfigError::Invalid {
                 path: path.unwrap_or(default).to_owned(),
                 message: "[estimate] warn_wal_share must be above 0 (1.0 is max_wal_size)".into(),

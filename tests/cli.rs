@@ -284,13 +284,36 @@ fn plan_json_has_the_documented_shape() {
             "backfill",
             "contract",
             "down",
-            "notes"
+            "notes",
+            "estimated_seconds",
+            "estimated_wal_bytes",
+            "estimate"
         ]
+    );
+    // Offline: every estimate is null, and the plan says why.
+    assert_eq!(m["estimated_seconds"], serde_json::Value::Null);
+    assert_eq!(
+        m["estimate"]["none"],
+        "no estimate without a database (zdm plan --database-url URL)"
     );
     assert_eq!(m["id"], "0002_fk_and_index");
     let step = &m["expand"][0];
     let keys: Vec<_> = step.as_object().unwrap().keys().cloned().collect();
-    assert_eq!(keys, ["id", "description", "sql", "transaction", "lock"]);
+    assert_eq!(
+        keys,
+        [
+            "id",
+            "description",
+            "sql",
+            "transaction",
+            "lock",
+            "estimated_seconds",
+            "estimated_wal_bytes",
+            "estimated_blocking_seconds",
+            "work"
+        ]
+    );
+    assert_eq!(step["estimated_seconds"], serde_json::Value::Null);
     assert_eq!(step["transaction"], false);
     assert_eq!(step["lock"]["mode"], "SHARE UPDATE EXCLUSIVE");
     insta::assert_snapshot!("plan_json", out);

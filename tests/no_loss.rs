@@ -734,14 +734,17 @@ fn a_serial_key_widens_end_to_end_and_live_plans_match_offline_ones() {
             String::from_utf8_lossy(&out.stderr)
         );
         let all: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        all["migrations"]
+        let mut plan = all["migrations"]
             .as_array()
             .unwrap()
             .iter()
             .find(|m| m["id"] == "0002_widen")
             .unwrap()
-            .clone()
+            .clone();
+        without_estimates(&mut plan);
+        plan
     };
+    // The same steps; only the live plan has estimates.
     assert_eq!(plan_of(&[]), plan_of(&["--database-url", &url]));
 
     ok(zdm(&url, d, &["expand"]), "expand 0002");
@@ -864,4 +867,16 @@ fn an_added_column_reaches_rows_moved_behind_the_walk() {
         0
     );
     assert_eq!(count(&mut c, "SELECT count(DISTINCT tag) FROM logs"), rows);
+}
+
+/// A plan's JSON without the estimate fields, which only a plan made against a database has.
+fn without_estimates(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            map.retain(|k, _| !k.starts_with("estimate") && k != "work");
+            map.values_mut().for_each(without_estimates);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(without_estimates),
+        _ => {}
+    }
 }

@@ -432,10 +432,17 @@ async fn estimate_before_running(
     thresholds: crate::config::EstimateThresholds,
 ) -> anyhow::Result<()> {
     let statuses = db::recorded_statuses(client).await?;
-    let runs = |id: &str| match (command, statuses.get(id).map(String::as_str)) {
-        (Command::Expand, None | Some("expanding" | "failed" | "aborted")) => true,
-        (Command::Contract, Some("expanded" | "contracting" | "failed")) => true,
-        _ => false,
+    let runs = |id: &str| {
+        matches!(
+            (command, statuses.get(id).map(String::as_str)),
+            (
+                Command::Expand,
+                None | Some("expanding" | "failed" | "aborted")
+            ) | (
+                Command::Contract,
+                Some("expanded" | "contracting" | "failed")
+            )
+        )
     };
     let plans: Vec<&mut MigrationPlan> = all.iter_mut().filter(|p| runs(&p.id)).collect();
     if plans.is_empty() {
