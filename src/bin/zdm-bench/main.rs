@@ -13,6 +13,7 @@
 //! ```
 
 mod chart;
+mod estimates;
 mod process;
 mod scenarios;
 mod workload;
@@ -85,6 +86,11 @@ struct Args {
     expand_sizes: Vec<u64>,
     #[arg(long)]
     skip_expand: bool,
+    /// Table sizes for comparing `zdm plan --database-url`'s estimates with the measured steps
+    #[arg(long, value_delimiter = ',', default_value = "1000000,10000000")]
+    estimate_sizes: Vec<u64>,
+    #[arg(long)]
+    skip_estimates: bool,
     /// The migration corpus to time `zdm lint` on, as folders and as file lists (beside
     /// squawk when it is on PATH); skipped when the folder is missing
     #[arg(long, default_value = "../shared/corpus")]
@@ -116,6 +122,7 @@ struct Report {
     backfill: Vec<BackfillResult>,
     triggers: Vec<TriggerResult>,
     expand: Vec<process::ExpandResult>,
+    estimates: Vec<estimates::EstimateResult>,
     lint: Vec<process::LintResult>,
 }
 
@@ -279,6 +286,7 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
         backfill: Vec::new(),
         triggers: Vec::new(),
         expand: Vec::new(),
+        estimates: Vec::new(),
         lint: Vec::new(),
     };
     let bench = Bench {
@@ -318,6 +326,12 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
         report
             .expand
             .push(process::expand(&admin, rows, args.batch_time).await?);
+    }
+    for &rows in args.estimate_sizes.iter().filter(|_| !args.skip_estimates) {
+        eprintln!("estimates: {rows} rows");
+        report
+            .estimates
+            .push(estimates::estimates(&admin, rows).await?);
     }
     if args.corpus.is_dir() {
         eprintln!("lint: {}", args.corpus.display());
@@ -837,6 +851,32 @@ fn render(r: &Report) -> (String, bool) {
                     e.rows, e.bulk_seconds
                 );
             }
+        }
+    }
+    if !r.estimates.is_empty() {
+        out.push_str("\n### `zdm plan --database-url` estimates against the measured steps of `zdm expand`\n\n");
+        out.push_str("| rows | step | estimated (s) | measured (s) | estimated ÷ measured | target 0.5–2× |\n|---:|---|---:|---:|---:|---|\n");
+        for e in &r.estimates {
+            for (id, estimated, measured) in &e.steps {
+                let what = estimates::COMPARED
+                    .iter()
+                    .find(|(s, _)| s == id)
+                    .map_or(id.as_str(), |(_, what)| what);
+                let ratio = estimated / measured.max(1e-3);
+                let ok = (0.5..=2.0).contains(&ratio);
+                met &= ok;
+                let _ = writeln!(
+                    out,
+                    "| {} | {what} | {estimated:.2} | {measured:.2} | {ratio:.2} | {} |",
+                    e.rows,
+                    if ok { "met" } else { "**missed**" }
+                );
+            }
+            let _ = writeln!(
+                out,
+                "| {} | `zdm plan --database-url` itself | | {:.2} | | |",
+                e.rows, e.plan_seconds
+            );
         }
     }
     if !r.lint.is_empty() {

@@ -11,7 +11,7 @@ use serde::Serialize;
 use zdm::db::ConnectOptions;
 
 /// The `zdm` binary built beside this one.
-fn zdm_binary() -> anyhow::Result<PathBuf> {
+pub fn zdm_binary() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let path = exe.with_file_name("zdm");
     anyhow::ensure!(
