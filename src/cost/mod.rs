@@ -39,18 +39,18 @@ const CHECK_ROW_SECONDS: f64 = 0.03e-6;
 const FOREIGN_KEY_ROW_SECONDS: f64 = 0.14e-6;
 /// Per row and per comparison level (log2 of the rows) of an index build's sort, for a key
 /// 8 bytes wide; wider keys cost proportionally more to compare and move.
-const SORT_ROW_SECONDS: f64 = 0.012e-6;
+const SORT_ROW_SECONDS: f64 = 0.016e-6;
 /// Per row of contract's completeness check: read in key order through the index, compared.
 const CHECK_WALK_ROW_SECONDS: f64 = 0.5e-6;
 /// Per byte of index written by a build (pages formed, written and logged).
-const INDEX_WRITE_BYTE_SECONDS: f64 = 10.0e-9;
+const INDEX_WRITE_BYTE_SECONDS: f64 = 13.0e-9;
 /// Per byte of heap written by a rewrite.
 const HEAP_WRITE_BYTE_SECONDS: f64 = 8.0e-9;
 /// An UPDATE of one row: the new row version, its WAL record, and the primary key's entry.
-const UPDATE_ROW_SECONDS: f64 = 3.0e-6;
+const UPDATE_ROW_SECONDS: f64 = 3.8e-6;
 /// Each further index adds an entry per updated row (updates that change a column cannot be
 /// HOT on a full page).
-const UPDATE_INDEX_SECONDS: f64 = 3.0e-6;
+const UPDATE_INDEX_SECONDS: f64 = 3.8e-6;
 /// Per byte of the row version written.
 const UPDATE_BYTE_SECONDS: f64 = 10.0e-9;
 /// A backfill's batches against one bulk UPDATE: with one connection they pay round trips and
@@ -58,6 +58,10 @@ const UPDATE_BYTE_SECONDS: f64 = 10.0e-9;
 /// 0.7–0.8× the bulk rate with one worker, 1.0–1.3× adaptive on 2 cores).
 const BACKFILL_ONE_WORKER: f64 = 1.35;
 const BACKFILL_WORKERS: f64 = 0.9;
+/// How much a full-table update grows the heap a later step scans: each row gets a new
+/// version and the old one stays until VACUUM (2× on a short backfill), but autovacuum frees
+/// part of it for reuse during a long one (about 1.4× measured at 10M rows).
+const UPDATE_GROWTH: f64 = 0.5;
 /// Bytes of WAL per row version or index entry beyond the data itself (record headers).
 const WAL_RECORD_OVERHEAD: u64 = 50;
 /// A B-tree entry beyond its key: the index tuple header and the line pointer.
@@ -94,9 +98,15 @@ impl TableFacts {
         }
     }
 
-    /// How much slower than the reference machine this server works on this table.
+    /// How much slower than the reference machine this server works rows of this table. The
+    /// sample's scan rate depends as much on where its pages were (shared buffers, the OS
+    /// cache, disk) as on the CPU, so per-row costs follow it only by its square root: on the
+    /// reference machine the same table samples at 0.6× to 1.5× the reference rate as its
+    /// pages move between caches, while its updates run at one speed.
     fn machine(&self) -> f64 {
-        (self.page_seconds / REFERENCE_PAGE_SECONDS).clamp(0.1, 100.0)
+        (self.page_seconds / REFERENCE_PAGE_SECONDS)
+            .clamp(0.01, 10_000.0)
+            .sqrt()
     }
 
     fn scan_seconds(&self) -> f64 {
@@ -256,8 +266,7 @@ struct Model<'a> {
     facts: &'a Facts,
     settings: &'a Settings,
     pg_version: u32,
-    /// Tables an update ran over, with how much their heap grew: PostgreSQL keeps the old row
-    /// versions until VACUUM, so a full-table update about doubles what a later scan reads.
+    /// Tables an update ran over, with how much their heap grew (see `UPDATE_GROWTH`).
     grown: HashMap<Name, f64>,
 }
 
@@ -273,7 +282,7 @@ impl Model<'_> {
     }
 
     fn updated(&mut self, name: &Name) {
-        *self.grown.entry(name.key()).or_insert(1.0) += 1.0;
+        *self.grown.entry(name.key()).or_insert(1.0) += UPDATE_GROWTH;
     }
 
     fn steps(&mut self, steps: &[Step], catalog: &mut Catalog) -> Vec<StepEstimate> {
