@@ -152,3 +152,141 @@ fn estimates_match_the_measured_steps_at_100k_rows() {
 fn estimates_match_the_measured_steps_at_1m_rows() {
     check(1_000_000);
 }
+
+/// Builds a table of `rows` users in a fresh database, with a migration folder that widens
+/// their age (a backfill).
+fn users_with_a_backfill(label: &str, rows: u64) -> Option<(TestDatabase, tempfile::TempDir)> {
+    let db = TestDatabase::create(label)?;
+    let mut client = db.connect();
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE users (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, name text, age int);
+             INSERT INTO users (name, age) SELECT 'user ' || g, g % 90 FROM generate_series(1, {rows}) g;"
+        ))
+        .unwrap();
+    client.batch_execute("VACUUM ANALYZE users").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("0001_widen.sql"),
+        "ALTER TABLE users ALTER COLUMN age TYPE bigint;",
+    )
+    .unwrap();
+    Some((db, dir))
+}
+
+#[test]
+fn long_or_wal_heavy_backfills_are_warned_about_in_the_plan() {
+    let Some((db, dir)) = users_with_a_backfill("estimate_warn", 50_000) else {
+        return;
+    };
+    let config = dir.path().join("zdm.toml");
+    std::fs::write(
+        &config,
+        "[estimate]\nwarn_backfill_seconds = 0\nwarn_wal_share = 0.000001\n",
+    )
+    .unwrap();
+    let url = db.url_of_database();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zdm"))
+        .arg("--config")
+        .arg(&config)
+        .args(["plan", "--database-url", &url])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("  estimate: expand "), "{text}");
+    assert!(text.contains("table users: ~50000 rows"), "{text}");
+    assert!(
+        text.contains("warning: the backfill of users is estimated at"),
+        "{text}"
+    );
+    assert!(text.contains("of WAL, more than"), "{text}");
+    // The default thresholds (an hour, all of max_wal_size) say nothing about 50k rows.
+    let quiet = std::process::Command::new(env!("CARGO_BIN_EXE_zdm"))
+        .args(["plan", "--format", "markdown", "--database-url", &url])
+        .arg(dir.path())
+        .env_remove("ZDM_CONFIG")
+        .output()
+        .unwrap();
+    let quiet = String::from_utf8_lossy(&quiet.stdout);
+    assert!(quiet.contains("**Estimate on this database:**"), "{quiet}");
+    assert!(!quiet.contains("Warning"), "{quiet}");
+}
+
+/// `zdm expand` logs the estimate before it starts and the backfill's ETA; `zdm status` shows
+/// a running backfill's estimate beside its measured rate; a stopped backfill resumes to the
+/// end.
+#[test]
+fn expand_and_status_show_the_estimate_and_the_measured_rate() {
+    let rows = 60_000;
+    let Some((db, dir)) = users_with_a_backfill("estimate_status", rows) else {
+        return;
+    };
+    let url = db.url_of_database();
+    // About six seconds of backfill.
+    let mut expand = std::process::Command::new(env!("CARGO_BIN_EXE_zdm"))
+        .args(["expand", "--max-rows-per-second", "10000"])
+        .arg(dir.path())
+        .env("DATABASE_URL", &url)
+        .env_remove("ZDM_CONFIG")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = || -> serde_json::Value {
+        let out = zdm(&url, dir.path(), &["status", "--format", "json"]);
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let backfill = loop {
+        let s = status();
+        let b = &s[0]["current_step"]["backfill"];
+        if b["rows_done"].as_i64().unwrap_or(0) > 0 && b["elapsed_seconds"].as_f64() > Some(1.0) {
+            break b.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no backfill seen: {s}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    // The estimate follows the rate limit: at least rows / limit.
+    let estimated = backfill["estimated_seconds"].as_f64().unwrap();
+    assert!(estimated >= 5.5, "{backfill}");
+    let rate = backfill["rows_per_second"].as_f64().unwrap();
+    assert!(rate > 1000.0 && rate < 20_000.0, "{backfill}");
+    assert!(
+        backfill["eta_seconds_measured"].as_f64().is_some(),
+        "{backfill}"
+    );
+    assert!(
+        backfill["eta_seconds_estimated"].as_f64().is_some(),
+        "{backfill}"
+    );
+    assert_eq!(backfill["total_rows"].as_i64(), Some(rows as i64));
+    let human = String::from_utf8_lossy(&zdm(&url, dir.path(), &["status"]).stdout).into_owned();
+    assert!(human.contains("backfill: "), "{human}");
+    assert!(human.contains("estimated "), "{human}");
+    assert!(human.contains("rows/s, ETA"), "{human}");
+
+    // Stop it (it stops after the current batch) and resume it to the end.
+    std::process::Command::new("kill")
+        .args(["-TERM", &expand.id().to_string()])
+        .status()
+        .unwrap();
+    let stopped = expand.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&stopped.stderr);
+    assert_eq!(stopped.status.code(), Some(130), "{log}");
+    assert!(log.contains("0001_widen: estimate: expand"), "{log}");
+    assert!(log.contains("backfill of users: estimated"), "{log}");
+    ok(zdm(&url, dir.path(), &["expand"]), "expand resumed");
+    let mut client = db.connect();
+    let unset: i64 = client
+        .query_one(
+            "SELECT count(*) FROM users WHERE _zdm_users_age_new IS DISTINCT FROM age",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(unset, 0);
+}

@@ -502,7 +502,7 @@ impl Model<'_> {
         let mut out = Vec::new();
         let wal_limit = self.facts.server.max_wal_size_bytes as f64 * self.settings.warn_wal_share;
         for (b, e) in backfills.iter().zip(estimates) {
-            if e.millis / 1000 > self.settings.warn_backfill_seconds {
+            if e.millis > self.settings.warn_backfill_seconds * 1000 {
                 out.push(format!(
                     "the backfill of {} is estimated at {}, over the {} threshold: run it in a quiet period, or raise --max-rows-per-second / --backfill-workers",
                     b.table,

@@ -136,7 +136,7 @@ pub fn estimate_summary(e: &PlanEstimate, plan: &MigrationPlan) -> String {
                 human_duration(step.blocking_millis)
             )
         }
-        None => "no step blocks the application".to_owned(),
+        None => "blocking locks only for catalog changes (milliseconds each)".to_owned(),
     };
     if phases.is_empty() {
         blocking
