@@ -543,3 +543,136 @@ fn validates_foreign_key(change: &Change, catalog: &Catalog) -> bool {
         _ => false,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lint::LintOptions;
+    use crate::source::SourceFile;
+
+    const SCHEMA: &str =
+        "CREATE TABLE users (id bigint PRIMARY KEY, name text, age int, org_id int);
+        CREATE TABLE orgs (id int PRIMARY KEY);";
+
+    fn facts(rows: u64) -> Facts {
+        let pages = rows / 120;
+        let table = |name: &str, rows: u64, pages: u64| TableFacts {
+            size: TableSize {
+                name: Name::new(None, name),
+                rows,
+                heap_bytes: pages * 8192,
+                index_bytes: rows * 20,
+                toast_bytes: 0,
+            },
+            heap_pages: pages,
+            indexes: 1,
+            column_widths: HashMap::from([("name".to_owned(), 16.0)]),
+            page_seconds: REFERENCE_PAGE_SECONDS,
+        };
+        Facts {
+            tables: HashMap::from([
+                (Name::new(None, "users"), table("users", rows, pages)),
+                (Name::new(None, "orgs"), table("orgs", 1000, 10)),
+            ]),
+            server: ServerFacts {
+                max_wal_size_bytes: 1 << 30,
+                maintenance_work_mem_bytes: 64 << 20,
+            },
+        }
+    }
+
+    fn estimate_of(sql: &str, rows: u64, settings: &Settings) -> (MigrationPlan, PlanEstimate) {
+        let catalog = Catalog::from_sql(SCHEMA);
+        let file = SourceFile::from_text(std::path::Path::new("0002_x.sql"), sql.to_owned());
+        let plan = crate::plan::plan_file(&file, &mut catalog.clone(), &LintOptions::default())
+            .expect("plans");
+        let e = estimate(&plan, &catalog, 15, &facts(rows), settings);
+        (plan, e)
+    }
+
+    #[test]
+    fn each_kind_of_step_costs_what_it_does() {
+        let (plan, e) = estimate_of(
+            "CREATE INDEX users_name_idx ON users (name);
+             ALTER TABLE users ADD CONSTRAINT org_id_positive CHECK (org_id > 0);
+             ALTER TABLE users ADD CONSTRAINT users_org FOREIGN KEY (org_id) REFERENCES orgs (id);",
+            1_000_000,
+            &Settings::default(),
+        );
+        let works: Vec<Work> = e.expand.iter().map(|s| s.work).collect();
+        assert_eq!(
+            works,
+            [
+                Work::ConcurrentIndexBuild,
+                Work::Catalog,
+                Work::Scan,
+                Work::Catalog,
+                Work::Scan
+            ],
+            "{:?}",
+            plan.expand
+        );
+        // The foreign key joins: dearer than the CHECK. Nothing here blocks the application.
+        assert!(e.expand[4].millis > e.expand[2].millis);
+        assert!(e.expand[0].wal_bytes > 0);
+        assert!(e.longest_blocking().is_none());
+        // Ten times the rows: about ten times the time (a little more for the sort).
+        let (_, big) = estimate_of(
+            "CREATE INDEX users_name_idx ON users (name);",
+            10_000_000,
+            &Settings::default(),
+        );
+        let ratio = big.expand[0].millis as f64 / e.expand[0].millis as f64;
+        assert!((9.0..14.0).contains(&ratio), "{ratio}");
+    }
+
+    #[test]
+    fn a_set_not_null_under_a_validated_check_is_instant_and_a_rewrite_blocks() {
+        let (_, e) = estimate_of(
+            "ALTER TABLE users ALTER COLUMN name SET NOT NULL;",
+            1_000_000,
+            &Settings::default(),
+        );
+        // The helper CHECK, its VALIDATE (a scan), SET NOT NULL (proven: no scan), the drop.
+        let works: Vec<Work> = e.expand.iter().map(|s| s.work).collect();
+        assert_eq!(
+            works,
+            [Work::Catalog, Work::Scan, Work::Catalog, Work::Catalog]
+        );
+        assert_eq!(e.expand[2].millis, 0);
+        let (_, e) = estimate_of(
+            "-- zdm:allow-locking -- a quiet table\nALTER TABLE users ALTER COLUMN age TYPE bigint;",
+            1_000_000,
+            &Settings::default(),
+        );
+        let (phase, _, step) = e.longest_blocking().expect("the rewrite blocks");
+        assert_eq!((phase, step.work), ("expand", Work::Rewrite));
+        assert_eq!(step.blocking_millis, step.millis);
+    }
+
+    #[test]
+    fn backfills_follow_the_rate_limit_and_warn_past_the_thresholds() {
+        let sql = "ALTER TABLE users ALTER COLUMN age TYPE bigint;";
+        let (_, free) = estimate_of(sql, 1_000_000, &Settings::default());
+        assert!(free.warnings.is_empty(), "{:?}", free.warnings);
+        let limited = Settings {
+            max_rows_per_second: Some(100),
+            warn_wal_share: 0.01,
+            ..Settings::default()
+        };
+        let (_, slow) = estimate_of(sql, 1_000_000, &limited);
+        assert_eq!(
+            slow.backfill[0].millis, 10_000_000,
+            "a million rows at 100/s"
+        );
+        assert_eq!(slow.warnings.len(), 2, "{:?}", slow.warnings);
+        assert!(
+            slow.warnings[0].contains("2 h 46 min"),
+            "{:?}",
+            slow.warnings
+        );
+        // Contract walks the copy again before the swap.
+        assert_eq!(slow.contract_checks.len(), 1);
+        assert!(slow.phase_millis("contract") > 0);
+    }
+}
