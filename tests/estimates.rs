@@ -225,7 +225,7 @@ fn expand_and_status_show_the_estimate_and_the_measured_rate() {
     };
     let url = db.url_of_database();
     // About six seconds of backfill.
-    let mut expand = std::process::Command::new(env!("CARGO_BIN_EXE_zdm"))
+    let expand = std::process::Command::new(env!("CARGO_BIN_EXE_zdm"))
         .args(["expand", "--max-rows-per-second", "10000"])
         .arg(dir.path())
         .env("DATABASE_URL", &url)
