@@ -147,6 +147,9 @@ pub fn estimate_summary(e: &PlanEstimate, plan: &MigrationPlan) -> String {
 
 /// One step's estimate, for the line under it.
 fn step_estimate_text(e: &StepEstimate) -> String {
+    if e.work == super::Work::Catalog && e.millis == 0 {
+        return "instant once its lock is granted (catalog only)".to_owned();
+    }
     let mut text = format!("~{}, {}", human_duration(e.millis), e.work.as_str());
     if let Some(table) = &e.table
         && e.work != super::Work::Catalog
