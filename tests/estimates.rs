@@ -143,13 +143,10 @@ fn check(rows: u64) {
     }
 }
 
+/// One after the other: two sizes measured side by side would slow each other down.
 #[test]
-fn estimates_match_the_measured_steps_at_100k_rows() {
+fn estimates_match_the_measured_steps_at_100k_and_1m_rows() {
     check(100_000);
-}
-
-#[test]
-fn estimates_match_the_measured_steps_at_1m_rows() {
     check(1_000_000);
 }
 
