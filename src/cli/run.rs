@@ -130,7 +130,9 @@ impl Pace {
       wait up to 15 minutes for lock windows; cancel a query that has held the table 2 minutes
 
 Runs the expand steps and the backfills of every migration not yet expanded, in order; the
-old application keeps working and the new one can start. Resumes where a failed, stopped or
+old application keeps working and the new one can start. Logs each migration's estimate first
+(as `zdm plan --database-url` shows it) and each step's duration; a backfill's ETA starts from
+the estimate and follows the measured rate once batches run. Resumes where a failed, stopped or
 killed run ended. Stops before a migration that needs an earlier one's contract. A step that
 needs a lock the application could queue behind waits, asking for nothing, while another
 session has held a conflicting lock longer than --lock-timeout, and names it.
