@@ -260,6 +260,78 @@ fn dbmate() {
     p.flags_drop_in("db/migrations", "db/migrations/20240101000001_t.sql");
 }
 
+/// goose keeps up and down in one file, annotated; `NO TRANSACTION` covers the whole file and
+/// `StatementBegin`/`StatementEnd` enclose statements.
+#[test]
+fn goose() {
+    let p = Project::new(&[
+        (
+            "db/migrations/00001_t.sql",
+            &format!("-- +goose Up\n{CREATE}\n-- +goose Down\n{DROP}"),
+        ),
+        (
+            "db/migrations/00002_a.sql",
+            &format!(
+                "-- +goose NO TRANSACTION\n-- +goose Up\n{}\n-- +goose Down\nSELECT 1;\n",
+                validate("a")
+            ),
+        ),
+        (
+            "db/migrations/00010_b.sql",
+            &format!(
+                "-- +goose Up\n-- +goose StatementBegin\n{}-- +goose StatementEnd\n\n-- +goose Down\nSELECT 1;\n",
+                validate("b")
+            ),
+        ),
+    ]);
+    assert_eq!(
+        p.planned("db/migrations"),
+        strings(&[
+            "db/migrations/00001_t.sql",
+            "db/migrations/00002_a.sql",
+            "db/migrations/00010_b.sql",
+        ])
+    );
+    // The Down section is not forward SQL: no expand or contract step drops the table.
+    let plan = p.json(&["plan", "--format", "json", "db/migrations"]);
+    let first = &plan["migrations"][0];
+    for phase in ["expand", "contract"] {
+        assert!(
+            !first[phase].to_string().contains("DROP"),
+            "{phase}: {first}"
+        );
+    }
+    assert_eq!(
+        p.validated_in_transaction("db/migrations"),
+        strings(&["db/migrations/00010_b.sql"])
+    );
+    p.flags_drop_in("db/migrations", "db/migrations/00001_t.sql");
+    Command::cargo_bin("zdm")
+        .unwrap()
+        .current_dir(p.dir.path())
+        .args(["init"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains(
+            "goose migrations in db/migrations",
+        ));
+
+    // A migration written in Go is a hole in the order zdm would see: refused, naming it.
+    std::fs::write(
+        p.dir.path().join("db/migrations/00003_backfill.go"),
+        "package migrations\n",
+    )
+    .unwrap();
+    Command::cargo_bin("zdm")
+        .unwrap()
+        .current_dir(p.dir.path())
+        .args(["plan", "db/migrations"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("00003_backfill.go"))
+        .stderr(predicates::str::contains("written in Go"));
+}
+
 /// Prisma wraps every migration in a transaction and has no marker.
 #[test]
 fn prisma() {

@@ -4,7 +4,7 @@
 //! findings point at the right line.
 //! <https://github.com/amacneil/dbmate#creating-migrations>
 
-use super::{Direction, Layout, SourceFile, layout};
+use super::{Direction, Layout, SourceFile, layout, sections};
 
 const UP: &str = "-- migrate:up";
 const DOWN: &str = "-- migrate:down";
@@ -16,23 +16,11 @@ pub fn split_sections(file: SourceFile, layout: Layout) -> Vec<SourceFile> {
     if !file.text.lines().any(|l| starts_section(l, UP)) {
         return vec![file];
     }
-    // Byte offset of the `-- migrate:down` line, if any.
-    let mut offset = 0;
-    let mut down_at = None;
-    for line in file.text.split_inclusive('\n') {
-        if starts_section(line, DOWN) {
-            down_at = Some(offset);
-            break;
-        }
-        offset += line.len();
-    }
-    let Some(down_at) = down_at else {
+    let Some((up_text, down_text)) =
+        sections::split(&file.text, |_| false, |l| starts_section(l, DOWN), true)
+    else {
         return vec![file];
     };
-    let (up_text, down_text) = file.text.split_at(down_at);
-    // The down section keeps its line numbers: everything before it becomes empty lines.
-    let padding = "\n".repeat(up_text.matches('\n').count());
-    let down_text = format!("{padding}{down_text}");
     let down = SourceFile {
         no_transaction: layout::no_transaction(layout, &file.path, &down_text),
         text: down_text,
@@ -40,8 +28,8 @@ pub fn split_sections(file: SourceFile, layout: Layout) -> Vec<SourceFile> {
         ..file.clone()
     };
     let up = SourceFile {
-        no_transaction: layout::no_transaction(layout, &file.path, up_text),
-        text: up_text.to_owned(),
+        no_transaction: layout::no_transaction(layout, &file.path, &up_text),
+        text: up_text,
         ..file
     };
     vec![up, down]

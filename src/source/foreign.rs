@@ -1,8 +1,9 @@
-//! Migrations of tools zdm does not read yet (goose, Liquibase, Sqitch, sql-migrate, …). Read
-//! as plain SQL, their files would be misread in the worst way: a goose file's `-- +goose
-//! Down` section would run as forward SQL, right after its Up (`CREATE TABLE users` and then
-//! `DROP TABLE users`), and a Liquibase or Sqitch folder would run in file-name order instead
-//! of its changelog's. So a file or folder recognizably theirs is refused, naming the marker.
+//! Migrations of tools zdm does not read yet (Liquibase, Sqitch, sql-migrate, …), and goose
+//! files outside a folder read as goose (`goose.rs`). Read as plain SQL, their files would be
+//! misread in the worst way: a goose file's `-- +goose Down` section would run as forward SQL,
+//! right after its Up (`CREATE TABLE users` and then `DROP TABLE users`), and a Liquibase or
+//! Sqitch folder would run in file-name order instead of its changelog's. So a file or folder
+//! recognizably theirs is refused, naming the marker.
 
 use std::path::{Path, PathBuf};
 

@@ -22,13 +22,14 @@ pub enum Layout {
     Dbmate,
     Prisma,
     Refinery,
+    Goose,
     /// Numbered `.sql` files of no particular tool.
     Plain,
 }
 
 impl Layout {
     /// Every layout, in the order `zdm init --help` lists them.
-    pub const ALL: [Layout; 8] = [
+    pub const ALL: [Layout; 9] = [
         Layout::Sqlx,
         Layout::Diesel,
         Layout::GolangMigrate,
@@ -36,6 +37,7 @@ impl Layout {
         Layout::Dbmate,
         Layout::Prisma,
         Layout::Refinery,
+        Layout::Goose,
         Layout::Plain,
     ];
 
@@ -49,6 +51,7 @@ impl Layout {
             Layout::Dbmate => "dbmate",
             Layout::Prisma => "prisma",
             Layout::Refinery => "refinery",
+            Layout::Goose => "goose",
             Layout::Plain => "plain",
         }
     }
@@ -67,6 +70,7 @@ impl Layout {
             Layout::Dbmate => "dbmate",
             Layout::Prisma => "Prisma",
             Layout::Refinery => "refinery",
+            Layout::Goose => "goose",
             Layout::Plain => "numbered SQL files",
         }
     }
@@ -81,6 +85,7 @@ impl Layout {
             Layout::Dbmate => "`-- migrate:up transaction:false`",
             Layout::Prisma => "nothing: split CONCURRENTLY into its own migration",
             Layout::Refinery => "a comment line `-- refinery:noTransaction`",
+            Layout::Goose => "`-- +goose NO TRANSACTION`",
             Layout::Plain => "whatever your runner uses",
         }
     }
@@ -147,6 +152,8 @@ pub fn no_transaction(layout: Layout, path: &Path, text: &str) -> bool {
         // golang-migrate sends a file as one multi-statement query, which PostgreSQL runs as
         // one implicit transaction; Prisma wraps each migration in a transaction.
         Layout::GolangMigrate | Layout::Prisma => false,
+        // goose's annotation covers the whole file, both sections: `goose.rs` reads it.
+        Layout::Goose => false,
         Layout::Plain => sqlx() || dbmate() || flyway() || refinery(),
     }
 }
@@ -175,6 +182,12 @@ pub fn layout_of(dir: &Path) -> Option<Layout> {
         .collect();
     if entries.iter().any(|p| p.join("migration.sql").is_file()) {
         return Some(Layout::Prisma);
+    }
+    if sql
+        .iter()
+        .any(|p| std::fs::read_to_string(p).is_ok_and(|t| super::goose::is_goose_file(&t)))
+    {
+        return Some(Layout::Goose);
     }
     if entries.iter().any(|p| p.join("up.sql").is_file()) {
         return Some(Layout::Diesel);

@@ -9,8 +9,10 @@
 mod dbmate;
 mod directive;
 pub mod foreign;
+mod goose;
 pub mod layout;
 mod position;
+mod sections;
 mod split;
 
 pub use layout::Layout;
@@ -39,6 +41,12 @@ pub enum SourceError {
     NotSql { path: PathBuf },
     #[error("{0}")]
     Foreign(foreign::Foreign),
+    #[error("{path}:{line}: {what}; nothing was read or run")]
+    Unsupported {
+        path: PathBuf,
+        line: usize,
+        what: String,
+    },
 }
 
 /// Whether a file moves the schema forward or undoes a migration.
@@ -85,7 +93,9 @@ impl SourceFile {
                 offset: e.valid_up_to(),
             })?
             .to_owned();
-        if let Some(found) = foreign::in_file(path, &text) {
+        if let Some(found) = foreign::in_file(path, &text)
+            && !(layout == Layout::Goose && found.tool == "goose")
+        {
             return Err(SourceError::Foreign(found));
         }
         Ok(SourceFile::with_layout(path, text, layout))
@@ -116,10 +126,32 @@ impl SourceFile {
 fn read_all(paths: &[PathBuf], layout: Layout) -> Result<Vec<SourceFile>, SourceError> {
     let mut files = Vec::new();
     for path in paths {
-        let file = SourceFile::read(path, layout)?;
-        files.extend(dbmate::split_sections(file, layout));
+        files.extend(read_sections(path, layout)?);
     }
     Ok(files)
+}
+
+/// A file, split into its up and down sections for the tools that keep both in one file.
+fn read_sections(path: &Path, layout: Layout) -> Result<Vec<SourceFile>, SourceError> {
+    let file = SourceFile::read(path, layout)?;
+    match layout {
+        Layout::Goose => goose::split_sections(file),
+        _ => Ok(dbmate::split_sections(file, layout)),
+    }
+}
+
+/// A folder zdm recognizes but cannot read whole: a goose folder with Go migrations.
+fn check_readable(dir: &Path, layout: Layout) -> Result<(), SourceError> {
+    if layout == Layout::Goose
+        && let Some(go) = goose::go_migration_in(dir)
+    {
+        return Err(SourceError::Unsupported {
+            path: go,
+            line: 0,
+            what: "a goose migration written in Go: zdm reads SQL migrations only, and would run the SQL ones around it out of their order; rewrite it in SQL or keep it out of the folder".to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// The migrations named by one command-line path.
@@ -157,6 +189,7 @@ impl MigrationSet {
             let layout = layout
                 .or_else(|| layout::layout_of(path))
                 .unwrap_or(Layout::Plain);
+            check_readable(path, layout)?;
             let mut paths = Vec::new();
             collect_sql_files(path, &mut paths)?;
             let files = read_all(&paths, layout)?;
@@ -245,12 +278,10 @@ impl MigrationSet {
         let layout = layout
             .or_else(|| layout::layout_of(root))
             .unwrap_or(Layout::Plain);
+        check_readable(root, layout)?;
         let mut reported = Vec::new();
         for path in named {
-            reported.extend(dbmate::split_sections(
-                SourceFile::read(path, layout)?,
-                layout,
-            ));
+            reported.extend(read_sections(path, layout)?);
         }
         let (ups, down): (Vec<_>, Vec<_>) = reported
             .into_iter()
@@ -323,8 +354,8 @@ fn earlier_siblings(
     paths.retain(|p| fs::canonicalize(p).map_or(true, |c| !named.contains(&c)));
     paths
         .iter()
-        .filter_map(|p| SourceFile::read(p, layout).ok())
-        .flat_map(|f| dbmate::split_sections(f, layout))
+        .filter_map(|p| read_sections(p, layout).ok())
+        .flatten()
         .filter(|f| f.direction == Direction::Up)
         .collect()
 }
