@@ -332,6 +332,60 @@ fn goose() {
         .stderr(predicates::str::contains("written in Go"));
 }
 
+/// Atlas: golang-migrate-like names beside `atlas.sum`; `-- atlas:txmode none` runs a file
+/// outside a transaction; `-- atlas:nolint` silences the zdm rules that find what the named
+/// Atlas analyzers find.
+#[test]
+fn atlas() {
+    let p = Project::new(&[
+        ("migrations/atlas.sum", "h1:abc=\n"),
+        ("migrations/20240101000001_t.sql", CREATE),
+        (
+            "migrations/20240101000002_a.sql",
+            &format!("-- atlas:txmode none\n\n{}", validate("a")),
+        ),
+        ("migrations/20240101000003_b.sql", &validate("b")),
+        (
+            "migrations/20240101000004_drop.sql",
+            "SET lock_timeout = '1s';\n-- atlas:nolint DS103\nALTER TABLE t DROP COLUMN a;\n-- atlas:nolint destructive\nALTER TABLE t DROP COLUMN b;\nALTER TABLE t RENAME COLUMN id TO key;\n",
+        ),
+    ]);
+    assert_eq!(
+        p.planned("migrations"),
+        strings(&[
+            "migrations/20240101000001_t.sql",
+            "migrations/20240101000002_a.sql",
+            "migrations/20240101000003_b.sql",
+            "migrations/20240101000004_drop.sql",
+        ])
+    );
+    assert_eq!(
+        p.validated_in_transaction("migrations"),
+        strings(&["migrations/20240101000003_b.sql"])
+    );
+    let rules_in_drop: Vec<String> = p
+        .findings("migrations")
+        .into_iter()
+        .filter(|(_, path)| path.ends_with("_drop.sql"))
+        .map(|(rule, _)| rule)
+        .collect();
+    assert!(
+        !rules_in_drop.iter().any(|r| r == "drop-column"),
+        "both drops are nolinted: {rules_in_drop:?}"
+    );
+    assert!(
+        rules_in_drop.iter().any(|r| r == "rename-column"),
+        "the rename is not: {rules_in_drop:?}"
+    );
+    Command::cargo_bin("zdm")
+        .unwrap()
+        .current_dir(p.dir.path())
+        .args(["init"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("Atlas migrations in migrations"));
+}
+
 /// Prisma wraps every migration in a transaction and has no marker.
 #[test]
 fn prisma() {

@@ -45,9 +45,79 @@ pub struct Directive {
     pub span: Range<usize>,
 }
 
+/// Atlas's analyzers (by class and by check) and the zdm rules that find the same hazard:
+/// `-- atlas:nolint <names>` silences those rules on its statement, a bare `-- atlas:nolint`
+/// all of them. Names with no zdm counterpart (naming, custom rules) silence nothing.
+/// <https://atlasgo.io/lint/analyzers>
+const ATLAS_ANALYZERS: &[(&str, &[&str])] = &[
+    (
+        "destructive",
+        &["drop-table", "drop-column", "drop-view", "truncate"],
+    ),
+    ("ds101", &["drop-table"]),
+    ("ds102", &["drop-table"]),
+    ("ds103", &["drop-column"]),
+    ("backward_incompatible", &["rename-table", "rename-column"]),
+    ("bc101", &["rename-table"]),
+    ("bc102", &["rename-column"]),
+    (
+        "data_depend",
+        &[
+            "unique-without-index",
+            "add-required-column",
+            "set-not-null-scan",
+        ],
+    ),
+    ("mf101", &["unique-without-index"]),
+    ("mf102", &["unique-without-index"]),
+    ("mf103", &["add-required-column"]),
+    ("mf104", &["set-not-null-scan"]),
+    (
+        "concurrent_index",
+        &[
+            "require-concurrent-index",
+            "require-concurrent-index-drop",
+            "concurrently-in-transaction",
+        ],
+    ),
+    ("pg101", &["require-concurrent-index"]),
+    ("pg102", &["concurrently-in-transaction"]),
+    ("pg103", &["require-concurrent-index-drop"]),
+];
+
+/// `atlas:nolint [names]` as the zdm ignore it means, or `None` when it silences nothing zdm
+/// checks.
+fn atlas_nolint(comment: &str, position: Position, span: Range<usize>) -> Option<Directive> {
+    let names = comment.trim().strip_prefix("atlas:nolint")?;
+    let names: Vec<String> = names
+        .split([',', ' '])
+        .map(|n| n.trim().to_lowercase())
+        .filter(|n| !n.is_empty())
+        .collect();
+    let mut rules: Vec<String> = Vec::new();
+    for (name, mapped) in ATLAS_ANALYZERS {
+        if names.is_empty() || names.iter().any(|n| n == name) {
+            for rule in *mapped {
+                if !rules.iter().any(|r| r == rule) {
+                    rules.push((*rule).to_owned());
+                }
+            }
+        }
+    }
+    (!rules.is_empty()).then(|| Directive {
+        kind: DirectiveKind::Ignore(rules),
+        reason: Some(format!("{} (Atlas)", comment.trim())),
+        position,
+        span,
+    })
+}
+
 /// Parses the text of one comment (without its `--` or `/* */`), or returns `None` when it is
 /// an ordinary comment.
 pub fn parse_directive(comment: &str, position: Position, span: Range<usize>) -> Option<Directive> {
+    if comment.trim().starts_with("atlas:nolint") {
+        return atlas_nolint(comment, position, span);
+    }
     let body = comment.trim().strip_prefix("zdm:")?;
     let (body, reason) = match body.split_once("--") {
         Some((b, r)) => (
@@ -103,6 +173,29 @@ mod tests {
             DirectiveKind::Ignore(vec!["drop-column".into(), "rename-table".into()])
         );
         assert_eq!(d.reason.as_deref(), Some("old app is gone"));
+    }
+
+    #[test]
+    fn atlas_nolint_maps_to_the_rules_that_find_the_same_hazard() {
+        assert_eq!(
+            parse(" atlas:nolint DS103"),
+            Some(DirectiveKind::Ignore(vec!["drop-column".into()]))
+        );
+        assert_eq!(
+            parse("atlas:nolint destructive BC102"),
+            Some(DirectiveKind::Ignore(vec![
+                "drop-table".into(),
+                "drop-column".into(),
+                "drop-view".into(),
+                "truncate".into(),
+                "rename-column".into()
+            ]))
+        );
+        let Some(DirectiveKind::Ignore(all)) = parse(" atlas:nolint") else {
+            panic!("a bare nolint ignores every mapped rule");
+        };
+        assert!(all.len() > 8 && all.contains(&"require-concurrent-index".to_owned()));
+        assert_eq!(parse(" atlas:nolint naming"), None);
     }
 
     #[test]

@@ -23,13 +23,14 @@ pub enum Layout {
     Prisma,
     Refinery,
     Goose,
+    Atlas,
     /// Numbered `.sql` files of no particular tool.
     Plain,
 }
 
 impl Layout {
     /// Every layout, in the order `zdm init --help` lists them.
-    pub const ALL: [Layout; 9] = [
+    pub const ALL: [Layout; 10] = [
         Layout::Sqlx,
         Layout::Diesel,
         Layout::GolangMigrate,
@@ -38,6 +39,7 @@ impl Layout {
         Layout::Prisma,
         Layout::Refinery,
         Layout::Goose,
+        Layout::Atlas,
         Layout::Plain,
     ];
 
@@ -52,6 +54,7 @@ impl Layout {
             Layout::Prisma => "prisma",
             Layout::Refinery => "refinery",
             Layout::Goose => "goose",
+            Layout::Atlas => "atlas",
             Layout::Plain => "plain",
         }
     }
@@ -71,6 +74,7 @@ impl Layout {
             Layout::Prisma => "Prisma",
             Layout::Refinery => "refinery",
             Layout::Goose => "goose",
+            Layout::Atlas => "Atlas",
             Layout::Plain => "numbered SQL files",
         }
     }
@@ -86,6 +90,7 @@ impl Layout {
             Layout::Prisma => "nothing: split CONCURRENTLY into its own migration",
             Layout::Refinery => "a comment line `-- refinery:noTransaction`",
             Layout::Goose => "`-- +goose NO TRANSACTION`",
+            Layout::Atlas => "`-- atlas:txmode none`",
             Layout::Plain => "whatever your runner uses",
         }
     }
@@ -140,6 +145,13 @@ pub fn no_transaction(layout: Layout, path: &Path, text: &str) -> bool {
             .and_then(|t| t.parse::<toml::Table>().ok())
             .is_some_and(|t| t.get("run_in_transaction") == Some(&toml::Value::Boolean(false)))
     };
+    // Atlas: `-- atlas:txmode none` (the file runs without a transaction).
+    let atlas = || {
+        comment_lines().any(|l| {
+            let words: Vec<&str> = l.trim_start_matches('-').split_whitespace().collect();
+            words == ["atlas:txmode", "none"]
+        })
+    };
     // refinery: a comment line `-- refinery:noTransaction`.
     let refinery =
         || comment_lines().any(|l| l.trim_start_matches('-').trim() == "refinery:noTransaction");
@@ -154,7 +166,8 @@ pub fn no_transaction(layout: Layout, path: &Path, text: &str) -> bool {
         Layout::GolangMigrate | Layout::Prisma => false,
         // goose's annotation covers the whole file, both sections: `goose.rs` reads it.
         Layout::Goose => false,
-        Layout::Plain => sqlx() || dbmate() || flyway() || refinery(),
+        Layout::Atlas => atlas(),
+        Layout::Plain => sqlx() || dbmate() || flyway() || refinery() || atlas(),
     }
 }
 
@@ -182,6 +195,10 @@ pub fn layout_of(dir: &Path) -> Option<Layout> {
         .collect();
     if entries.iter().any(|p| p.join("migration.sql").is_file()) {
         return Some(Layout::Prisma);
+    }
+    // Atlas keeps a checksum of the folder beside its files.
+    if names.iter().any(|n| n == "atlas.sum") {
+        return Some(Layout::Atlas);
     }
     if sql
         .iter()
