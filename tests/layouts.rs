@@ -386,6 +386,43 @@ fn atlas() {
         .stdout(predicates::str::contains("Atlas migrations in migrations"));
 }
 
+/// Sqitch: `sqitch.plan` orders the changes; each runs as written through psql, so only a
+/// script's own `BEGIN … COMMIT` is a transaction; revert scripts are the downs.
+#[test]
+fn sqitch() {
+    let p = Project::new(&[
+        (
+            "sqitch.plan",
+            "%syntax-version=1.0.0\n%project=app\n\nt 2026-01-01T00:00:00Z A <a@b> # t\nb [t] 2026-01-02T00:00:00Z A <a@b>\n@v1 2026-01-03T00:00:00Z A <a@b>\na [t] 2026-01-04T00:00:00Z A <a@b>\n",
+        ),
+        ("deploy/t.sql", CREATE),
+        ("revert/t.sql", DROP),
+        ("verify/t.sql", "SELECT id FROM t WHERE false;\n"),
+        (
+            "deploy/b.sql",
+            &format!("BEGIN;\n{}COMMIT;\n", validate("b")),
+        ),
+        ("deploy/a.sql", &validate("a")),
+    ]);
+    assert_eq!(
+        p.planned("."),
+        strings(&["./deploy/t.sql", "./deploy/b.sql", "./deploy/a.sql"])
+    );
+    assert_eq!(p.planned("deploy").len(), 3);
+    assert_eq!(
+        p.validated_in_transaction("."),
+        strings(&["./deploy/b.sql"])
+    );
+    p.flags_drop_in(".", "./revert/t.sql");
+    Command::cargo_bin("zdm")
+        .unwrap()
+        .current_dir(p.dir.path())
+        .args(["init"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("Sqitch migrations in ."));
+}
+
 /// Prisma wraps every migration in a transaction and has no marker.
 #[test]
 fn prisma() {

@@ -413,8 +413,9 @@ fn a_directive_that_is_not_one_expression_is_refused() {
     assert_eq!(count(&mut c, "SELECT count(*) FROM victim"), 1);
 }
 
-/// A folder of a tool zdm does not read yet is refused before anything is read into a plan
-/// or run: a goose file's Down section would otherwise run forward, right after its Up.
+/// A folder of a tool zdm does not read yet, or a file of one it reads that uses what zdm
+/// cannot follow, is refused before anything is read into a plan or run: a down section
+/// would otherwise run forward, right after its up, or changes in another order.
 #[test]
 fn folders_of_other_tools_are_refused_never_run() {
     let Some(db) = common::TestDatabase::create("noloss_foreign") else {
@@ -426,7 +427,7 @@ fn folders_of_other_tools_are_refused_never_run() {
             "goose",
             &[(
                 "00001_users.sql",
-                "-- +goose Up\nCREATE TABLE users (id int);\n\n-- +goose Down\nDROP TABLE users;\n",
+                "-- +goose Up\n-- +goose ENVSUB ON\nCREATE TABLE users (id int);\n\n-- +goose Down\nDROP TABLE users;\n",
             )],
         ),
         (
@@ -434,7 +435,7 @@ fn folders_of_other_tools_are_refused_never_run() {
             &[
                 (
                     "sqitch.plan",
-                    "%project=app\n\nusers 2026-01-01T00:00:00Z A <a@b> # users\n",
+                    "%project=app\n\nusers 2026-01-01T00:00:00Z A <a@b> # users\n@v1 2026-01-02T00:00:00Z A <a@b>\nusers [users@v1] 2026-01-03T00:00:00Z A <a@b> # reworked\n",
                 ),
                 ("deploy/users.sql", "CREATE TABLE users (id int);\n"),
                 ("revert/users.sql", "DROP TABLE users;\n"),
@@ -491,6 +492,81 @@ fn folders_of_other_tools_are_refused_never_run() {
             0
         );
     }
+}
+
+/// goose and Sqitch folders run forward only: goose's Down sections and Sqitch's revert
+/// scripts are never run by expand, and Sqitch changes deploy in the plan's order, not the
+/// scripts' name order.
+#[test]
+fn goose_and_sqitch_folders_run_forward_only_in_their_order() {
+    let Some(db) = common::TestDatabase::create("noloss_goose_sqitch") else {
+        return;
+    };
+    let url = db.url_of_database();
+    let mut c = db.connect();
+    let goose = tempfile::tempdir().unwrap();
+    std::fs::write(
+        goose.path().join("00001_users.sql"),
+        "-- +goose Up\nCREATE TABLE users (id int);\n\n-- +goose Down\nDROP TABLE users;\n",
+    )
+    .unwrap();
+    std::fs::write(
+        goose.path().join("00002_users_name.sql"),
+        "-- +goose Up\n-- +goose StatementBegin\nALTER TABLE users ADD COLUMN name text;\n-- +goose StatementEnd\n-- +goose Down\nALTER TABLE users DROP COLUMN name;\n",
+    )
+    .unwrap();
+    common::ok(zdm(&url, goose.path(), &["expand"]), "goose expand");
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'users'"
+        ),
+        2,
+        "users (id, name) exists: no Down ran"
+    );
+    common::ok(zdm(&url, goose.path(), &["contract"]), "goose contract");
+
+    let sqitch = tempfile::tempdir().unwrap();
+    let files = [
+        (
+            "sqitch.plan",
+            "%syntax-version=1.0.0\n%project=app\n\nzeta 2026-01-01T00:00:00Z A <a@b> # accounts\nalpha [zeta] 2026-01-02T00:00:00Z A <a@b> # a column\n",
+        ),
+        (
+            "deploy/zeta.sql",
+            "BEGIN;\nCREATE TABLE accounts (id int);\nCOMMIT;\n",
+        ),
+        ("revert/zeta.sql", "DROP TABLE accounts;\n"),
+        ("verify/zeta.sql", "SELECT id FROM accounts WHERE false;\n"),
+        (
+            "deploy/alpha.sql",
+            "BEGIN;\nALTER TABLE accounts ADD COLUMN note text;\nCOMMIT;\n",
+        ),
+        (
+            "revert/alpha.sql",
+            "ALTER TABLE accounts DROP COLUMN note;\n",
+        ),
+    ];
+    for (path, text) in files {
+        let p = sqitch.path().join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    // By name, alpha would run first and fail on a table that does not exist yet.
+    common::ok(zdm(&url, sqitch.path(), &["expand"]), "sqitch expand");
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'accounts'"
+        ),
+        2
+    );
+    let out = zdm(&url, &sqitch.path().join("deploy"), &["status"]);
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        status.contains("zeta") && status.contains("alpha"),
+        "{status}"
+    );
 }
 
 /// `BEGIN … COMMIT` in a migration means all or nothing: the block runs as one transaction,

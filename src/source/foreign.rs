@@ -1,5 +1,5 @@
-//! Migrations of tools zdm does not read yet (Liquibase, Sqitch, sql-migrate, …), and goose
-//! files outside a folder read as goose (`goose.rs`). Read as plain SQL, their files would be
+//! Migrations of tools zdm does not read yet (Liquibase, sql-migrate, …), goose files outside
+//! a folder read as goose (`goose.rs`), and Sqitch folders other than those `sqitch.rs` reads. Read as plain SQL, their files would be
 //! misread in the worst way: a goose file's `-- +goose Down` section would run as forward SQL,
 //! right after its Up (`CREATE TABLE users` and then `DROP TABLE users`), and a Liquibase or
 //! Sqitch folder would run in file-name order instead of its changelog's. So a file or folder
@@ -79,7 +79,8 @@ pub fn in_file(path: &Path, text: &str) -> Option<Foreign> {
     None
 }
 
-/// A folder (or its parent, for `deploy/`) that belongs to Sqitch or to a Liquibase changelog.
+/// A folder that belongs to a Liquibase changelog, or to a Sqitch project other than through
+/// the project folder, `deploy/` or `revert/` (which `sqitch.rs` reads).
 pub fn in_folder(dir: &Path) -> Option<Foreign> {
     let whole = |tool: &'static str, path: PathBuf| Foreign {
         tool,
@@ -87,6 +88,8 @@ pub fn in_folder(dir: &Path) -> Option<Foreign> {
         line: 0,
         marker: String::new(),
     };
+    // A Sqitch project outside its own folders (a `verify/`, a subfolder of `deploy/`):
+    // what zdm would read there is not in the plan's order.
     for candidate in [Some(dir), dir.parent()].into_iter().flatten() {
         let plan = candidate.join("sqitch.plan");
         if plan.is_file() {

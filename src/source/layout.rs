@@ -24,13 +24,14 @@ pub enum Layout {
     Refinery,
     Goose,
     Atlas,
+    Sqitch,
     /// Numbered `.sql` files of no particular tool.
     Plain,
 }
 
 impl Layout {
     /// Every layout, in the order `zdm init --help` lists them.
-    pub const ALL: [Layout; 10] = [
+    pub const ALL: [Layout; 11] = [
         Layout::Sqlx,
         Layout::Diesel,
         Layout::GolangMigrate,
@@ -40,6 +41,7 @@ impl Layout {
         Layout::Refinery,
         Layout::Goose,
         Layout::Atlas,
+        Layout::Sqitch,
         Layout::Plain,
     ];
 
@@ -55,6 +57,7 @@ impl Layout {
             Layout::Refinery => "refinery",
             Layout::Goose => "goose",
             Layout::Atlas => "atlas",
+            Layout::Sqitch => "sqitch",
             Layout::Plain => "plain",
         }
     }
@@ -75,6 +78,7 @@ impl Layout {
             Layout::Refinery => "refinery",
             Layout::Goose => "goose",
             Layout::Atlas => "Atlas",
+            Layout::Sqitch => "Sqitch",
             Layout::Plain => "numbered SQL files",
         }
     }
@@ -91,6 +95,7 @@ impl Layout {
             Layout::Refinery => "a comment line `-- refinery:noTransaction`",
             Layout::Goose => "`-- +goose NO TRANSACTION`",
             Layout::Atlas => "`-- atlas:txmode none`",
+            Layout::Sqitch => "none needed: scripts run as written, in their own BEGIN … COMMIT",
             Layout::Plain => "whatever your runner uses",
         }
     }
@@ -109,6 +114,9 @@ const CANDIDATES: &[&str] = &[
 
 /// The first migrations directory under `root` and its layout.
 pub fn detect(root: &Path) -> Option<(PathBuf, Layout)> {
+    if root.join("sqitch.plan").is_file() {
+        return Some((PathBuf::from("."), Layout::Sqitch));
+    }
     CANDIDATES.iter().find_map(|dir| {
         let path = root.join(dir);
         layout_of(&path).map(|layout| (PathBuf::from(dir), layout))
@@ -167,6 +175,8 @@ pub fn no_transaction(layout: Layout, path: &Path, text: &str) -> bool {
         // goose's annotation covers the whole file, both sections: `goose.rs` reads it.
         Layout::Goose => false,
         Layout::Atlas => atlas(),
+        // Sqitch runs a script through psql as written (`sqitch.rs` marks every script).
+        Layout::Sqitch => true,
         Layout::Plain => sqlx() || dbmate() || flyway() || refinery() || atlas(),
     }
 }

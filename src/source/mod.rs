@@ -14,6 +14,7 @@ pub mod layout;
 mod position;
 mod sections;
 mod split;
+mod sqitch;
 
 pub use layout::Layout;
 
@@ -182,6 +183,9 @@ impl MigrationSet {
                 source,
             },
         })?;
+        if let Some(project) = sqitch::project_of(path) {
+            return MigrationSet::load_sqitch(&project, path);
+        }
         if meta.is_dir() {
             if let Some(found) = foreign::in_folder(path) {
                 return Err(SourceError::Foreign(found));
@@ -300,6 +304,58 @@ impl MigrationSet {
         let (forward, context) = forward.into_iter().unzip();
         let mut down = down;
         down.sort_by(migration_order);
+        Ok(MigrationSet {
+            forward,
+            down,
+            context,
+        })
+    }
+
+    /// A Sqitch project, in its plan's order. Given the project or its `deploy/` folder, every
+    /// change is reported on; given one script, the changes before it are only replayed.
+    fn load_sqitch(project: &Path, named: &Path) -> Result<MigrationSet, SourceError> {
+        let (forward, down) = sqitch::load(project)?;
+        if named.is_dir() {
+            let context = vec![false; forward.len()];
+            return Ok(MigrationSet {
+                forward,
+                down,
+                context,
+            });
+        }
+        let same = |f: &SourceFile| fs::canonicalize(&f.path).ok() == fs::canonicalize(named).ok();
+        let (position, is_down) = match (forward.iter().position(same), down.iter().position(same))
+        {
+            (Some(i), _) => (i, false),
+            (None, Some(i)) => (i, true),
+            (None, None) => {
+                return Err(SourceError::Unsupported {
+                    path: named.to_owned(),
+                    line: 0,
+                    what: "a script that sqitch.plan does not name: Sqitch never runs it"
+                        .to_owned(),
+                });
+            }
+        };
+        let version = if is_down {
+            down[position].version.clone()
+        } else {
+            forward[position].version.clone()
+        };
+        let down: Vec<SourceFile> = if is_down {
+            vec![down[position].clone()]
+        } else {
+            Vec::new()
+        };
+        // The changes up to the named one (its own up for a revert) give the schema.
+        let forward: Vec<SourceFile> = forward
+            .into_iter()
+            .filter(|f| f.version <= version)
+            .collect();
+        let context = forward
+            .iter()
+            .map(|f| is_down || f.version != version)
+            .collect();
         Ok(MigrationSet {
             forward,
             down,
