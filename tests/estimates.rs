@@ -5,7 +5,7 @@
 //!
 //! The target is 0.5×–2× (docs/benchmarks.md has the figures, and zdm-bench
 //! `--estimate-sizes` the 10M-row run); the tests allow 0.33×–3× so a noisy CI machine does not
-//! fail them, and a step both sides agree takes under 100 ms passes on the absolute difference.
+//! fail them, and a step both sides put under half a second passes within 250 ms.
 
 mod common;
 
@@ -134,7 +134,8 @@ fn check(rows: u64) {
         let &(e, m) = compared
             .get(step)
             .unwrap_or_else(|| panic!("{step} was not measured: {compared:?}"));
-        let close = (e - m).abs() < 0.1 && e.max(m) < 0.1;
+        // A step of a few tens of milliseconds measures mostly the machine's noise.
+        let close = (e - m).abs() < 0.25 && e.max(m) < 0.5;
         let ratio = e / m.max(0.001);
         assert!(
             close || (0.33..=3.0).contains(&ratio),
