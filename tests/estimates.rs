@@ -212,6 +212,49 @@ fn long_or_wal_heavy_backfills_are_warned_about_in_the_plan() {
     assert!(!quiet.contains("Warning"), "{quiet}");
 }
 
+/// A role that may read the catalog but not the table gets its plan, without an estimate and
+/// with a warning that says why.
+#[test]
+fn a_plan_without_rights_to_read_the_table_has_no_estimate_but_still_plans() {
+    let Some((db, dir)) = users_with_a_backfill("estimate_rights", 20_000) else {
+        return;
+    };
+    let role = format!("zdm_catalog_reader_{}", std::process::id());
+    let mut client = db.connect();
+    client
+        .batch_execute(&format!(
+            "DROP ROLE IF EXISTS {role}; CREATE ROLE {role}; REVOKE ALL ON users FROM PUBLIC;"
+        ))
+        .unwrap();
+    // Connect as the test's user, acting as the role from the start.
+    let url = db.url_of_database();
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let as_role = format!("{url}{separator}options=-c%20role%3D{role}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zdm"))
+        .args(["plan", "--format", "json", "--database-url", &as_role])
+        .arg(dir.path())
+        .env_remove("ZDM_CONFIG")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("warning: no estimate:"), "{stderr}");
+    assert!(stderr.contains("permission denied"), "{stderr}");
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        plan["migrations"][0]["backfill"][0]["estimated_seconds"],
+        serde_json::Value::Null
+    );
+    assert_eq!(
+        plan["migrations"][0]["backfill"].as_array().unwrap().len(),
+        1
+    );
+    drop(client);
+    let mut admin = db.connect();
+    // The role owns nothing; dropping it needs its (absent) privileges gone first.
+    let _ = admin.batch_execute(&format!("DROP ROLE IF EXISTS {role}"));
+}
+
 /// `zdm expand` logs the estimate before it starts and the backfill's ETA; `zdm status` shows
 /// a running backfill's estimate beside its measured rate; a stopped backfill resumes to the
 /// end.

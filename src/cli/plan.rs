@@ -133,14 +133,19 @@ pub fn run(args: &PlanArgs, config_path: Option<&Path>, color: Color) -> anyhow:
             warn_backfill_seconds: config.estimate.warn_backfill_seconds,
             warn_wal_share: config.estimate.warn_wal_share,
         };
-        live.runtime.block_on(crate::db::estimate_plans(
+        let estimated = live.runtime.block_on(crate::db::estimate_plans(
             &live.client,
             &live.target,
             plans.iter_mut().collect(),
             &live.catalog,
             live.version,
             &settings,
-        ))?;
+        ));
+        // The plan stands without its estimate (a role that may read the catalog but not the
+        // tables, a statement timeout on a slow disk): say why, and go on.
+        if let Err(e) = estimated {
+            eprintln!("warning: no estimate: {e}");
+        }
     }
     // Refusals go to stderr too when stdout is for a machine or a file.
     if args.format != PlanFormat::Human {
