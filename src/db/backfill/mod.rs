@@ -44,15 +44,19 @@ use pace::{Pace, WINDOW, Window};
 use walk::{BatchOf, Walk};
 
 impl BackfillOptions {
-    /// The next batch size: scaled towards the target duration, at most quadrupling (so the
-    /// first small batches ramp up quickly) or halving per batch (so one slow batch, a
-    /// checkpoint or a lock wait, does not swing it).
-    fn next_size(&self, size: u64, took: Duration) -> u64 {
+    /// The next batch size: scaled towards the target duration, at most doubling or
+    /// quartering per batch. A batch holds the locks of its rows until it commits, and an
+    /// application write to one of them waits that long, so the size grows cautiously and
+    /// shrinks fast. Only a full batch may grow it: the last batch of a slice walks what is
+    /// left, often a few rows, and its short time says nothing about the next slice's (taken
+    /// as a rate it once let a 10 ms target grow a batch to 400 ms).
+    fn next_size(&self, size: u64, took: Duration, full: bool) -> u64 {
         if self.target_batch_time.is_zero() {
             return size;
         }
         let ratio = self.target_batch_time.as_secs_f64() / took.as_secs_f64().max(0.000_1);
-        let scaled = (size as f64 * ratio.clamp(0.5, 4.0)) as u64;
+        let ratio = if full { ratio.min(2.0) } else { ratio.min(1.0) };
+        let scaled = (size as f64 * ratio.max(0.25)) as u64;
         scaled.clamp(10, self.max_batch_size.max(10))
     }
 
@@ -570,7 +574,7 @@ async fn work(shared: &Shared<'_>, client: &mut Client, slot: usize) -> Result<(
                         ms = took.as_millis() as u64,
                         "batch"
                     );
-                    size = shared.options.next_size(size, took);
+                    size = shared.options.next_size(size, took, !slice.walk.finished());
                     throttle(shared).await;
                 }
                 // A batch that lost a lock wait or deadlocked with the application rolled
@@ -779,16 +783,19 @@ mod tests {
             target_batch_time: Duration::from_millis(50),
             ..BackfillOptions::default()
         };
-        // Too fast: grows in proportion, at most fourfold.
-        assert_eq!(o.next_size(1000, Duration::from_millis(25)), 2000);
-        assert_eq!(o.next_size(1000, Duration::from_millis(1)), 4000);
-        // Too slow: shrinks, at most by half.
-        assert_eq!(o.next_size(1000, Duration::from_millis(400)), 500);
-        assert_eq!(o.next_size(40_000, Duration::from_millis(10)), 50_000);
+        // Too fast: grows in proportion, at most twofold.
+        assert_eq!(o.next_size(1000, Duration::from_millis(40), true), 1250);
+        assert_eq!(o.next_size(1000, Duration::from_millis(1), true), 2000);
+        // The last batch of a slice, short because little was left, does not grow it.
+        assert_eq!(o.next_size(1000, Duration::from_millis(1), false), 1000);
+        // Too slow: shrinks, at most to a quarter, whether full or not.
+        assert_eq!(o.next_size(1000, Duration::from_millis(100), true), 500);
+        assert_eq!(o.next_size(1000, Duration::from_millis(400), false), 250);
+        assert_eq!(o.next_size(40_000, Duration::from_millis(10), true), 50_000);
         let fixed = BackfillOptions {
             target_batch_time: Duration::ZERO,
             ..o
         };
-        assert_eq!(fixed.next_size(1000, Duration::from_secs(3)), 1000);
+        assert_eq!(fixed.next_size(1000, Duration::from_secs(3), true), 1000);
     }
 }

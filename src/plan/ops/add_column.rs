@@ -122,6 +122,8 @@ pub fn plan(
         table,
         name: generated_name(&[&table.name, &column.name, "fill"]),
         events,
+        // The backfill's own rows have the value already: no function call for them.
+        when: Some(format!("NEW.{col} IS NULL")),
     };
     plan.expand.push(Step::tx(
         format!(

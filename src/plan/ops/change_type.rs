@@ -36,7 +36,8 @@ use crate::parse::{AlterAction, Name, SqlType, Substitute};
 use crate::plan::text::using_expr;
 use crate::sql::swap::{self, Twin, TwinKind};
 use crate::sql::{
-    Ident, Qualified, RowTrigger, fit_name, generated_name, guard_dependents, literal,
+    Ident, NOT_DURING_BACKFILL, Qualified, RowTrigger, fit_name, generated_name, guard_dependents,
+    literal,
 };
 
 pub struct ChangeType;
@@ -93,6 +94,7 @@ pub fn plan(cx: &OpCx, action: &str, column: &str, ty: &SqlType) -> Result<OpPla
         table,
         name: generated_name(&[&table.name, column, "convert"]),
         events: "INSERT OR UPDATE",
+        when: Some(NOT_DURING_BACKFILL.to_owned()),
     };
     let drop_trigger = trigger.drop();
     let mut plan = OpPlan::default();

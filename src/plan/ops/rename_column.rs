@@ -21,7 +21,7 @@ use super::shadow::ShadowColumn;
 use super::{ActionCx, OpCx, OpPlan, Operation, Step, alter};
 use crate::classify::LockMode;
 use crate::parse::AlterAction;
-use crate::sql::{Ident, RowTrigger, generated_name, guard_dependents};
+use crate::sql::{Ident, NOT_DURING_BACKFILL, RowTrigger, generated_name, guard_dependents};
 
 pub struct RenameColumn;
 
@@ -51,6 +51,7 @@ pub fn plan(cx: &OpCx, from: &str, to: &str) -> Result<OpPlan, String> {
         table,
         name: generated_name(&[&table.name, from, to, "sync"]),
         events: "INSERT OR UPDATE",
+        when: Some(NOT_DURING_BACKFILL.to_owned()),
     };
     let drop_trigger = trigger.drop();
     let mut plan = OpPlan::default();

@@ -8,7 +8,7 @@
 use super::{Assignment, Backfill, OpPlan, Step, alter};
 use crate::classify::LockMode;
 use crate::parse::Name;
-use crate::sql::{Ident, RowTrigger, SKIP_DURING_BACKFILL};
+use crate::sql::{Ident, RowTrigger};
 
 pub struct ShadowColumn<'a> {
     pub table: &'a Name,
@@ -16,7 +16,7 @@ pub struct ShadowColumn<'a> {
     pub name: String,
     /// Its type, as the user wrote it.
     pub ty: String,
-    /// BEFORE INSERT OR UPDATE: zdm's backfill passes it (`SKIP_DURING_BACKFILL`).
+    /// BEFORE INSERT OR UPDATE, not fired for zdm's backfill (`NOT_DURING_BACKFILL`).
     pub trigger: RowTrigger<'a>,
     /// PL/pgSQL that sets `NEW.<shadow>` (and, for a rename, `NEW.<original>`).
     pub trigger_body: String,
@@ -41,8 +41,7 @@ impl ShadowColumn<'_> {
         ));
         plan.expand.push(Step::tx(
             syncing,
-            self.trigger
-                .create(&format!("{SKIP_DURING_BACKFILL}{}", self.trigger_body)),
+            self.trigger.create(&self.trigger_body),
             LockMode::ShareRowExclusive,
             self.table,
         ));
