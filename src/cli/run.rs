@@ -268,7 +268,7 @@ fn prepare(
             let id = id.clone();
             // A repeatable migration whose text changed is planned afresh from the new text.
             let changed = |plan: &crate::plan::recorded::RecordedPlan| {
-                file.repeatable && plan.checksum != crate::plan::checksum(&file.text)
+                file.repeatable && plan.checksum != crate::plan::checksum(file.identity_text())
             };
             let mut plan = match recorded.get(&id) {
                 Some(plan) if !changed(plan) => db::plan_from_record(file, plan),

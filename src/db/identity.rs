@@ -44,7 +44,7 @@ pub fn identify(
     let mut by_id: HashMap<String, &SourceFile> = HashMap::new();
     let mut by_version: HashMap<&Vec<u128>, &SourceFile> = HashMap::new();
     for file in files {
-        let id = crate::plan::migration_id(&file.path);
+        let id = crate::plan::migration_id(file);
         if let Some(other) = by_id.insert(id.clone(), file) {
             return Err(Ambiguous {
                 first: path(other),
@@ -72,12 +72,12 @@ pub fn identify(
     let mut out = Identities::default();
     let mut claimed: HashSet<String> = HashSet::new();
     for file in files {
-        let own = crate::plan::migration_id(&file.path);
+        let own = crate::plan::migration_id(file);
         let id = if recorded.contains_key(&own) {
             own
         } else {
             // A recorded migration with no file of its own name, applied from this content.
-            let sum = crate::plan::checksum(&file.text);
+            let sum = crate::plan::checksum(file.identity_text());
             let renamed_from = recorded
                 .iter()
                 .filter(|(id, _)| !by_id.contains_key(*id) && !claimed.contains(*id))

@@ -67,7 +67,7 @@ pub fn plan_from_record(file: &SourceFile, recorded: &RecordedPlan) -> Migration
     MigrationPlan {
         id: recorded.id.clone(),
         path: file.path.display().to_string(),
-        checksum: crate::plan::checksum(&file.text),
+        checksum: crate::plan::checksum(file.identity_text()),
         operations: Vec::new(),
         expand: recorded.expand.clone(),
         backfill: recorded.backfill.clone(),

@@ -146,8 +146,16 @@ pub fn checksum(text: &str) -> String {
         .collect()
 }
 
-/// A migration's id: its file name without `.sql`/`.up.sql`, or its directory for `dir/up.sql`.
-pub fn migration_id(path: &Path) -> String {
+/// A migration's id: its Liquibase changeset's `author:id`, else its file name without
+/// `.sql`/`.up.sql`, or its directory for `dir/up.sql`.
+pub fn migration_id(file: &SourceFile) -> String {
+    match &file.changeset {
+        Some(changeset) => changeset.clone(),
+        None => file_migration_id(&file.path),
+    }
+}
+
+fn file_migration_id(path: &Path) -> String {
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
@@ -226,9 +234,9 @@ pub fn plan_file(
         ..
     } = planner;
     let mut plan = MigrationPlan {
-        id: migration_id(&file.path),
+        id: migration_id(file),
         path: file.path.display().to_string(),
-        checksum: checksum(&file.text),
+        checksum: checksum(file.identity_text()),
         operations,
         expand: body.expand,
         backfill: order::merge_backfills(body.backfill),

@@ -1,4 +1,5 @@
-//! Migrations of tools zdm does not read yet (Liquibase, sql-migrate, …), goose files outside
+//! Migrations of tools zdm does not read yet (sql-migrate, …), Liquibase files outside the
+//! changelog zdm was given, goose files outside
 //! a folder read as goose (`goose.rs`), and Sqitch folders other than those `sqitch.rs` reads. Read as plain SQL, their files would be
 //! misread in the worst way: a goose file's `-- +goose Down` section would run as forward SQL,
 //! right after its Up (`CREATE TABLE users` and then `DROP TABLE users`), and a Liquibase or
@@ -124,6 +125,12 @@ impl std::fmt::Display for Foreign {
             )?;
         } else {
             write!(f, "{}: a {} project", self.path.display(), self.tool)?;
+        }
+        if self.tool == "Liquibase" {
+            return write!(
+                f,
+                "; zdm reads Liquibase changesets in the order of the changelog it is given, and this one was not given one: name the master changelog (changelog.xml, db.changelog-master.yaml, …) or the formatted SQL file itself; nothing was read or run"
+            );
         }
         write!(
             f,

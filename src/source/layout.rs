@@ -25,13 +25,14 @@ pub enum Layout {
     Goose,
     Atlas,
     Sqitch,
+    Liquibase,
     /// Numbered `.sql` files of no particular tool.
     Plain,
 }
 
 impl Layout {
     /// Every layout, in the order `zdm init --help` lists them.
-    pub const ALL: [Layout; 11] = [
+    pub const ALL: [Layout; 12] = [
         Layout::Sqlx,
         Layout::Diesel,
         Layout::GolangMigrate,
@@ -42,6 +43,7 @@ impl Layout {
         Layout::Goose,
         Layout::Atlas,
         Layout::Sqitch,
+        Layout::Liquibase,
         Layout::Plain,
     ];
 
@@ -58,6 +60,7 @@ impl Layout {
             Layout::Goose => "goose",
             Layout::Atlas => "atlas",
             Layout::Sqitch => "sqitch",
+            Layout::Liquibase => "liquibase",
             Layout::Plain => "plain",
         }
     }
@@ -79,6 +82,7 @@ impl Layout {
             Layout::Goose => "goose",
             Layout::Atlas => "Atlas",
             Layout::Sqitch => "Sqitch",
+            Layout::Liquibase => "Liquibase",
             Layout::Plain => "numbered SQL files",
         }
     }
@@ -96,6 +100,7 @@ impl Layout {
             Layout::Goose => "`-- +goose NO TRANSACTION`",
             Layout::Atlas => "`-- atlas:txmode none`",
             Layout::Sqitch => "none needed: scripts run as written, in their own BEGIN … COMMIT",
+            Layout::Liquibase => "`runInTransaction:false` on the `--changeset` line",
             Layout::Plain => "whatever your runner uses",
         }
     }
@@ -104,6 +109,9 @@ impl Layout {
 /// Where projects keep migrations, most specific first.
 const CANDIDATES: &[&str] = &[
     "prisma/migrations",
+    "src/main/resources/db/changelog",
+    "db/changelog",
+    "changelog",
     "src/main/resources/db/migration",
     "db/migrations",
     "db/migrate",
@@ -177,6 +185,8 @@ pub fn no_transaction(layout: Layout, path: &Path, text: &str) -> bool {
         Layout::Atlas => atlas(),
         // Sqitch runs a script through psql as written (`sqitch.rs` marks every script).
         Layout::Sqitch => true,
+        // Each changeset says so itself (`liquibase.rs` reads it).
+        Layout::Liquibase => false,
         Layout::Plain => sqlx() || dbmate() || flyway() || refinery() || atlas(),
     }
 }
@@ -205,6 +215,15 @@ pub fn layout_of(dir: &Path) -> Option<Layout> {
         .collect();
     if entries.iter().any(|p| p.join("migration.sql").is_file()) {
         return Some(Layout::Prisma);
+    }
+    if super::liquibase::MASTER_NAMES
+        .iter()
+        .any(|m| names.iter().any(|n| n == m))
+        || sql.iter().any(|p| {
+            std::fs::read_to_string(p).is_ok_and(|t| super::liquibase::is_formatted_sql(&t))
+        })
+    {
+        return Some(Layout::Liquibase);
     }
     // Atlas keeps a checksum of the folder beside its files.
     if names.iter().any(|n| n == "atlas.sum") {

@@ -11,6 +11,7 @@ mod directive;
 pub mod foreign;
 mod goose;
 pub mod layout;
+mod liquibase;
 mod position;
 mod sections;
 mod split;
@@ -70,8 +71,12 @@ pub struct SourceFile {
     /// every statement outside an explicit block commits on its own.
     pub no_transaction: bool,
     /// A Flyway repeatable migration (`R__x.sql`): applied after the versioned ones, and
-    /// applied again whenever its text changes, so an edit is not an error.
+    /// applied again whenever its text changes, so an edit is not an error. Also a Liquibase
+    /// changeset marked `runOnChange:true`.
     pub repeatable: bool,
+    /// The Liquibase changeset (`author:id`) this text is, one of several in its file: the
+    /// migration's id, where other tools' migrations are known by their file's name.
+    pub changeset: Option<String>,
 }
 
 impl SourceFile {
@@ -119,6 +124,17 @@ impl SourceFile {
                     .file_name()
                     .and_then(|n| n.to_str())
                     .is_some_and(|n| n.starts_with("R__")),
+            changeset: None,
+        }
+    }
+
+    /// The text that identifies the migration's content (its checksum). A changeset's text
+    /// holds its file's other lines as empty lines, to keep its own in place; they are not
+    /// its content, so an edit to another changeset of the file does not change it.
+    pub fn identity_text(&self) -> &str {
+        match self.changeset {
+            Some(_) => self.text.trim_matches(['\n', '\r']),
+            None => &self.text,
         }
     }
 }
@@ -186,6 +202,15 @@ impl MigrationSet {
         if let Some(project) = sqitch::project_of(path) {
             return MigrationSet::load_sqitch(&project, path);
         }
+        if let Some(changelog) = liquibase::changelog_of(path) {
+            let (forward, down) = liquibase::load(&changelog)?;
+            let context = vec![false; forward.len()];
+            return Ok(MigrationSet {
+                forward,
+                down,
+                context,
+            });
+        }
         if meta.is_dir() {
             if let Some(found) = foreign::in_folder(path) {
                 return Err(SourceError::Foreign(found));
@@ -232,7 +257,10 @@ impl MigrationSet {
         let mut entries: Vec<Entry> = Vec::new();
         let mut seen = HashSet::new();
         for path in paths {
-            if path.is_dir() || version_of(path).is_none() {
+            if path.is_dir()
+                || version_of(path).is_none()
+                || liquibase::changelog_of(path).is_some()
+            {
                 entries.push(Entry::Directory(path.clone()));
                 continue;
             }
