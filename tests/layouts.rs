@@ -423,6 +423,58 @@ fn sqitch() {
         .stdout(predicates::str::contains("Sqitch migrations in ."));
 }
 
+/// Liquibase: a master changelog (YAML) includes formatted SQL and an XML changelog whose
+/// changeset runs a SQL file; each changeset is a migration, `runInTransaction:false` is its
+/// marker, `--rollback` lines are its down.
+#[test]
+fn liquibase() {
+    let p = Project::new(&[
+        (
+            "db/changelog/db.changelog-master.yaml",
+            "databaseChangeLog:\n  - include:\n      file: changes/z-create.sql\n      relativeToChangelogFile: true\n  - include:\n      file: changes/more.xml\n      relativeToChangelogFile: true\n",
+        ),
+        (
+            "db/changelog/changes/z-create.sql",
+            &format!("--liquibase formatted sql\n--changeset alice:1\n{CREATE}--rollback {DROP}"),
+        ),
+        (
+            "db/changelog/changes/more.xml",
+            "<?xml version=\"1.0\"?>\n<databaseChangeLog xmlns=\"http://www.liquibase.org/xml/ns/dbchangelog\">\n  <changeSet id=\"2\" author=\"alice\" runInTransaction=\"false\">\n    <sqlFile path=\"a.sql\" relativeToChangelogFile=\"true\"/>\n  </changeSet>\n  <include file=\"b.sql\" relativeToChangelogFile=\"true\"/>\n</databaseChangeLog>\n",
+        ),
+        ("db/changelog/changes/a.sql", &validate("a")),
+        (
+            "db/changelog/changes/b.sql",
+            &format!(
+                "--liquibase formatted sql\n--changeset bob:3\n{}--rollback ALTER TABLE t DROP CONSTRAINT t_b_check;\n\n--changeset bob:4 dbms:mssql\nDROP TABLE t;\n",
+                validate("b")
+            ),
+        ),
+    ]);
+    let ids: Vec<String> = p.json(&["plan", "--format", "json", "db/changelog"])["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, strings(&["alice:1", "alice:2", "bob:3"]));
+    assert_eq!(
+        p.validated_in_transaction("db/changelog"),
+        strings(&["db/changelog/changes/b.sql"])
+    );
+    p.flags_drop_in("db/changelog", "db/changelog/changes/z-create.sql");
+    // The master changelog named itself reads the same.
+    assert_eq!(p.planned("db/changelog/db.changelog-master.yaml").len(), 3);
+    Command::cargo_bin("zdm")
+        .unwrap()
+        .current_dir(p.dir.path())
+        .args(["init"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains(
+            "Liquibase migrations in db/changelog",
+        ));
+}
+
 /// Prisma wraps every migration in a transaction and has no marker.
 #[test]
 fn prisma() {
@@ -517,11 +569,11 @@ fn layout_named_in_zdm_toml_wins_over_detection() {
     Command::cargo_bin("zdm")
         .unwrap()
         .current_dir(p.dir.path())
-        .args(["init", "--force", "--layout", "liquibase"])
+        .args(["init", "--force", "--layout", "sql-migrate"])
         .assert()
         .code(2)
         .stderr(predicates::str::contains("golang-migrate"));
-    std::fs::write(p.dir.path().join("zdm.toml"), "layout = \"liquibase\"\n").unwrap();
+    std::fs::write(p.dir.path().join("zdm.toml"), "layout = \"sql-migrate\"\n").unwrap();
     Command::cargo_bin("zdm")
         .unwrap()
         .current_dir(p.dir.path())
@@ -530,4 +582,14 @@ fn layout_named_in_zdm_toml_wins_over_detection() {
         .code(2)
         .stderr(predicates::str::contains("zdm.toml"))
         .stderr(predicates::str::contains("refinery"));
+    // Liquibase named for a folder without a changelog: nothing to order the files by.
+    std::fs::write(p.dir.path().join("zdm.toml"), "layout = \"liquibase\"\n").unwrap();
+    Command::cargo_bin("zdm")
+        .unwrap()
+        .current_dir(p.dir.path())
+        .args(["lint"])
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("master changelog"))
+        .stderr(predicates::str::contains("nothing was read or run"));
 }

@@ -444,7 +444,10 @@ fn folders_of_other_tools_are_refused_never_run() {
         (
             "Liquibase",
             &[
-                ("changelog.xml", "<databaseChangeLog/>\n"),
+                (
+                    "changelog.xml",
+                    "<databaseChangeLog>\n  <changeSet id=\"1\" author=\"a\">\n    <sqlFile path=\"0001_users.sql\" relativeToChangelogFile=\"true\"/>\n  </changeSet>\n  <changeSet id=\"2\" author=\"a\">\n    <createTable tableName=\"orders\"/>\n  </changeSet>\n</databaseChangeLog>\n",
+                ),
                 ("0001_users.sql", "CREATE TABLE users (id int);\n"),
             ],
         ),
@@ -566,6 +569,75 @@ fn goose_and_sqitch_folders_run_forward_only_in_their_order() {
     assert!(
         status.contains("zeta") && status.contains("alpha"),
         "{status}"
+    );
+}
+
+/// A Liquibase changelog runs its changesets in the changelog's order, each a migration of
+/// its own; `--rollback` lines and changesets for other databases never run forward.
+#[test]
+fn liquibase_changesets_run_forward_only_in_the_changelogs_order() {
+    let Some(db) = common::TestDatabase::create("noloss_liquibase") else {
+        return;
+    };
+    let url = db.url_of_database();
+    let mut c = db.connect();
+    let project = tempfile::tempdir().unwrap();
+    let files = [
+        (
+            "db/changelog/db.changelog-master.yaml",
+            "databaseChangeLog:\n  - include:\n      file: changes/z-accounts.sql\n      relativeToChangelogFile: true\n  - include:\n      file: db/changelog/changes/a-more.xml\n",
+        ),
+        (
+            "db/changelog/changes/z-accounts.sql",
+            "--liquibase formatted sql\n\n--changeset alice:1\nCREATE TABLE accounts (id int PRIMARY KEY);\n--rollback DROP TABLE accounts;\n\n--changeset alice:2 dbms:oracle\nDROP TABLE accounts;\n",
+        ),
+        (
+            "db/changelog/changes/a-more.xml",
+            "<databaseChangeLog>\n  <changeSet id=\"3\" author=\"bob\" runInTransaction=\"false\">\n    <sqlFile path=\"note.sql\" relativeToChangelogFile=\"true\"/>\n  </changeSet>\n</databaseChangeLog>\n",
+        ),
+        (
+            "db/changelog/changes/note.sql",
+            "ALTER TABLE accounts ADD COLUMN note text;\nINSERT INTO accounts VALUES (1, 'kept');\n",
+        ),
+    ];
+    for (path, text) in files {
+        let p = project.path().join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    let changelog = project.path().join("db/changelog");
+    // By name, a-more.xml would run first and fail on a table that does not exist yet.
+    common::ok(zdm(&url, &changelog, &["expand"]), "liquibase expand");
+    common::ok(zdm(&url, &changelog, &["contract"]), "liquibase contract");
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM accounts WHERE note = 'kept'"),
+        1,
+        "the table is there with its row: neither the rollback nor the oracle changeset ran"
+    );
+    let out = zdm(&url, &changelog, &["status"]);
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        status.contains("alice:1") && status.contains("bob:3") && !status.contains("alice:2"),
+        "{status}"
+    );
+    // Editing one changeset of a file leaves the others as they were applied.
+    let accounts = project.path().join("db/changelog/changes/z-accounts.sql");
+    let text = std::fs::read_to_string(&accounts).unwrap();
+    std::fs::write(
+        &accounts,
+        format!("{text}\n--changeset alice:4\nCREATE INDEX accounts_note ON accounts (note);\n"),
+    )
+    .unwrap();
+    common::ok(
+        zdm(&url, &changelog, &["expand"]),
+        "expand of a new changeset",
+    );
+    assert_eq!(
+        count(
+            &mut c,
+            "SELECT count(*) FROM pg_indexes WHERE indexname = 'accounts_note'"
+        ),
+        1
     );
 }
 

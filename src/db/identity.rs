@@ -109,7 +109,9 @@ pub fn identify(
         .filter_map(|(f, id)| f.version.as_ref().map(|v| (v, id)))
         .collect();
     for (file, id) in files.iter().zip(&out.ids) {
-        if recorded.contains_key(id) || file.repeatable {
+        // Liquibase runs every changeset it has not run, wherever the changelog lists it (a
+        // changeset added to an earlier file is usual), so for changesets this is the order.
+        if recorded.contains_key(id) || file.repeatable || file.changeset.is_some() {
             continue;
         }
         let Some(version) = &file.version else {

@@ -771,7 +771,7 @@ fn xml_entries(path: &Path, text: &str) -> Result<Vec<Entry>, SourceError> {
                     path,
                     line,
                     format!(
-                        "`<{other}>` in a changelog: zdm reads include, includeAll and changesets that run a sqlFile; write this change as formatted SQL"
+                        "`<{other}>` in a Liquibase changelog: zdm reads include, includeAll and changesets that run a sqlFile; write this change as formatted SQL"
                     ),
                 ));
             }

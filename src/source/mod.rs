@@ -157,8 +157,19 @@ fn read_sections(path: &Path, layout: Layout) -> Result<Vec<SourceFile>, SourceE
     }
 }
 
-/// A folder zdm recognizes but cannot read whole: a goose folder with Go migrations.
+/// A folder zdm recognizes but cannot read whole: a goose folder with Go migrations, a
+/// Liquibase folder without the changelog that orders it.
 fn check_readable(dir: &Path, layout: Layout) -> Result<(), SourceError> {
+    if layout == Layout::Liquibase {
+        return Err(SourceError::Unsupported {
+            path: dir.to_owned(),
+            line: 0,
+            what: format!(
+                "a Liquibase folder without a master changelog ({}): Liquibase runs changesets in the order a changelog lists them; name the changelog",
+                liquibase::MASTER_NAMES.join(", ")
+            ),
+        });
+    }
     if layout == Layout::Goose
         && let Some(go) = goose::go_migration_in(dir)
     {
