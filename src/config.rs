@@ -245,7 +245,7 @@ mod tests {
             Config::load(Some(f.path()), None),
             Err(ConfigError::Invalid { .. })
         ));
-        let f = write("layout = \"liquibase\"\n");
+        let f = write("layout = \"sql-migrate\"\n");
         let Err(ConfigError::Invalid { message, .. }) = Config::load(Some(f.path()), None) else {
             panic!("an unknown layout is refused");
         };

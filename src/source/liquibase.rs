@@ -439,7 +439,6 @@ fn changeset_header(rest: &str) -> (String, Vec<(String, String)>) {
 /// One changeset being read from a formatted SQL file.
 struct Open {
     id: String,
-    line: usize,
     settings: Option<Settings>,
     /// Indexes of its SQL lines and of its rollback lines (with the rollback's SQL).
     sql: Vec<usize>,
@@ -488,7 +487,6 @@ pub fn formatted(
                     }
                     open = Some(Open {
                         id,
-                        line: i + 1,
                         settings: Settings::from(path, i + 1, &attributes)?,
                         sql: Vec::new(),
                         rollback: Vec::new(),
@@ -581,7 +579,6 @@ pub fn formatted(
             file.direction = direction;
             file
         };
-        let _ = changeset.line;
         if !changeset.rollback.is_empty() {
             let text = keep(&mut |i| {
                 changeset
@@ -624,13 +621,21 @@ fn line_at(text: &str, byte: usize) -> usize {
     text[..byte.min(text.len())].matches('\n').count() + 1
 }
 
+/// The `<changeSet>` an XML changelog is in: its `author:id`, attributes and line, and
+/// whether its one `<sqlFile>` was seen.
+struct XmlChangeset {
+    id: String,
+    attributes: Vec<(String, String)>,
+    line: usize,
+    has_sql_file: bool,
+}
+
 /// The entries of an XML changelog.
 fn xml_entries(path: &Path, text: &str) -> Result<Vec<Entry>, SourceError> {
     use quick_xml::events::Event;
     let mut reader = quick_xml::Reader::from_str(text);
     let mut entries = Vec::new();
-    // The changeSet being read: its id, attributes, line, and whether it had a change yet.
-    let mut changeset: Option<(String, Vec<(String, String)>, usize, bool)> = None;
+    let mut changeset: Option<XmlChangeset> = None;
     // Depth inside an element zdm skips whole (a rollback, a comment).
     let mut skipping = 0usize;
     loop {
@@ -651,16 +656,18 @@ fn xml_entries(path: &Path, text: &str) -> Result<Vec<Entry>, SourceError> {
                 let name = String::from_utf8_lossy(name.as_ref()).into_owned();
                 if skipping > 0 {
                     skipping -= 1;
-                } else if name == "changeSet" {
-                    if let Some((id, _, line, false)) = changeset.take() {
-                        return Err(unsupported(
-                            path,
-                            line,
-                            format!(
-                                "changeset {id} has no sqlFile: zdm reads changesets that run a SQL file"
-                            ),
-                        ));
-                    }
+                } else if name == "changeSet"
+                    && let Some(open) = changeset.take()
+                    && !open.has_sql_file
+                {
+                    return Err(unsupported(
+                        path,
+                        open.line,
+                        format!(
+                            "changeset {} has no sqlFile: zdm reads changesets that run a SQL file",
+                            open.id
+                        ),
+                    ));
                 }
                 continue;
             }
@@ -723,12 +730,17 @@ fn xml_entries(path: &Path, text: &str) -> Result<Vec<Entry>, SourceError> {
                         format!("changeset {id} has no changes"),
                     ));
                 }
-                changeset = Some((id, attributes.clone(), line, false));
+                changeset = Some(XmlChangeset {
+                    id,
+                    attributes: attributes.clone(),
+                    line,
+                    has_sql_file: false,
+                });
             }
             "sqlFile" => match changeset.as_mut() {
-                Some((id, changeset_attributes, _, had)) if !*had => {
-                    *had = true;
-                    let mut all = changeset_attributes.clone();
+                Some(open) if !open.has_sql_file => {
+                    open.has_sql_file = true;
+                    let mut all = open.attributes.clone();
                     all.extend(
                         attributes
                             .iter()
@@ -738,7 +750,7 @@ fn xml_entries(path: &Path, text: &str) -> Result<Vec<Entry>, SourceError> {
                     entries.push(Entry {
                         line,
                         kind: EntryKind::SqlFile {
-                            changeset: id.clone(),
+                            changeset: open.id.clone(),
                             path: get("path").unwrap_or_default(),
                             relative,
                             attributes: all,
@@ -756,12 +768,9 @@ fn xml_entries(path: &Path, text: &str) -> Result<Vec<Entry>, SourceError> {
                     ));
                 }
             },
-            "rollback" | "comment" | "validCheckSum" | "property"
-                if changeset.is_some() || name == "property" =>
-            {
-                if name == "property" {
-                    // Parameters matter only where SQL uses them, which `${` finds.
-                }
+            // A rollback is not run forward; a property matters only where SQL uses it, which
+            // `${` finds.
+            "rollback" | "comment" | "validCheckSum" | "property" => {
                 if !empty {
                     skipping = 1;
                 }

@@ -9,7 +9,7 @@ use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::keywords::Keyword;
 use sqlparser::tokenizer::{Span, Token, TokenWithSpan, Tokenizer, Whitespace};
 
-use super::directive::{Directive, parse_directive};
+use super::directive::{Directive, DirectiveKind, parse_directive};
 pub use super::position::Position;
 
 /// One SQL statement as written in the file.
@@ -154,7 +154,17 @@ pub fn split_statements(text: &str) -> SplitFile {
                 let start = starts[i];
                 let end = token_end(&tokens, &starts, i, text.len());
                 let pos = index.position(start);
-                if let Some(d) = parse_directive(comment, pos, start..end) {
+                if let Some(mut d) = parse_directive(comment, pos, start..end) {
+                    // Atlas reads a nolint at the top of the file, a blank line before the
+                    // first statement, as the file's: https://atlasgo.io/lint/analyzers
+                    if out.statements.is_empty()
+                        && current.is_empty()
+                        && comment.trim().starts_with("atlas:nolint")
+                        && blank_line_after(text, end)
+                        && let DirectiveKind::Ignore(rules) = d.kind
+                    {
+                        d.kind = DirectiveKind::IgnoreFile(rules);
+                    }
                     if d.kind.is_file_wide() {
                         out.file_directives.push(d);
                     } else if current.is_empty() && last_terminator_line == Some(pos.line) {
@@ -287,6 +297,18 @@ impl AtomicBody {
     }
 }
 
+/// Whether the line after a comment ending at `end` is empty.
+fn blank_line_after(text: &str, end: usize) -> bool {
+    let rest = &text[end.min(text.len())..];
+    // A `--` comment's token may or may not hold its own newline.
+    let rest = match text[..end.min(text.len())].ends_with('\n') {
+        true => rest,
+        false => rest.split_once('\n').map_or("", |(_, r)| r),
+    };
+    rest.split_once('\n')
+        .is_some_and(|(line, _)| line.trim().is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,6 +388,26 @@ mod tests {
     fn begin_atomic_bodies_stay_whole() {
         let sql = "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT CASE WHEN true THEN 1 END; SELECT 2; END; SELECT 3;";
         assert_eq!(texts(sql).len(), 2);
+    }
+
+    #[test]
+    fn an_atlas_nolint_at_the_top_before_a_blank_line_is_the_files() {
+        let file = split_statements(
+            "-- atlas:nolint DS103\n\nALTER TABLE a DROP COLUMN x;\nALTER TABLE a DROP COLUMN y;\n",
+        );
+        assert_eq!(file.file_directives.len(), 1);
+        assert!(file.statements.iter().all(|s| s.directives.is_empty()));
+        let statement = split_statements(
+            "-- atlas:nolint DS103\nALTER TABLE a DROP COLUMN x;\n\nALTER TABLE a DROP COLUMN y;\n",
+        );
+        assert!(statement.file_directives.is_empty());
+        assert_eq!(statement.statements[0].directives.len(), 1);
+        let later =
+            split_statements("SELECT 1;\n-- atlas:nolint DS103\n\nALTER TABLE a DROP COLUMN x;\n");
+        assert!(
+            later.file_directives.is_empty(),
+            "only at the top of the file"
+        );
     }
 
     #[test]
