@@ -985,6 +985,66 @@ mod tests {
         assert!(!is_formatted_sql("SELECT 1; --liquibase formatted sql\n"));
     }
 
+    fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, text) in files {
+            let p = dir.path().join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn yaml_sql_file_changesets_and_include_all_in_path_order() {
+        let dir = project(&[
+            (
+                "changelog.yaml",
+                "databaseChangeLog:\n  - changeSet:\n      id: 1\n      author: a\n      runInTransaction: false\n      changes:\n        - sqlFile:\n            path: first.sql\n            relativeToChangelogFile: true\n  - includeAll:\n      path: later/\n      relativeToChangelogFile: true\n",
+            ),
+            ("first.sql", "CREATE TABLE t (id int);\n"),
+            (
+                "later/2-b.sql",
+                "--liquibase formatted sql\n--changeset a:3\nSELECT 3;\n",
+            ),
+            (
+                "later/1-a.sql",
+                "--liquibase formatted sql\n--changeset a:2\nSELECT 2;\n",
+            ),
+        ]);
+        let (forward, _) = load(&dir.path().join("changelog.yaml")).unwrap();
+        let ids: Vec<_> = forward
+            .iter()
+            .map(|f| f.changeset.clone().unwrap())
+            .collect();
+        assert_eq!(ids, ["a:1", "a:2", "a:3"]);
+        assert!(forward[0].no_transaction && !forward[1].no_transaction);
+        assert_eq!(forward[2].version, Some(vec![3]));
+    }
+
+    #[test]
+    fn other_changelog_entries_are_refused_with_their_line() {
+        let dir = project(&[(
+            "changelog.xml",
+            "<databaseChangeLog>\n  <changeSet id=\"1\" author=\"a\">\n    <createTable tableName=\"t\"/>\n  </changeSet>\n</databaseChangeLog>\n",
+        )]);
+        let e = load(&dir.path().join("changelog.xml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("changelog.xml:3: `<createTable>`"), "{e}");
+        let dir = project(&[(
+            "changelog.yaml",
+            "databaseChangeLog:\n  - include:\n      file: missing.sql\n",
+        )]);
+        let e = load(&dir.path().join("changelog.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("changelog.yaml:2: include of missing.sql"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn dbms_lists() {
         assert!(runs_on_postgres("postgresql"));
