@@ -224,9 +224,13 @@ fn read(path: &Path) -> Result<String, SourceError> {
     })
 }
 
-/// A file's id part for changesets that have none of their own: its path without `.sql`.
+/// A file's id part for changesets that have none of their own: its name without `.sql`
+/// (not its path, which depends on where zdm runs, while an id must not).
 fn path_id(path: &Path) -> String {
-    path.with_extension("").display().to_string()
+    path.file_stem().map_or_else(
+        || "changelog".to_owned(),
+        |s| s.to_string_lossy().into_owned(),
+    )
 }
 
 /// Where an included path is: beside the changelog when `relative`; otherwise Liquibase
@@ -398,9 +402,18 @@ fn directive(line: &str) -> Option<(String, &str)> {
         "includeall",
         "property",
     ];
-    known
-        .contains(&word.as_str())
-        .then(|| (word, rest[word_end..].trim_start_matches(':').trim()))
+    let tail = rest[word_end..].trim_start_matches(':').trim();
+    // Liquibase reads these only with their attribute; otherwise the line is a comment.
+    let needs = match word.as_str() {
+        "include" => Some("file:"),
+        "includeall" => Some("path:"),
+        "property" => Some("name:"),
+        _ => None,
+    };
+    if needs.is_some_and(|n| !tail.to_lowercase().starts_with(n)) {
+        return None;
+    }
+    known.contains(&word.as_str()).then_some((word, tail))
 }
 
 /// `author:id attr:value attr:"value with spaces"` split into `author:id` and the attributes.
@@ -982,6 +995,14 @@ mod tests {
             assert!(e.starts_with(&format!("c.sql:{line}: ")), "{e}");
         }
         assert!(is_formatted_sql("\n-- liquibase formatted sql\n"));
+        let comment =
+            "--liquibase formatted sql\n--changeset a:1\n-- include the new column\nSELECT 1;\n";
+        assert_eq!(formatted(Path::new("c.sql"), comment).unwrap().0.len(), 1);
+        let include = "--liquibase formatted sql\n--include file:other.sql\n";
+        let e = formatted(Path::new("c.sql"), include)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("c.sql:2: "), "{e}");
         assert!(!is_formatted_sql("SELECT 1; --liquibase formatted sql\n"));
     }
 
