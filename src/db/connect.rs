@@ -79,6 +79,24 @@ impl Environment for ProcessEnv {
 }
 
 impl ConnectOptions {
+    /// Whether the server is on this machine: every host a Unix socket, `localhost` or a
+    /// loopback address. Then its cores are this machine's.
+    pub fn is_local(&self) -> bool {
+        use tokio_postgres::config::Host;
+        let hosts = self.config.get_hosts();
+        !hosts.is_empty()
+            && hosts.iter().all(|host| match host {
+                Host::Tcp(name) => {
+                    name == "localhost"
+                        || name
+                            .parse::<std::net::IpAddr>()
+                            .is_ok_and(|ip| ip.is_loopback())
+                }
+                #[cfg(unix)]
+                Host::Unix(_) => true,
+            })
+    }
+
     /// Resolves a connection string (or none: then only the environment and libpq's defaults).
     pub fn resolve(url: Option<&str>, env: &dyn Environment) -> Result<ConnectOptions, DbError> {
         let invalid = |message: String| DbError::Connect {
@@ -639,6 +657,20 @@ mod tests {
         assert_eq!(o.config.get_ports(), [6543, 6543]);
         let o = ConnectOptions::resolve(Some("postgres://u@[::1]/x"), &e).unwrap();
         assert_eq!(o.target, "u@[::1]:6543/x");
+    }
+
+    #[test]
+    fn a_server_on_this_machine_is_local() {
+        let local = |url: &str| {
+            ConnectOptions::resolve(Some(url), &env(&[]))
+                .unwrap()
+                .is_local()
+        };
+        assert!(local("postgres://a@localhost/x"));
+        assert!(local("postgres://a@127.0.0.1:5433/x"));
+        assert!(local("host=/var/run/postgresql dbname=x"));
+        assert!(!local("postgres://a@db.internal/x"));
+        assert!(!local("postgres://a@localhost,db.internal/x"));
     }
 
     #[test]

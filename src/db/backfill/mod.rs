@@ -263,7 +263,22 @@ impl BackfillRun<'_> {
         match self.options.workers {
             Some(n) => Pace::fixed(n),
             None if self.options.throttled() => Pace::fixed(1),
-            None => Pace::adaptive(self.options.max_workers, Duration::ZERO, Duration::ZERO),
+            None => Pace::adaptive(self.adaptive_most(), Duration::ZERO, Duration::ZERO),
+        }
+    }
+
+    /// The most workers the adaptive count may reach. A server on this machine has this
+    /// machine's cores, and a worker beyond them takes CPU from the application without adding
+    /// rows: on two cores three workers made no more rows/s than two, and doubled the
+    /// application's p99 (docs/benchmarks.md). The probe cannot tell, so the cores decide.
+    fn adaptive_most(&self) -> usize {
+        let local_cores = self
+            .sessions
+            .filter(|s| s.is_local())
+            .and_then(|_| std::thread::available_parallelism().ok());
+        match local_cores {
+            Some(cores) => self.options.max_workers.min(cores.get()),
+            None => self.options.max_workers,
         }
     }
 
@@ -279,7 +294,7 @@ impl BackfillRun<'_> {
         }
         trips.sort();
         Ok(Pace::adaptive(
-            self.options.max_workers,
+            self.adaptive_most(),
             trips[trips.len() / 2],
             self.options.target_batch_time,
         ))
