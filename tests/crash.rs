@@ -1,7 +1,8 @@
 //! Stopping `zdm expand` the hard way and the polite way, through the real binary: SIGTERM
 //! mid-backfill (stops after the batch, exit 130), SIGKILL mid-backfill, SIGKILL while a
 //! CREATE INDEX CONCURRENTLY waits. Each time the next `zdm expand` finishes the job, and no
-//! row is lost or left out of sync while the old application keeps writing.
+//! row is lost or left out of sync while the old application keeps writing. And the default
+//! backfill beside that application: gentle, and complete.
 
 mod common;
 
@@ -285,6 +286,48 @@ fn killed_parallel_backfills_resume_every_slice_exactly() {
     let done = backfilled(&mut c, "backfill-1");
     assert!(done <= 200_000, "{done} rows backfilled");
     assert!(done > 150_000, "{done} rows backfilled");
+}
+
+/// The default backfill while the old application writes: zdm sees the other session and
+/// runs gentle batches (one worker, short batches that wait for their own WAL flush, so the
+/// application's commits do not flush them), and no row is lost or left out of sync.
+#[test]
+fn the_default_backfill_turns_gentle_while_the_application_writes() {
+    let Some(db) = common::TestDatabase::create("gentle_backfill") else {
+        return;
+    };
+    let url = db.url_of_database();
+    let dir = tempfile::tempdir().unwrap();
+    setup(&db, dir.path(), &url, 120_000);
+    std::fs::write(
+        dir.path().join("0002_rename.sql"),
+        "ALTER TABLE items RENAME COLUMN label TO title;",
+    )
+    .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let app = old_app(&db, stop.clone());
+    let out = zdm(&url, dir.path(), &[]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "zdm expand failed: {stderr}");
+    assert!(
+        stderr.contains(
+            "other sessions are working: backfill batches of \"items\" take at most 2 ms"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("workers=1"), "{stderr}");
+    stop.store(true, Ordering::SeqCst);
+    let writes = app.join().unwrap();
+    let mut c = db.connect();
+    let r = c
+        .query_one(
+            "SELECT count(*) FILTER (WHERE title IS DISTINCT FROM label), count(*) FROM items",
+            &[],
+        )
+        .unwrap();
+    let (out_of_sync, total): (i64, i64) = (r.get(0), r.get(1));
+    assert_eq!(out_of_sync, 0, "rows out of sync after the gentle backfill");
+    assert_eq!(total, 120_000 + (writes / 2) as i64, "rows lost");
 }
 
 #[test]

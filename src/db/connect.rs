@@ -245,6 +245,13 @@ impl ConnectOptions {
             .map_err(|e| failed(e.to_string()))
     }
 
+    /// The same server and database, its sessions named `name` in `pg_stat_activity`.
+    pub fn with_application_name(&self, name: &str) -> ConnectOptions {
+        let mut out = self.clone();
+        out.config.application_name(name);
+        out
+    }
+
     /// The rustls configuration for the sslmode: `prefer` and `require` (without a root
     /// certificate) encrypt without checking who answers, as libpq does; `require` with a root
     /// certificate and `verify-ca` check the chain; `verify-full` also the host name.

@@ -40,7 +40,7 @@ use super::run::{BackfillOptions, RunError, Stop};
 use super::state;
 use crate::plan::Backfill;
 use crate::sql::backfill::BatchParts;
-use pace::{Pace, WINDOW, Window};
+use pace::{Pace, WINDOW, Window, batch_target};
 use walk::{BatchOf, Walk};
 
 impl BackfillOptions {
@@ -50,11 +50,12 @@ impl BackfillOptions {
     /// shrinks fast. Only a full batch may grow it: the last batch of a slice walks what is
     /// left, often a few rows, and its short time says nothing about the next slice's (taken
     /// as a rate it once let a 10 ms target grow a batch to 400 ms).
-    fn next_size(&self, size: u64, took: Duration, full: bool) -> u64 {
-        if self.target_batch_time.is_zero() {
+    fn next_size(&self, size: u64, took: Duration, full: bool, gentle: bool) -> u64 {
+        let target = batch_target(self.target_batch_time, gentle);
+        if target.is_zero() {
             return size;
         }
-        let ratio = self.target_batch_time.as_secs_f64() / took.as_secs_f64().max(0.000_1);
+        let ratio = target.as_secs_f64() / took.as_secs_f64().max(0.000_1);
         let ratio = if full { ratio.min(2.0) } else { ratio.min(1.0) };
         let scaled = (size as f64 * ratio.max(0.25)) as u64;
         scaled.clamp(10, self.max_batch_size.max(10))
@@ -66,6 +67,10 @@ impl BackfillOptions {
         self.max_rows_per_second.is_some() || !self.pause.is_zero()
     }
 }
+
+/// The `application_name` of the workers' sessions: how a DBA tells them in
+/// `pg_stat_activity`, and how the pace tells them from the application's.
+const WORKER_APPLICATION: &str = "zdm backfill";
 
 /// Tables smaller than this are not cut into slices: one worker is done before a second
 /// would have connected.
@@ -112,6 +117,8 @@ struct Shared<'a> {
     queue: Mutex<VecDeque<Slice>>,
     /// Workers wanted: a worker whose slot is at or above it leaves after its batch.
     target: AtomicUsize,
+    /// Other sessions are working: batches are short and wait for their WAL flush (pace.rs).
+    gentle: AtomicBool,
     /// A worker failed: the others stop after their batch.
     halted: AtomicBool,
     /// Rows updated in this run, by all workers.
@@ -198,6 +205,7 @@ impl BackfillRun<'_> {
             table: &parts.table,
             queue: Mutex::new(pending),
             target: AtomicUsize::new(1),
+            gentle: AtomicBool::new(false),
             halted: AtomicBool::new(false),
             rows: AtomicU64::new(0),
             batches: Mutex::new((0, Duration::ZERO)),
@@ -215,8 +223,9 @@ impl BackfillRun<'_> {
         };
         let (result, most) = match pool {
             Some(pool) => {
-                let pace = self.pace_measured().await?;
-                run_workers(&shared, &pool, pace, &*self.client).await
+                let probe = Probe::new(self.client, self.migration, self.step_id).await?;
+                let pace = self.pace_measured(&probe).await?;
+                run_workers(&shared, &pool, pace, &probe).await
             }
             None => (work(&shared, self.client, 0).await, 1),
         };
@@ -282,22 +291,20 @@ impl BackfillRun<'_> {
         }
     }
 
-    /// The pace with the probe's round trip before any worker runs, as adaptive pacing needs.
-    async fn pace_measured(&self) -> Result<Pace, RunError> {
-        let pace = self.pace();
-        if self.options.workers.is_some() || self.options.throttled() {
-            return Ok(pace);
+    /// The pace with the probe's time before any worker runs, as adaptive pacing needs, gentle
+    /// from the first batch when other sessions are working now.
+    async fn pace_measured(&self, probe: &Probe<'_>) -> Result<Pace, RunError> {
+        let others_active = probe.others_active().await?;
+        let mut pace = self.pace();
+        if self.options.workers.is_none() && !self.options.throttled() {
+            pace = Pace::adaptive(
+                self.adaptive_most(),
+                probe.median(5).await?,
+                self.options.target_batch_time,
+            );
         }
-        let mut trips = Vec::new();
-        for _ in 0..5 {
-            trips.push(probe(self.client).await?);
-        }
-        trips.sort();
-        Ok(Pace::adaptive(
-            self.adaptive_most(),
-            trips[trips.len() / 2],
-            self.options.target_batch_time,
-        ))
+        pace.start(others_active);
+        Ok(pace)
     }
 
     /// The slices of the walk: those saved by an earlier run of this step, or new ones cut
@@ -446,7 +453,8 @@ async fn open_pool(
     if most <= 1 {
         return None;
     }
-    let opened = match sessions.pool(most) {
+    let workers = sessions.with_application_name(WORKER_APPLICATION);
+    let opened = match workers.pool(most) {
         Ok(pool) => pool.get().await.map(|_| pool).map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
@@ -468,9 +476,11 @@ async fn run_workers(
     shared: &Shared<'_>,
     pool: &deadpool_postgres::Pool,
     mut pace: Pace,
-    probe_client: &Client,
+    probe: &Probe<'_>,
 ) -> (Result<(), RunError>, usize) {
     shared.target.store(pace.target, Ordering::SeqCst);
+    shared.gentle.store(pace.gentle, Ordering::SeqCst);
+    report_gentle(shared, pace.gentle);
     let mut busy = vec![false; pace.most()];
     let mut running = FuturesUnordered::new();
     let mut first_error = None;
@@ -505,13 +515,18 @@ async fn run_workers(
                 let (count, summed) = std::mem::take(&mut *lock(&shared.batches));
                 let window = Window {
                     rows_per_second: (rows - window_start.1) as f64 / seconds,
-                    probe: probe(probe_client).await.unwrap_or(Duration::from_secs(1)),
+                    probe: probe.median(3).await.unwrap_or(Duration::from_secs(1)),
                     mean_batch: if count == 0 { Duration::ZERO } else { summed / count },
+                    // Unknown counts as active: the application's latency comes first.
+                    others_active: probe.others_active().await.unwrap_or(true),
                 };
                 window_start = (Instant::now(), rows);
                 let target = pace.after(window);
-                tracing::debug!(rows_per_second = window.rows_per_second as u64, probe_us = window.probe.as_micros() as u64, workers = target, "backfill window");
+                tracing::debug!(rows_per_second = window.rows_per_second as u64, probe_us = window.probe.as_micros() as u64, workers = target, gentle = pace.gentle, "backfill window");
                 shared.target.store(target, Ordering::SeqCst);
+                if shared.gentle.swap(pace.gentle, Ordering::SeqCst) != pace.gentle {
+                    report_gentle(shared, pace.gentle);
+                }
             }
         }
     }
@@ -542,11 +557,88 @@ async fn pooled_worker(
     (slot, result)
 }
 
-/// The round trip of a trivial query: how long the server takes to answer anyone now.
-async fn probe(client: &Client) -> Result<Duration, RunError> {
-    let began = Instant::now();
-    client.simple_query("SELECT 1").await?;
-    Ok(began.elapsed())
+/// Says when the batches turn gentle or back, so a slower backfill is explained in the log.
+fn report_gentle(shared: &Shared<'_>, gentle: bool) {
+    if gentle {
+        tracing::info!(
+            migration = shared.migration,
+            "other sessions are working: backfill batches of {} take at most {} ms and wait for their WAL flush, so the application's commits do not flush them",
+            shared.table,
+            pace::GENTLE_BATCH.as_millis()
+        );
+    } else {
+        tracing::info!(
+            migration = shared.migration,
+            "no other session is working: the backfill of {} runs at full speed",
+            shared.table
+        );
+    }
+}
+
+/// What the runner's connection measures for the pace, between the workers' batches.
+struct Probe<'a> {
+    client: &'a Client,
+    touch: tokio_postgres::Statement,
+    migration: &'a str,
+    step_id: &'a str,
+}
+
+impl<'a> Probe<'a> {
+    async fn new(
+        client: &'a Client,
+        migration: &'a str,
+        step_id: &'a str,
+    ) -> Result<Probe<'a>, RunError> {
+        Ok(Probe {
+            touch: state::prepare_touch_step(client).await?,
+            client,
+            migration,
+            step_id,
+        })
+    }
+
+    /// The time of one committed one-row write (the step's `updated_at`): its commit flushes
+    /// the WAL up to its record as an application's commit does, so it waits for what they
+    /// wait for (a `SELECT 1` saw none of the WAL flushes that tripled the application's
+    /// commits).
+    async fn once(&self) -> Result<Duration, RunError> {
+        let began = Instant::now();
+        self.client
+            .execute(&self.touch, &[&self.migration, &self.step_id])
+            .await?;
+        Ok(began.elapsed())
+    }
+
+    /// The median of `n` probes.
+    async fn median(&self, n: usize) -> Result<Duration, RunError> {
+        let mut times = Vec::with_capacity(n);
+        for _ in 0..n.max(1) {
+            times.push(self.once().await?);
+        }
+        times.sort();
+        Ok(times[times.len() / 2])
+    }
+
+    /// Whether another client session is working now or was within the last window: running
+    /// a query, inside a transaction, or idle for less than a window. The runner and the
+    /// workers ([`WORKER_APPLICATION`]) do not count. A session whose state this role may
+    /// not see counts as working.
+    async fn others_active(&self) -> Result<bool, RunError> {
+        let window_ms = WINDOW.as_millis() as f64;
+        let workers = WORKER_APPLICATION;
+        let row = self
+            .client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity \
+                 WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() \
+                   AND application_name IS DISTINCT FROM $2 \
+                   AND (state IS DISTINCT FROM 'idle' \
+                        OR state_change > clock_timestamp() - $1 * interval '1 millisecond'))",
+                &[&window_ms, &workers],
+            )
+            .await?;
+        Ok(row.get(0))
+    }
 }
 
 /// One worker: takes slices from the queue and runs their batches until they are done, the
@@ -574,8 +666,9 @@ async fn work(shared: &Shared<'_>, client: &mut Client, slot: usize) -> Result<(
                 shared.give_back(slice);
                 return Err(e);
             }
+            let gentle = shared.gentle.load(Ordering::SeqCst);
             let began = Instant::now();
-            match walk::batch(client, &of, &slice.walk, size as i64).await {
+            match walk::batch(client, &of, &slice.walk, size as i64, gentle).await {
                 Ok((next, updated)) => {
                     failures = 0;
                     slice.walk = next;
@@ -589,7 +682,8 @@ async fn work(shared: &Shared<'_>, client: &mut Client, slot: usize) -> Result<(
                         ms = took.as_millis() as u64,
                         "batch"
                     );
-                    size = shared.options.next_size(size, took, !slice.walk.finished());
+                    let full = !slice.walk.finished();
+                    size = shared.options.next_size(size, took, full, gentle);
                     throttle(shared).await;
                 }
                 // A batch that lost a lock wait or deadlocked with the application rolled
@@ -799,18 +893,39 @@ mod tests {
             ..BackfillOptions::default()
         };
         // Too fast: grows in proportion, at most twofold.
-        assert_eq!(o.next_size(1000, Duration::from_millis(40), true), 1250);
-        assert_eq!(o.next_size(1000, Duration::from_millis(1), true), 2000);
+        assert_eq!(
+            o.next_size(1000, Duration::from_millis(40), true, false),
+            1250
+        );
+        assert_eq!(
+            o.next_size(1000, Duration::from_millis(1), true, false),
+            2000
+        );
         // The last batch of a slice, short because little was left, does not grow it.
-        assert_eq!(o.next_size(1000, Duration::from_millis(1), false), 1000);
+        assert_eq!(
+            o.next_size(1000, Duration::from_millis(1), false, false),
+            1000
+        );
         // Too slow: shrinks, at most to a quarter, whether full or not.
-        assert_eq!(o.next_size(1000, Duration::from_millis(100), true), 500);
-        assert_eq!(o.next_size(1000, Duration::from_millis(400), false), 250);
-        assert_eq!(o.next_size(40_000, Duration::from_millis(10), true), 50_000);
+        assert_eq!(
+            o.next_size(1000, Duration::from_millis(100), true, false),
+            500
+        );
+        assert_eq!(
+            o.next_size(1000, Duration::from_millis(400), false, false),
+            250
+        );
+        assert_eq!(
+            o.next_size(40_000, Duration::from_millis(10), true, false),
+            50_000
+        );
         let fixed = BackfillOptions {
             target_batch_time: Duration::ZERO,
             ..o
         };
-        assert_eq!(fixed.next_size(1000, Duration::from_secs(3), true), 1000);
+        assert_eq!(
+            fixed.next_size(1000, Duration::from_secs(3), true, false),
+            1000
+        );
     }
 }

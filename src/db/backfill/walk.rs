@@ -294,8 +294,9 @@ pub(super) async fn batch(
     of: &BatchOf<'_>,
     walk: &Walk,
     size: i64,
+    durable: bool,
 ) -> Result<(Walk, i64), tokio_postgres::Error> {
-    let result = batch_in_transaction(client, of, walk, size).await;
+    let result = batch_in_transaction(client, of, walk, size, durable).await;
     if result.is_err() && !client.is_closed() {
         // The batch and its cursor roll back together; the next attempt starts clean.
         let _ = client.batch_execute("ROLLBACK").await;
@@ -308,14 +309,22 @@ async fn batch_in_transaction(
     of: &BatchOf<'_>,
     walk: &Walk,
     size: i64,
+    durable: bool,
 ) -> Result<(Walk, i64), tokio_postgres::Error> {
-    // The timeouts; the setting the sync triggers see so that they leave the rows the
-    // backfill writes alone; and no wait for the WAL flush at commit. The last is safe because
-    // the cursor commits with the batch: a crash that loses a batch loses its cursor too, and
-    // the resumed backfill does that batch again.
+    // The timeouts, and the setting the sync triggers see so that they leave the rows the
+    // backfill writes alone. Unless `durable`, the commit does not wait for the WAL flush:
+    // safe because the cursor commits with the batch, so a crash that loses a batch loses its
+    // cursor too and the resumed backfill does that batch again. While the application
+    // writes, batches wait for their flush (`durable`): otherwise the application's next
+    // commit has to flush the batch's WAL before its own (see pace.rs).
+    let commit = if durable {
+        ""
+    } else {
+        " SET LOCAL synchronous_commit = off;"
+    };
     client
         .batch_execute(&format!(
-            "BEGIN; {}; SET LOCAL synchronous_commit = off; SELECT set_config('zdm.backfill', 'on', true)",
+            "BEGIN; {};{commit} SELECT set_config('zdm.backfill', 'on', true)",
             of.settings
         ))
         .await?;
