@@ -619,7 +619,9 @@ impl<'a> Probe<'a> {
         Ok(times[times.len() / 2])
     }
 
-    /// Whether another client session is working now or was within the last window: running
+    /// Whether another client session of this database is working now or was within the last
+    /// window (another database's application pays for the WAL flushes too, but is not
+    /// counted, so that what zdm does depends on this database alone): running
     /// a query, inside a transaction, or idle for less than a window. The runner and the
     /// workers ([`WORKER_APPLICATION`]) do not count. A session whose state this role may
     /// not see counts as working.
@@ -630,7 +632,8 @@ impl<'a> Probe<'a> {
             .client
             .query_one(
                 "SELECT EXISTS (SELECT 1 FROM pg_stat_activity \
-                 WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() \
+                 WHERE backend_type = 'client backend' AND datname = current_database() \
+                   AND pid <> pg_backend_pid() \
                    AND application_name IS DISTINCT FROM $2 \
                    AND (state IS DISTINCT FROM 'idle' \
                         OR state_change > clock_timestamp() - $1 * interval '1 millisecond'))",
