@@ -88,9 +88,9 @@ pub struct Pace {
     max_replication_lag: Option<u64>,
     /// Connections that backfill a large table side by side, each its own slice of the key
     /// range [default: chosen while it runs, from 1 up to 4 (up to the cores of a server on
-    /// this machine), adding one while the rows per second rise and the server answers as fast
-    /// as before; 1 with --max-rows-per-second or --batch-pause, and 1 with batches of at most
-    /// 2 ms that wait for their WAL flush while other sessions are working]
+    /// this machine), adding one while the rows per second rise; 1 with --max-rows-per-second
+    /// or --batch-pause, and 1 with batches of at most 2 ms that wait for their WAL flush while
+    /// other sessions of the database are working]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
     backfill_workers: Option<u16>,
 }

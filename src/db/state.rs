@@ -432,17 +432,6 @@ pub async fn prepare_save_cursor(
     client.prepare(SAVE_CURSOR).await
 }
 
-/// Marks a step's row as touched now, prepared once (parameters: migration, step): the
-/// backfill's probe, a one-row write whose commit waits for the WAL flush as an
-/// application's commit does.
-pub async fn prepare_touch_step(
-    client: &tokio_postgres::Client,
-) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
-    client
-        .prepare("UPDATE zdm.steps SET updated_at = now() WHERE migration_id = $1 AND step_id = $2")
-        .await
-}
-
 /// Forgets the steps of a phase (after abort, so a new expand starts afresh).
 pub async fn clear_steps(
     client: &impl GenericClient,

@@ -82,7 +82,7 @@ const SLICES_PER_WORKER: usize = 16;
 
 /// One backfill run.
 pub(crate) struct BackfillRun<'a> {
-    /// The runner's connection: it holds the advisory lock, and probes the server's response
+    /// The runner's connection: it holds the advisory lock, and watches the other sessions
     /// while workers run.
     pub client: &'a mut Client,
     /// Where the workers' connections come from; None: batches run on `client`.
@@ -223,7 +223,9 @@ impl BackfillRun<'_> {
         };
         let (result, most) = match pool {
             Some(pool) => {
-                let probe = Probe::new(self.client, self.migration, self.step_id).await?;
+                let probe = Probe {
+                    client: self.client,
+                };
                 let pace = self.pace_measured(&probe).await?;
                 run_workers(&shared, &pool, pace, &probe).await
             }
@@ -272,14 +274,14 @@ impl BackfillRun<'_> {
         match self.options.workers {
             Some(n) => Pace::fixed(n),
             None if self.options.throttled() => Pace::fixed(1),
-            None => Pace::adaptive(self.adaptive_most(), Duration::ZERO, Duration::ZERO),
+            None => Pace::adaptive(self.adaptive_most(), self.options.target_batch_time),
         }
     }
 
     /// The most workers the adaptive count may reach. A server on this machine has this
     /// machine's cores, and a worker beyond them takes CPU from the application without adding
     /// rows: on two cores three workers made no more rows/s than two, and doubled the
-    /// application's p99 (docs/benchmarks.md). The probe cannot tell, so the cores decide.
+    /// application's p99 (docs/benchmarks.md).
     fn adaptive_most(&self) -> usize {
         let local_cores = self
             .sessions
@@ -291,19 +293,10 @@ impl BackfillRun<'_> {
         }
     }
 
-    /// The pace with the probe's time before any worker runs, as adaptive pacing needs, gentle
-    /// from the first batch when other sessions are working now.
+    /// The pace, gentle from the first batch when other sessions are working now.
     async fn pace_measured(&self, probe: &Probe<'_>) -> Result<Pace, RunError> {
-        let others_active = probe.others_active().await?;
         let mut pace = self.pace();
-        if self.options.workers.is_none() && !self.options.throttled() {
-            pace = Pace::adaptive(
-                self.adaptive_most(),
-                probe.median(5).await?,
-                self.options.target_batch_time,
-            );
-        }
-        pace.start(others_active);
+        pace.start(probe.others_active().await?);
         Ok(pace)
     }
 
@@ -515,14 +508,13 @@ async fn run_workers(
                 let (count, summed) = std::mem::take(&mut *lock(&shared.batches));
                 let window = Window {
                     rows_per_second: (rows - window_start.1) as f64 / seconds,
-                    probe: probe.median(3).await.unwrap_or(Duration::from_secs(1)),
                     mean_batch: if count == 0 { Duration::ZERO } else { summed / count },
                     // Unknown counts as active: the application's latency comes first.
                     others_active: probe.others_active().await.unwrap_or(true),
                 };
                 window_start = (Instant::now(), rows);
                 let target = pace.after(window);
-                tracing::debug!(rows_per_second = window.rows_per_second as u64, probe_us = window.probe.as_micros() as u64, workers = target, gentle = pace.gentle, "backfill window");
+                tracing::debug!(rows_per_second = window.rows_per_second as u64, others_active = window.others_active, workers = target, gentle = pace.gentle, "backfill window");
                 shared.target.store(target, Ordering::SeqCst);
                 if shared.gentle.swap(pace.gentle, Ordering::SeqCst) != pace.gentle {
                     report_gentle(shared, pace.gentle);
@@ -575,50 +567,12 @@ fn report_gentle(shared: &Shared<'_>, gentle: bool) {
     }
 }
 
-/// What the runner's connection measures for the pace, between the workers' batches.
+/// What the runner's connection watches for the pace, between the workers' batches.
 struct Probe<'a> {
     client: &'a Client,
-    touch: tokio_postgres::Statement,
-    migration: &'a str,
-    step_id: &'a str,
 }
 
-impl<'a> Probe<'a> {
-    async fn new(
-        client: &'a Client,
-        migration: &'a str,
-        step_id: &'a str,
-    ) -> Result<Probe<'a>, RunError> {
-        Ok(Probe {
-            touch: state::prepare_touch_step(client).await?,
-            client,
-            migration,
-            step_id,
-        })
-    }
-
-    /// The time of one committed one-row write (the step's `updated_at`): its commit flushes
-    /// the WAL up to its record as an application's commit does, so it waits for what they
-    /// wait for (a `SELECT 1` saw none of the WAL flushes that tripled the application's
-    /// commits).
-    async fn once(&self) -> Result<Duration, RunError> {
-        let began = Instant::now();
-        self.client
-            .execute(&self.touch, &[&self.migration, &self.step_id])
-            .await?;
-        Ok(began.elapsed())
-    }
-
-    /// The median of `n` probes.
-    async fn median(&self, n: usize) -> Result<Duration, RunError> {
-        let mut times = Vec::with_capacity(n);
-        for _ in 0..n.max(1) {
-            times.push(self.once().await?);
-        }
-        times.sort();
-        Ok(times[times.len() / 2])
-    }
-
+impl Probe<'_> {
     /// Whether another client session of this database is working now or was within the last
     /// window (another database's application pays for the WAL flushes too, but is not
     /// counted, so that what zdm does depends on this database alone): running

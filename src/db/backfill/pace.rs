@@ -3,12 +3,10 @@
 //! One UPDATE runs on one backend, one core. Slices of the table worked side by side use more
 //! of the server, until they contend for what they share (cores, WAL, disk) or slow the
 //! application. With `--backfill-workers N` the count is fixed. By default zdm starts with two
-//! workers and, once per window, looks at three figures: the rows per second the workers made
-//! together; the time a one-row committed write takes on the runner's own connection (the
-//! probe), which stands for what an application's commit waits for (CPU run queue, locks, and
-//! above all the WAL flush); and whether any other session of the database was active. It adds
-//! a worker while the probe stays near its value before the backfill and keeps it only if the
-//! rows per second rose; it drops one when the probe or the batches grow.
+//! workers and, once per window, looks at the rows per second the workers made together, their
+//! batches' durations, and whether any other session of the database was active. With nobody
+//! else working it adds a worker and keeps it only if the rows per second rose, and drops one
+//! when the batches grow far past their target (the server is saturated).
 //!
 //! **Gentle while the application works.** A commit flushes the WAL up to its own record, so
 //! an application's commit that follows a backfill batch flushes the batch's WAL first: on a
@@ -36,8 +34,6 @@ const HOLD_AFTER_DROP: u32 = 3;
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Window {
     pub rows_per_second: f64,
-    /// The probe's round trip in this window.
-    pub probe: Duration,
     /// The mean batch duration, against the target the batch size adapts to.
     pub mean_batch: Duration,
     /// Whether another session of the database was active during the window.
@@ -71,8 +67,6 @@ pub(super) struct Pace {
     pub target: usize,
     /// No more than this: the configured most, lowered when a worker brought nothing.
     ceiling: usize,
-    /// The probe's round trip before the backfill started.
-    baseline: Duration,
     target_batch: Duration,
     /// Rows per second of the windows since the count last changed (after the first, in
     /// which a new worker connects and ramps up): one window is noisy, so two decide.
@@ -85,8 +79,6 @@ pub(super) struct Pace {
     switching: u32,
     /// Windows to let pass without a change.
     hold: u32,
-    /// The last few probes: one round trip is noisy, so the median of three decides.
-    probes: Vec<Duration>,
     /// The last few windows' mean batch durations, likewise: one checkpoint or one lock wait
     /// makes a window's batches slow without the server being busy.
     batches: Vec<Duration>,
@@ -117,25 +109,23 @@ impl Pace {
         Pace {
             fixed: true,
             target: workers,
-            ..Pace::adaptive(workers, Duration::ZERO, Duration::ZERO)
+            ..Pace::adaptive(workers, Duration::ZERO)
         }
     }
 
     /// Two workers to start with (one when `most` is one), at most `most`.
-    pub fn adaptive(most: usize, baseline: Duration, target_batch: Duration) -> Pace {
+    pub fn adaptive(most: usize, target_batch: Duration) -> Pace {
         let most = most.max(1);
         Pace {
             fixed: false,
             target: most.min(2),
             ceiling: most,
-            baseline,
             target_batch,
             rates: Vec::new(),
             before_add: None,
             gentle: false,
             switching: 0,
             hold: 1,
-            probes: Vec::new(),
             batches: Vec::new(),
         }
     }
@@ -143,12 +133,6 @@ impl Pace {
     /// The most workers this backfill may have at once: how large the pool must be.
     pub fn most(&self) -> usize {
         self.ceiling
-    }
-
-    /// The probe above which the server counts as busy: twice what it was, with a
-    /// millisecond of slack so that a fast local server's noise does not count.
-    fn busy_above(&self) -> Duration {
-        self.baseline * 2 + Duration::from_millis(1)
     }
 
     /// Starts gentle when other sessions are working as the backfill begins, with one
@@ -177,7 +161,6 @@ impl Pace {
             self.gentle = others_active;
             self.switching = 0;
             // The figures so far were taken at the other pace.
-            self.probes.clear();
             self.batches.clear();
             self.before_add = None;
             self.hold = 1;
@@ -202,11 +185,9 @@ impl Pace {
             // wait for their flush, took the application's p99 from 1.6× to 2.1× its baseline.
             return self.change_to(1, 0);
         }
-        let probe = second_largest_of_last_three(&mut self.probes, w.probe);
         let batch = second_largest_of_last_three(&mut self.batches, w.mean_batch);
         let target_batch = batch_target(self.target_batch, self.gentle);
-        let busy =
-            probe > self.busy_above() || (!target_batch.is_zero() && batch > target_batch * 3);
+        let busy = !target_batch.is_zero() && batch > target_batch * 3;
         if busy && self.target > 1 {
             // Busy right after an addition: that worker is one the server has no room for.
             if self.before_add.take().is_some() {
@@ -243,10 +224,9 @@ impl Pace {
 mod tests {
     use super::*;
 
-    fn window(rows_per_second: f64, probe_ms: u64) -> Window {
+    fn window(rows_per_second: f64) -> Window {
         Window {
             rows_per_second,
-            probe: Duration::from_millis(probe_ms),
             mean_batch: Duration::from_millis(50),
             others_active: false,
         }
@@ -254,70 +234,65 @@ mod tests {
 
     #[test]
     fn adds_workers_while_they_pay_and_keeps_the_last_that_did() {
-        let mut p = Pace::adaptive(4, Duration::ZERO, Duration::from_millis(50));
+        let mut p = Pace::adaptive(4, Duration::from_millis(50));
         assert_eq!(p.target, 2);
+        assert_eq!(p.after(window(90.0)), 2, "the window the workers start in");
+        assert_eq!(p.after(window(100.0)), 2);
         assert_eq!(
-            p.after(window(90.0, 0)),
-            2,
-            "the window the workers start in"
-        );
-        assert_eq!(p.after(window(100.0, 0)), 2);
-        assert_eq!(
-            p.after(window(100.0, 0)),
+            p.after(window(100.0)),
             3,
             "two windows at 100: one more tried"
         );
-        assert_eq!(p.after(window(120.0, 0)), 3);
-        assert_eq!(p.after(window(150.0, 0)), 3);
-        assert_eq!(
-            p.after(window(150.0, 0)),
-            4,
-            "1.5x: kept, and one more tried"
-        );
-        assert_eq!(p.after(window(150.0, 0)), 4);
-        assert_eq!(p.after(window(155.0, 0)), 4);
-        assert_eq!(p.after(window(155.0, 0)), 3, "a fourth brought nothing");
+        assert_eq!(p.after(window(120.0)), 3);
+        assert_eq!(p.after(window(150.0)), 3);
+        assert_eq!(p.after(window(150.0)), 4, "1.5x: kept, and one more tried");
+        assert_eq!(p.after(window(150.0)), 4);
+        assert_eq!(p.after(window(155.0)), 4);
+        assert_eq!(p.after(window(155.0)), 3, "a fourth brought nothing");
         for _ in 0..10 {
-            assert_eq!(p.after(window(150.0, 0)), 3, "and is not tried again");
+            assert_eq!(p.after(window(150.0)), 3, "and is not tried again");
         }
     }
 
     #[test]
     fn drops_a_worker_when_the_server_is_busy_and_waits_before_adding() {
-        let mut p = Pace::adaptive(4, Duration::from_millis(1), Duration::from_millis(50));
-        p.after(window(100.0, 1));
-        // The probe's median climbs past twice the baseline plus a millisecond.
-        assert_eq!(p.after(window(100.0, 9)), 2, "one slow probe is noise");
-        assert_eq!(p.after(window(100.0, 9)), 1);
-        assert_eq!(p.after(window(100.0, 9)), 1, "never below one");
+        let mut p = Pace::adaptive(4, Duration::from_millis(50));
+        let slow = Window {
+            mean_batch: Duration::from_millis(400),
+            ..window(100.0)
+        };
+        p.after(window(100.0));
+        assert_eq!(p.after(slow), 2, "one slow window is noise");
+        assert_eq!(p.after(slow), 1);
+        assert_eq!(p.after(slow), 1, "never below one");
         for _ in 0..3 {
-            assert_eq!(p.after(window(100.0, 1)), 1, "holds, then measures");
+            assert_eq!(p.after(window(100.0)), 1, "holds, then measures");
         }
-        assert_eq!(p.after(window(100.0, 1)), 2, "tries again once quiet");
+        assert_eq!(p.after(window(100.0)), 2, "tries again once quiet");
     }
 
     #[test]
     fn while_other_sessions_work_one_gentle_worker_then_full_speed_again() {
-        let mut p = Pace::adaptive(4, Duration::from_millis(1), Duration::from_millis(50));
+        let mut p = Pace::adaptive(4, Duration::from_millis(50));
         p.start(true);
         assert!(p.gentle);
         assert_eq!(p.target, 1, "gentle from the first batch, with one worker");
         assert_eq!(p.batch_target(), GENTLE_BATCH);
         let active = Window {
             others_active: true,
-            ..window(100.0, 1)
+            ..window(100.0)
         };
         for _ in 0..5 {
             assert_eq!(p.after(active), 1);
         }
         // The application stops: one quiet window could be a pause, two switch back.
-        assert_eq!(p.after(window(100.0, 1)), 1);
+        assert_eq!(p.after(window(100.0)), 1);
         assert!(p.gentle);
-        p.after(window(100.0, 1));
+        p.after(window(100.0));
         assert!(!p.gentle, "two quiet windows: full speed");
         assert_eq!(p.batch_target(), Duration::from_millis(50));
         for _ in 0..3 {
-            p.after(window(100.0, 1));
+            p.after(window(100.0));
         }
         assert_eq!(p.target, 2, "workers are added again");
         // One query by someone else is not an application.
@@ -339,16 +314,16 @@ mod tests {
 
     #[test]
     fn slow_batches_count_as_busy_and_a_fixed_count_never_moves() {
-        let mut p = Pace::adaptive(4, Duration::ZERO, Duration::from_millis(50));
+        let mut p = Pace::adaptive(4, Duration::from_millis(50));
         let slow = Window {
             mean_batch: Duration::from_millis(400),
-            ..window(100.0, 0)
+            ..window(100.0)
         };
         assert_eq!(p.after(slow), 2, "one slow window is noise");
         assert_eq!(p.after(slow), 1);
         let mut f = Pace::fixed(3);
         assert_eq!(f.after(slow), 3);
         assert_eq!(f.most(), 3);
-        assert_eq!(Pace::adaptive(1, Duration::ZERO, Duration::ZERO).target, 1);
+        assert_eq!(Pace::adaptive(1, Duration::ZERO).target, 1);
     }
 }
