@@ -231,12 +231,14 @@ struct Prepared {
     pg_version: u32,
 }
 
-/// Plans the directory offline, as `zdm plan` shows it, for the server's version.
+/// Plans the directory offline, as `zdm plan` shows it, for the server's version, and returns
+/// the session that read the server, which the command goes on with (a second connection
+/// would cost the server another backend start).
 /// `Ok(None)`: a migration cannot be planned, already reported like `zdm plan` does (exit 1).
 fn prepare(
     target: &Target,
     config_path: Option<&std::path::Path>,
-) -> anyhow::Result<Option<Prepared>> {
+) -> anyhow::Result<Option<(Prepared, tokio_postgres::Client)>> {
     let mut config = Config::load(config_path, None)?;
     let set = super::load_migration_dir(target.dir.as_deref(), &config)?;
     let connection = ConnectOptions::resolve(target.database_url.as_deref(), &ProcessEnv)?;
@@ -281,17 +283,20 @@ fn prepare(
             plan.id = id;
             plans.push(plan);
         }
-        anyhow::Ok(Ok((plans, identities, live)))
+        anyhow::Ok(Ok((plans, identities, live, client)))
     })?;
     match planned {
-        Ok((plans, identities, catalog)) => Ok(Some(Prepared {
-            plans,
-            identities,
-            runtime,
-            connection,
-            catalog,
-            pg_version: config.lint.pg_version,
-        })),
+        Ok((plans, identities, catalog, client)) => Ok(Some((
+            Prepared {
+                plans,
+                identities,
+                runtime,
+                connection,
+                catalog,
+                pg_version: config.lint.pg_version,
+            },
+            client,
+        ))),
         Err(e) => {
             eprintln!("error: {e}");
             Ok(None)
@@ -345,7 +350,7 @@ fn run(
     command: Command,
     out_of_order: bool,
 ) -> anyhow::Result<u8> {
-    let Some(mut prepared) = prepare(target, config)? else {
+    let Some((mut prepared, mut client)) = prepare(target, config)? else {
         return Ok(EXIT_FINDINGS);
     };
     let thresholds = Config::load(config, None)?.estimate;
@@ -353,7 +358,6 @@ fn run(
     let stop = options.stop.clone();
     prepared.runtime.block_on(async {
         stop_on_signals(stop);
-        let mut client = prepared.connection.connect().await?;
         check_identities(&client, &prepared.identities, command, out_of_order).await?;
         estimate_before_running(
             &client, &prepared, &mut plans, command, &options, thresholds,
@@ -559,13 +563,12 @@ fn stop_on_signals(stop: db::Stop) {
 }
 
 pub fn status(args: &StatusArgs, config: Option<&std::path::Path>) -> anyhow::Result<u8> {
-    let Some(prepared) = prepare(&args.target, config)? else {
+    let Some((prepared, client)) = prepare(&args.target, config)? else {
         return Ok(EXIT_FINDINGS);
     };
-    let statuses = prepared.runtime.block_on(async {
-        let client = prepared.connection.connect().await?;
-        anyhow::Ok(db::status(&client, &prepared.plans).await?)
-    })?;
+    let statuses = prepared
+        .runtime
+        .block_on(async { anyhow::Ok(db::status(&client, &prepared.plans).await?) })?;
     let mut out = std::io::stdout().lock();
     match args.format {
         StatusFormat::Json => {

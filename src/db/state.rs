@@ -406,28 +406,15 @@ pub async fn cursor(
         .and_then(|r| r.get(0)))
 }
 
-/// Saves a backfill's cursor; called in the same transaction as the batch it follows.
-pub async fn save_cursor(
-    client: &impl GenericClient,
-    migration: &str,
-    step: &str,
-    cursor: &serde_json::Value,
-    rows: i64,
-) -> Result<(), tokio_postgres::Error> {
-    client
-        .execute(SAVE_CURSOR, &[&migration, &step, cursor, &rows])
-        .await?;
-    Ok(())
-}
-
 /// Records a step's cursor and adds `$4` to its rows: (migration, step, cursor, rows).
 const SAVE_CURSOR: &str = "INSERT INTO zdm.steps (migration_id, step_id, status, cursor, rows_done) VALUES ($1, $2, 'started', $3, $4)
      ON CONFLICT (migration_id, step_id) DO UPDATE SET cursor = $3, rows_done = zdm.steps.rows_done + $4, updated_at = now()";
 
-/// [`save_cursor`] prepared once, for a backfill worker that saves a cursor with every batch
-/// (parameters: migration, step, cursor, rows).
+/// Saves a backfill's cursor, prepared once: a worker saves one in the same transaction as
+/// each batch, and the runner saves the slices it cut (parameters: migration, step, cursor,
+/// rows).
 pub async fn prepare_save_cursor(
-    client: &tokio_postgres::Client,
+    client: &impl GenericClient,
 ) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
     client.prepare(SAVE_CURSOR).await
 }

@@ -165,6 +165,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl BackfillRun<'_> {
     pub async fn run(mut self, b: &Backfill) -> Result<(), RunError> {
         let parts = b.batch_parts();
+        // The workers' sessions connect while the runner cuts the slices: each costs the server
+        // a backend start, milliseconds that would otherwise all come before the first batch.
+        let most = self.pace().most();
+        let opening = self.sessions.filter(|_| most > 1).map(|sessions| {
+            tokio::spawn(open_pool(sessions.clone(), most, self.migration.to_owned()))
+        });
         // The queries that start the walk wait for locks no longer than a step would.
         let session_timeouts = self.timeouts.replace("SET LOCAL", "SET");
         self.client.batch_execute(&session_timeouts).await?;
@@ -217,8 +223,13 @@ impl BackfillRun<'_> {
                 self.estimated,
             )),
         };
-        let pool = match self.sessions.filter(|_| parallel) {
-            Some(sessions) => open_pool(sessions, self.pace().most(), self.migration).await,
+        let pool = match opening {
+            // A task that failed to run leaves the backfill on the runner's connection.
+            Some(opening) if parallel => opening.await.ok().flatten(),
+            Some(opening) => {
+                opening.abort();
+                None
+            }
             None => None,
         };
         let (result, most) = match pool {
@@ -361,15 +372,29 @@ impl BackfillRun<'_> {
                 .unwrap_or(Walk::Pages { next: 0, end: 0 });
             return Ok(vec![self.whole(walk)]);
         }
+        let slices: Vec<Slice> = walks
+            .into_iter()
+            .enumerate()
+            .map(|(i, walk)| Slice {
+                cursor_id: format!("{}#{i}", self.step_id),
+                walk,
+            })
+            .collect();
+        let mut cursors: Vec<(&str, serde_json::Value)> = slices
+            .iter()
+            .map(|s| (s.cursor_id.as_str(), s.walk.to_json()))
+            .collect();
+        cursors.push((self.step_id, json!({"slices": slices.len()})));
+        // One transaction; the inserts go out pipelined, not one round trip each.
         let tx = self.client.transaction().await?;
-        let mut slices = Vec::new();
-        for (i, walk) in walks.into_iter().enumerate() {
-            let cursor_id = format!("{}#{i}", self.step_id);
-            state::save_cursor(&tx, self.migration, &cursor_id, &walk.to_json(), 0).await?;
-            slices.push(Slice { cursor_id, walk });
-        }
-        let count = json!({"slices": slices.len()});
-        state::save_cursor(&tx, self.migration, self.step_id, &count, 0).await?;
+        let save = state::prepare_save_cursor(&tx).await?;
+        let (tx_ref, save, migration) = (&tx, &save, self.migration);
+        futures_util::future::try_join_all(cursors.iter().map(|(id, cursor)| async move {
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 4] =
+                [&migration, id, cursor, &0i64];
+            tx_ref.execute(save, &params).await
+        }))
+        .await?;
         tx.commit().await?;
         Ok(slices)
     }
@@ -436,26 +461,32 @@ impl BackfillRun<'_> {
     }
 }
 
-/// Opens the workers' pool and checks that one connection can be made: when none can (a
-/// connection limit, a pooler that refuses), the batches run on the runner's own connection.
+/// Opens the workers' pool with its `most` sessions, connecting side by side, and checks
+/// that at least one could be made: when none can (a connection limit, a pooler that
+/// refuses), the batches run on the runner's own connection.
 async fn open_pool(
-    sessions: &ConnectOptions,
+    sessions: ConnectOptions,
     most: usize,
-    migration: &str,
+    migration: String,
 ) -> Option<deadpool_postgres::Pool> {
-    if most <= 1 {
-        return None;
-    }
     let workers = sessions.with_application_name(WORKER_APPLICATION);
     let opened = match workers.pool(most) {
-        Ok(pool) => pool.get().await.map(|_| pool).map_err(|e| e.to_string()),
+        Ok(pool) => {
+            let sessions = futures_util::future::join_all((0..most).map(|_| pool.get())).await;
+            let first_error = sessions.iter().find_map(|s| s.as_ref().err());
+            match (sessions.iter().any(Result::is_ok), first_error) {
+                (false, Some(e)) => Err(e.to_string()),
+                // Back into the pool, open, for the workers.
+                _ => Ok(pool),
+            }
+        }
         Err(e) => Err(e.to_string()),
     };
     match opened {
         Ok(pool) => Some(pool),
         Err(e) => {
             tracing::warn!(
-                migration,
+                migration = migration.as_str(),
                 "cannot open a session for backfill workers ({e}); the backfill runs on one connection"
             );
             None

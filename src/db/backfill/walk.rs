@@ -211,10 +211,19 @@ pub(super) async fn split(
         bound(types, 2),
         keys = parts.key_list,
     );
+    // The key after each cut, asked for all at once: the queries go out pipelined on the
+    // one connection instead of one round trip each.
+    let first_after = client.prepare(&first_after).await?;
+    let (first_after, upper) = (&first_after, &upper);
+    let afters = futures_util::future::try_join_all(cuts.iter().map(|&cut| async move {
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [cut, upper];
+        client.query_opt(first_after, &params).await
+    }))
+    .await?;
     // Slice i runs from the first key after cut i-1 up to cut i, both included.
     let mut slices = Vec::new();
     let mut next = Some(lower);
-    for cut in cuts {
+    for (cut, after) in cuts.into_iter().zip(afters) {
         if next.as_ref() == Some(cut) {
             continue; // the same key sampled twice
         }
@@ -222,14 +231,11 @@ pub(super) async fn split(
             next: next.take(),
             max: Some(cut.clone()),
         });
-        next = client
-            .query_opt(&first_after, &[cut, &upper])
-            .await?
-            .map(|r| r.get(0));
+        next = after.map(|r| r.get(0));
     }
     slices.push(Walk::Keys {
         next,
-        max: Some(upper),
+        max: Some(upper.clone()),
     });
     Ok(slices)
 }
