@@ -331,7 +331,7 @@ impl BackfillRun<'_> {
             _ => {
                 let whole = walk::start(self.client, parts).await?;
                 let count = self.slice_count(total);
-                let walks = walk::split(self.client, parts, &types, whole, count, total).await?;
+                let walks = walk::split(self.client, parts, &types, whole, count).await?;
                 self.save_slices(walks).await?
             }
         };

@@ -138,19 +138,22 @@ pub(super) async fn start(client: &Client, parts: &BatchParts) -> Result<Walk, R
     Ok(Walk::Keys { next, max })
 }
 
-/// Keys sampled to cut a range into slices of about equal rows.
-const SAMPLE_ROWS: f64 = 2000.0;
+/// Pages sampled per slice to cut. `TABLESAMPLE SYSTEM` picks whole pages, and the rows of one
+/// page are neighbours in the key when the key grows with insertion (a serial id), so a sample
+/// tells as many places in the key's range as it has pages, not rows: cutting 32 slices from
+/// the 13 pages of a 2,000-row sample of a 1M-row table made slices of 60 and of 77k rows, and
+/// the last large one left a single worker on it for the last 0.6 s of a 5 s backfill.
+const SAMPLED_PAGES_PER_SLICE: f64 = 8.0;
 
 /// Cuts a walk into at most `count` slices that cover it exactly, each walked on its own. Key
-/// ranges are cut at keys sampled from the table (`TABLESAMPLE SYSTEM` reads a few pages, not
-/// the table), page ranges evenly.
+/// ranges are cut at keys sampled from the table, one per sampled page (`TABLESAMPLE SYSTEM`
+/// reads a few pages, not the table), page ranges evenly.
 pub(super) async fn split(
     client: &Client,
     parts: &BatchParts,
     types: &[String],
     walk: Walk,
     count: usize,
-    estimated_rows: Option<u64>,
 ) -> Result<Vec<Walk>, RunError> {
     if count <= 1 {
         return Ok(vec![walk]);
@@ -180,11 +183,19 @@ pub(super) async fn split(
         } => (lower, upper),
         finished => return Ok(vec![finished]),
     };
-    let percent = estimated_rows.filter(|r| *r > 0).map_or(100.0, |r| {
-        (SAMPLE_ROWS * 100.0 / r as f64).clamp(0.01, 100.0)
-    });
+    let pages: i64 = client
+        .query_one(
+            "SELECT (pg_relation_size($1::text::regclass) / current_setting('block_size')::int)::bigint",
+            &[&parts.table],
+        )
+        .await?
+        .get(0);
+    let percent =
+        (SAMPLED_PAGES_PER_SLICE * count as f64 * 100.0 / pages.max(1) as f64).clamp(0.01, 100.0);
+    // The lowest key of each sampled page (`ctid` as a point: its x is the page).
     let sample = format!(
-        "SELECT ARRAY[{}] FROM {} TABLESAMPLE SYSTEM ($3::float4) WHERE ({keys}) > ({}) AND ({keys}) < ({}) ORDER BY {keys}",
+        "SELECT ARRAY[{}] FROM (SELECT DISTINCT ON ((ctid::text::point)[0]) {keys} FROM {} TABLESAMPLE SYSTEM ($3::float4) \
+         WHERE ({keys}) > ({}) AND ({keys}) < ({}) ORDER BY (ctid::text::point)[0], {keys}) sampled ORDER BY {keys}",
         keys_as_text(parts),
         parts.table,
         bound(types, 1),
