@@ -229,6 +229,84 @@ CREATE TRIGGER bump BEFORE UPDATE ON docs FOR EACH ROW EXECUTE FUNCTION bump();"
     );
 }
 
+/// The first copy of a type change updates every row without comparing, except when a user
+/// trigger would see it: an ENABLE ALWAYS trigger fires even under the replica role the copy
+/// runs with, so a row the application already wrote through zdm's trigger must not be
+/// updated again (its version would count a write nobody made).
+#[test]
+fn a_user_trigger_that_always_fires_sees_no_second_update() {
+    let Some(db) = common::TestDatabase::create("noloss_always") else {
+        return;
+    };
+    let url = db.url_of_database();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("0001_docs.sql"),
+        "CREATE TABLE docs (id int PRIMARY KEY, body text, n int, version int NOT NULL DEFAULT 0);
+CREATE FUNCTION bump() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  NEW.version := OLD.version + 1;
+  RETURN NEW;
+END
+$$;
+CREATE TRIGGER bump BEFORE UPDATE ON docs FOR EACH ROW EXECUTE FUNCTION bump();
+ALTER TABLE docs ENABLE ALWAYS TRIGGER bump;",
+    )
+    .unwrap();
+    ok(zdm(&url, dir.path(), &["expand"]), "expand 0001");
+    ok(zdm(&url, dir.path(), &["contract"]), "contract 0001");
+    let rows = 4000;
+    let mut c = db.connect();
+    c.batch_execute(&format!(
+        "INSERT INTO docs (id, body, n) SELECT g, 'doc', g FROM generate_series(1, {rows}) g"
+    ))
+    .unwrap();
+    std::fs::write(
+        dir.path().join("0002_widen.sql"),
+        "ALTER TABLE docs ALTER COLUMN n TYPE bigint;",
+    )
+    .unwrap();
+    let expand = Command::new(env!("CARGO_BIN_EXE_zdm"))
+        .args([
+            "expand",
+            "--max-rows-per-second",
+            "2000",
+            "--batch-size",
+            "200",
+        ])
+        .arg(dir.path())
+        .env("DATABASE_URL", &url)
+        .env_remove("ZDM_CONFIG")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once zdm's trigger is there, the application writes the last row, which the backfill
+    // (ascending keys, 2,000 rows a second) reaches about two seconds later.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while count(
+        &mut c,
+        "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'docs'::regclass AND tgname LIKE '~%'",
+    ) == 0
+    {
+        assert!(std::time::Instant::now() < deadline, "no sync trigger");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    c.execute("UPDATE docs SET body = 'written' WHERE id = $1", &[&rows])
+        .unwrap();
+    ok(expand.wait_with_output().unwrap(), "expand 0002");
+    ok(zdm(&url, dir.path(), &["contract"]), "contract 0002");
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM docs WHERE body = 'written'"),
+        1
+    );
+    // Each row was updated once: by the backfill, or (the last) by the application.
+    assert_eq!(
+        count(&mut c, "SELECT count(*) FROM docs WHERE version <> 1"),
+        0,
+        "a row was updated twice"
+    );
+}
+
 /// A rename keeps both names equal during the rollout, whatever the user's triggers do.
 #[test]
 fn a_rename_stays_in_sync_with_a_user_trigger() {

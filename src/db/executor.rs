@@ -212,8 +212,13 @@ impl<'a> Runner<'a> {
                                 .as_ref()
                                 .and_then(|e| e.backfill.get(i))
                                 .map(|e| Duration::from_millis(e.millis));
-                            self.backfill(&plan.id, &format!("backfill-{}", i + 1), b, estimated)
-                                .await?;
+                            self.backfill(
+                                &plan.id,
+                                &format!("backfill-{}", i + 1),
+                                b,
+                                Pass::Expand(estimated),
+                            )
+                            .await?;
                         }
                     }
                     if let Some(step) = plan.expand.get(position) {
@@ -283,7 +288,7 @@ impl<'a> Runner<'a> {
                 // lock; rows written after the check are kept right by zdm's triggers.
                 for (i, b) in recorded_plan.backfill.iter().enumerate() {
                     if b.shadow_copy {
-                        self.backfill(&row.id, &format!("check-{}", i + 1), b, None)
+                        self.backfill(&row.id, &format!("check-{}", i + 1), b, Pass::Check)
                             .await?;
                     }
                 }
@@ -751,7 +756,7 @@ impl<'a> Runner<'a> {
         migration: &str,
         step_id: &str,
         b: &Backfill,
-        estimated: Option<Duration>,
+        pass: Pass,
     ) -> Result<(), RunError> {
         if state::step_status(self.client, migration, step_id)
             .await?
@@ -772,7 +777,11 @@ impl<'a> Runner<'a> {
             max_attempts: self.options.max_attempts.unwrap_or(50),
             migration,
             step_id,
-            estimated,
+            check: matches!(pass, Pass::Check),
+            estimated: match pass {
+                Pass::Expand(estimated) => estimated,
+                Pass::Check => None,
+            },
         };
         match run.run(b).await {
             Err(RunError::Batch(e)) => {
@@ -795,6 +804,13 @@ impl<'a> Runner<'a> {
             other => other,
         }
     }
+}
+
+/// Which walk of a backfill runs: expand's, with the cost model's estimate when there is one,
+/// or contract's completeness check of a shadow copy.
+enum Pass {
+    Expand(Option<Duration>),
+    Check,
 }
 
 /// Records a status along an allowed move (see [`MigrationStatus`]). Any other move means the

@@ -93,6 +93,10 @@ pub(crate) struct BackfillRun<'a> {
     pub max_attempts: u32,
     pub migration: &'a str,
     pub step_id: &'a str,
+    /// Contract's completeness check, which walks a shadow copy again: only the rows still out
+    /// of sync are updated. The expand's first copy updates every row when nothing but zdm's
+    /// own trigger would see the difference (`without_user_triggers`).
+    pub check: bool,
     /// The cost model's estimate of the whole backfill, when there is one.
     pub estimated: Option<Duration>,
 }
@@ -164,7 +168,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl BackfillRun<'_> {
     pub async fn run(mut self, b: &Backfill) -> Result<(), RunError> {
-        let parts = b.batch_parts();
+        let mut parts = b.batch_parts();
         // The workers' sessions connect while the runner cuts the slices: each costs the server
         // a backend start, milliseconds that would otherwise all come before the first batch.
         let most = self.pace().most();
@@ -178,7 +182,10 @@ impl BackfillRun<'_> {
         self.client
             .batch_execute("RESET lock_timeout; RESET statement_timeout")
             .await?;
-        let (slices, types, total) = prepared?;
+        let (slices, types, total, no_user_trigger_fires) = prepared?;
+        if b.shadow_copy && !self.check && no_user_trigger_fires {
+            parts = parts.every_row();
+        }
         state::record_backfill_start(
             self.client,
             self.migration,
@@ -313,12 +320,13 @@ impl BackfillRun<'_> {
 
     /// The slices of the walk: those saved by an earlier run of this step, or new ones cut
     /// from the table's range and saved, all in one transaction, before the first batch. Also
-    /// the key's types and the table's estimated rows.
+    /// the key's types, the table's estimated rows, and whether no user trigger fires for a
+    /// shadow copy's updates.
     async fn prepare_slices(
         &mut self,
         b: &Backfill,
         parts: &BatchParts,
-    ) -> Result<(Vec<Slice>, Vec<String>, Option<u64>), RunError> {
+    ) -> Result<(Vec<Slice>, Vec<String>, Option<u64>, bool), RunError> {
         let types = walk::key_types(self.client, parts).await?;
         let total = walk::estimated_rows(self.client, &parts.table).await?;
         let saved = state::cursor(self.client, self.migration, self.step_id).await?;
@@ -335,10 +343,9 @@ impl BackfillRun<'_> {
                 self.save_slices(walks).await?
             }
         };
-        if b.shadow_copy {
-            self.without_user_triggers(&parts.table).await?;
-        }
-        Ok((slices, types, total))
+        let no_user_trigger_fires =
+            b.shadow_copy && self.without_user_triggers(&parts.table).await?;
+        Ok((slices, types, total, no_user_trigger_fires))
     }
 
     /// A walk not cut into slices: its cursor is the step's own.
@@ -423,7 +430,11 @@ impl BackfillRun<'_> {
     /// triggers are skipped too, which is safe because the copy writes no key column. The
     /// setting needs superuser (or, on PostgreSQL 15+, `GRANT SET ON PARAMETER`); without it
     /// the user's triggers fire, and zdm says so when the table has any.
-    async fn without_user_triggers(&mut self, table: &str) -> Result<(), RunError> {
+    ///
+    /// True when no user trigger fires for the copy's updates: then updating a row whose copy
+    /// is already right (the application wrote it through zdm's trigger) changes nothing
+    /// anyone sees, and the first copy may update every row without comparing.
+    async fn without_user_triggers(&mut self, table: &str) -> Result<bool, RunError> {
         let probe = async {
             let tx = self.client.transaction().await?;
             tx.batch_execute("SET LOCAL session_replication_role = replica")
@@ -431,33 +442,37 @@ impl BackfillRun<'_> {
             tx.rollback().await
         }
         .await;
-        match probe {
-            Ok(()) => {
-                self.timeouts
-                    .push_str("; SET LOCAL session_replication_role = replica");
-            }
+        let replica = match probe {
+            Ok(()) => true,
             Err(e)
                 if e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) =>
             {
-                let user_triggers: i64 = self
-                    .client
-                    .query_one(
-                        "SELECT count(*) FROM pg_trigger WHERE tgrelid = $1::text::regclass \
-                         AND NOT tgisinternal AND tgname NOT LIKE '~%'",
-                        &[&table],
-                    )
-                    .await?
-                    .get(0);
-                if user_triggers > 0 {
-                    tracing::warn!(
-                        migration = self.migration,
-                        "{table} has {user_triggers} trigger(s) of its own, and this role may not set session_replication_role: they fire for each row the backfill copies (grant SET ON PARAMETER session_replication_role, or run zdm as a superuser, to avoid it)"
-                    );
-                }
+                false
             }
             Err(e) => return Err(e.into()),
+        };
+        // tgenabled 'A': ENABLE ALWAYS, fires on a replica too.
+        let row = self
+            .client
+            .query_one(
+                "SELECT count(*), count(*) FILTER (WHERE tgenabled = 'A') FROM pg_trigger \
+                 WHERE tgrelid = $1::text::regclass AND NOT tgisinternal AND tgname NOT LIKE '~%'",
+                &[&table],
+            )
+            .await?;
+        let (user_triggers, always): (i64, i64) = (row.get(0), row.get(1));
+        if replica {
+            self.timeouts
+                .push_str("; SET LOCAL session_replication_role = replica");
+            return Ok(always == 0);
         }
-        Ok(())
+        if user_triggers > 0 {
+            tracing::warn!(
+                migration = self.migration,
+                "{table} has {user_triggers} trigger(s) of its own, and this role may not set session_replication_role: they fire for each row the backfill copies (grant SET ON PARAMETER session_replication_role, or run zdm as a superuser, to avoid it)"
+            );
+        }
+        Ok(user_triggers == 0)
     }
 }
 
