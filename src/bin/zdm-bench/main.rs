@@ -859,6 +859,30 @@ fn render(r: &Report) -> (String, bool) {
                 );
             }
         }
+        // Speed that holds as the table grows: adaptive rows/s at each larger size against
+        // the rate at 1M rows.
+        let adaptive_rate = |e: &process::ExpandResult| {
+            e.runs
+                .iter()
+                .find(|(workers, _)| workers == "adaptive")
+                .map(|(_, seconds)| e.rows as f64 / seconds)
+        };
+        let at_1m = r.expand.iter().find(|e| e.rows == 1_000_000);
+        if let Some(base) = at_1m.and_then(adaptive_rate) {
+            for e in r.expand.iter().filter(|e| e.rows > 1_000_000) {
+                let Some(rate) = adaptive_rate(e) else {
+                    continue;
+                };
+                let ratio = rate / base;
+                met &= ratio >= 0.9;
+                let _ = writeln!(
+                    out,
+                    "\nAdaptive rows/s at {} rows ÷ at 1000000 rows: {rate:.0} ÷ {base:.0} = {ratio:.2} (target ≥ 0.9: {})",
+                    e.rows,
+                    if ratio >= 0.9 { "met" } else { "**missed**" }
+                );
+            }
+        }
     }
     if !r.estimates.is_empty() {
         out.push_str("\n### `zdm plan --database-url` estimates against the measured steps of `zdm expand`\n\n");
