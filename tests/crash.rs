@@ -202,8 +202,15 @@ fn killed_and_stopped_backfills_resume_without_losing_rows() {
     );
     assert_eq!(total, 50_000 + (writes / 2) as i64, "rows lost");
     // A stopped or killed backfill resumes: it never starts over, so the rows it updated add up
-    // to about the table (rows the old application wrote meanwhile were synced by the trigger).
-    assert!(rows_done(&mut c) <= 50_000);
+    // to the table, plus the rows the old application updated ahead of the cursor (the first
+    // copy updates every row in range without comparing; half the writes are updates: about
+    // 1,000 in a run here). Starting over after the last kill would add the 3,000 rows or more
+    // done before it.
+    let done = rows_done(&mut c);
+    assert!(
+        done <= 50_000 + (writes / 2) as i64,
+        "{done} rows backfilled, {writes} writes"
+    );
 }
 
 /// Rows a backfill step has updated, over its slices when it was cut into slices.
@@ -282,9 +289,15 @@ fn killed_parallel_backfills_resume_every_slice_exactly() {
     );
     assert_eq!(total, 200_000 + (writes / 2) as i64, "rows lost");
     // Resumed slices never start over: the rows the backfill updated add up to at most the
-    // table as it was (rows the application wrote meanwhile were synced by the trigger).
+    // table as it was, plus the rows the application updated ahead of a cursor (the first copy
+    // updates every row in range without comparing; half the writes are updates: about 1,400
+    // in a run here). Starting over after the second kill would add the 10,000 rows done
+    // before it.
     let done = backfilled(&mut c, "backfill-1");
-    assert!(done <= 200_000, "{done} rows backfilled");
+    assert!(
+        done <= 200_000 + (writes / 2) as i64,
+        "{done} rows backfilled, {writes} writes"
+    );
     assert!(done > 150_000, "{done} rows backfilled");
 }
 
