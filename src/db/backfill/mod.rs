@@ -519,7 +519,10 @@ async fn run_workers(
 ) -> (Result<(), RunError>, usize) {
     shared.target.store(pace.target, Ordering::SeqCst);
     shared.gentle.store(pace.gentle, Ordering::SeqCst);
-    report_gentle(shared, pace.gentle);
+    // Full speed is what a backfill does unless said otherwise: only a change is news.
+    if pace.gentle {
+        report_gentle(shared, true);
+    }
     let mut busy = vec![false; pace.most()];
     let mut running = FuturesUnordered::new();
     let mut first_error = None;
