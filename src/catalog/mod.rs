@@ -3,6 +3,7 @@
 //! type of a column whose type a later migration changes.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use crate::parse::{
     AlterAction, Change, ColumnSpec, ConstraintDefinition, ConstraintKind, ConstraintSpec,
@@ -11,7 +12,10 @@ use crate::parse::{
 
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
-    tables: HashMap<Name, Table>,
+    /// Shared until changed (`Arc::make_mut`): lint copies the catalog for every down file
+    /// (and zdm's runner check for every file), and a deep copy of every table each time made
+    /// a long migration set quadratic.
+    tables: HashMap<Name, Arc<Table>>,
     indexes: HashMap<Name, Index>,
     /// Views and the relations they read; a view keeps the columns it uses from being dropped
     /// or changed in type.
@@ -124,7 +128,7 @@ impl Table {
 
 impl Catalog {
     pub fn table(&self, name: &Name) -> Option<&Table> {
-        self.tables.get(&name.key())
+        self.tables.get(&name.key()).map(Arc::as_ref)
     }
 
     pub fn index(&self, name: &Name) -> Option<&Index> {
@@ -168,7 +172,7 @@ impl Catalog {
 
     /// The table of that name, created empty if it is not known yet (for introspection).
     pub fn table_entry(&mut self, name: &Name) -> &mut Table {
-        self.tables.entry(name.key()).or_default()
+        Arc::make_mut(self.tables.entry(name.key()).or_default())
     }
 
     /// Records an index (for introspection).
@@ -214,7 +218,9 @@ impl Catalog {
 
     /// Every table with its name.
     pub fn tables(&self) -> impl Iterator<Item = (&Name, &Table)> {
-        self.tables.iter()
+        self.tables
+            .iter()
+            .map(|(name, table)| (name, table.as_ref()))
     }
 
     /// The indexes of a table (created by CREATE INDEX), with their names.
@@ -252,11 +258,18 @@ impl Catalog {
             Change::RenameType { from, to } => {
                 // Columns of the type keep it under its new name.
                 let renamed = crate::sql::Ident(to).to_string();
+                let of_the_type = |column: &Column| {
+                    let written = column.ty.written.trim_end_matches("[]");
+                    let bare = written.rsplit('.').next().unwrap_or(written);
+                    bare.trim_matches('"') == from.name
+                };
                 for table in self.tables.values_mut() {
-                    for column in &mut table.columns {
-                        let written = column.ty.written.trim_end_matches("[]");
-                        let bare = written.rsplit('.').next().unwrap_or(written);
-                        if bare.trim_matches('"') == from.name {
+                    // Only a table with such a column is copied out of a shared catalog.
+                    if !table.columns.iter().any(of_the_type) {
+                        continue;
+                    }
+                    for column in &mut Arc::make_mut(table).columns {
+                        if of_the_type(column) {
                             let array = if column.ty.array { "[]" } else { "" };
                             column.ty.written = format!("{renamed}{array}");
                             column.ty.name = to.clone();
@@ -287,7 +300,7 @@ impl Catalog {
                 for c in constraints {
                     table.constraints.push(Constraint::from_spec(c));
                 }
-                self.tables.insert(name.key(), table);
+                self.tables.insert(name.key(), Arc::new(table));
             }
             Change::CreateIndex {
                 name: Some(name),
@@ -389,7 +402,7 @@ impl Catalog {
         };
         // A table no replayed migration created (it predates them, or the file is linted
         // alone) still collects what later statements add, such as validated constraints.
-        let table = self.tables.entry(table_name.key()).or_default();
+        let table = Arc::make_mut(self.tables.entry(table_name.key()).or_default());
         match action {
             AlterAction::AddColumn(c) => {
                 table.columns.push(Column::from_spec(c));
