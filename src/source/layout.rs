@@ -216,12 +216,21 @@ pub fn layout_of(dir: &Path) -> Option<Layout> {
     if entries.iter().any(|p| p.join("migration.sql").is_file()) {
         return Some(Layout::Prisma);
     }
+    // The folder's SQL, read once for the checks that look inside files.
+    let texts = std::cell::OnceCell::new();
+    let texts = || -> &Vec<String> {
+        texts.get_or_init(|| {
+            sql.iter()
+                .filter_map(|p| std::fs::read_to_string(p).ok())
+                .collect()
+        })
+    };
     if super::liquibase::MASTER_NAMES
         .iter()
         .any(|m| names.iter().any(|n| n == m))
-        || sql.iter().any(|p| {
-            std::fs::read_to_string(p).is_ok_and(|t| super::liquibase::is_formatted_sql(&t))
-        })
+        || texts()
+            .iter()
+            .any(|t| super::liquibase::is_formatted_sql(t))
     {
         return Some(Layout::Liquibase);
     }
@@ -229,10 +238,7 @@ pub fn layout_of(dir: &Path) -> Option<Layout> {
     if names.iter().any(|n| n == "atlas.sum") {
         return Some(Layout::Atlas);
     }
-    if sql
-        .iter()
-        .any(|p| std::fs::read_to_string(p).is_ok_and(|t| super::goose::is_goose_file(&t)))
-    {
+    if texts().iter().any(|t| super::goose::is_goose_file(t)) {
         return Some(Layout::Goose);
     }
     if entries.iter().any(|p| p.join("up.sql").is_file()) {

@@ -20,7 +20,7 @@ mod sqitch;
 pub use layout::Layout;
 
 use std::cmp::Ordering;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -288,11 +288,25 @@ impl MigrationSet {
                 None => entries.push(Entry::Files(root.to_owned(), vec![path.clone()])),
             }
         }
+        // Each folder's layout is found once: it reads the folder's SQL, and a folder of
+        // unversioned files (each its own set) would otherwise read it once per file.
+        let mut layouts: HashMap<PathBuf, Option<Layout>> = HashMap::new();
+        let mut layout_of = |root: &Path| {
+            layout.or_else(|| {
+                *layouts
+                    .entry(root.to_owned())
+                    .or_insert_with(|| layout::layout_of(root))
+            })
+        };
         entries
             .into_iter()
             .map(|entry| match entry {
+                Entry::Directory(path) if path.is_file() => {
+                    MigrationSet::load(&path, layout_of(set_root(&path)))
+                }
                 Entry::Directory(path) => MigrationSet::load(&path, layout),
                 Entry::Files(root, files) => {
+                    let layout = layout_of(&root);
                     for file in &files {
                         if !file.is_file() {
                             // Let `load` give the error it gives for this path alone.
