@@ -8,7 +8,7 @@ use codespan_reporting::term::termcolor::BufferedStandardStream;
 
 use super::{Color, EXIT_FINDINGS, EXIT_OK};
 use crate::config::Config;
-use crate::lint::{LintReport, Runner, lint_set};
+use crate::lint::{Runner, lint_sets};
 use crate::report::{Format, write_report};
 use crate::source::{MigrationSet, SourceFile};
 
@@ -87,11 +87,8 @@ pub fn run(args: &LintArgs, config_path: Option<&Path>, color: Color) -> anyhow:
             text,
         )));
     }
-    let mut report = LintReport::default();
-    for set in &sets {
-        tracing::debug!(files = set.forward.len() + set.down.len(), "linting");
-        report.merge(lint_set(set, &config.lint));
-    }
+    tracing::debug!(sets = sets.len(), "linting");
+    let report = lint_sets(&sets, &config.lint);
     let choice = color.for_stdout();
     // Buffered: a report of thousands of findings is otherwise one write call per piece.
     let mut out = BufferedStandardStream::stdout(choice);

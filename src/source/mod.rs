@@ -343,12 +343,8 @@ impl MigrationSet {
         let (ups, down): (Vec<_>, Vec<_>) = reported
             .into_iter()
             .partition(|f| f.direction == Direction::Up);
-        let same_files: HashSet<PathBuf> = named
-            .iter()
-            .filter_map(|p| fs::canonicalize(p).ok())
-            .collect();
         let mut forward: Vec<(SourceFile, bool)> =
-            earlier_siblings(root, layout, &ups, &down, &same_files)
+            earlier_siblings(root, layout, &ups, &down, named)
                 .into_iter()
                 .map(|f| (f, true))
                 .chain(ups.into_iter().map(|f| (f, false)))
@@ -443,7 +439,7 @@ fn earlier_siblings(
     layout: Layout,
     ups: &[SourceFile],
     downs: &[SourceFile],
-    named: &HashSet<PathBuf>,
+    named: &[PathBuf],
 ) -> Vec<SourceFile> {
     let latest_up = ups.iter().filter_map(|f| f.version.as_ref()).max();
     let latest_down = downs.iter().filter_map(|f| f.version.as_ref()).max();
@@ -460,6 +456,10 @@ fn earlier_siblings(
     }
     // Only siblings whose name carries a needed version are read at all.
     paths.retain(|p| version_of(p).is_some_and(|v| needed(&v)));
+    let named: HashSet<PathBuf> = named
+        .iter()
+        .filter_map(|p| fs::canonicalize(p).ok())
+        .collect();
     paths.retain(|p| fs::canonicalize(p).map_or(true, |c| !named.contains(&c)));
     paths
         .iter()
